@@ -1,0 +1,58 @@
+// Every user-facing error tidepool throws is made here, with a stable code that
+// tests and callers can match (`err.code === 'TIDEPOOL_CORRUPT_PAGE'`). Messages are
+// one line and name the thing that is wrong.
+
+export type TidepoolErrorCode =
+  | 'TIDEPOOL_BAD_KEY'
+  | 'TIDEPOOL_BAD_VALUE'
+  | 'TIDEPOOL_BAD_OPTION'
+  | 'TIDEPOOL_CORRUPT_PAGE'
+  | 'TIDEPOOL_STORE_LOCKED'
+  | 'TIDEPOOL_STORE_CLOSED'
+  | 'TIDEPOOL_CODEC'
+  | 'TIDEPOOL_IO'
+  | 'TIDEPOOL_RING_CLOSED'
+  | 'TIDEPOOL_RING_MISUSE';
+
+export class TidepoolError extends Error {
+  readonly code: TidepoolErrorCode;
+  constructor(code: TidepoolErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'TidepoolError';
+    this.code = code;
+  }
+}
+
+/** TypeError with a code: bad keys and values are type errors per the contract. */
+export class TidepoolTypeError extends TypeError {
+  readonly code: TidepoolErrorCode;
+  constructor(code: TidepoolErrorCode, message: string) {
+    super(message);
+    this.name = 'TypeError';
+    this.code = code;
+  }
+}
+
+export const errors = {
+  badKey: (why: string) => new TidepoolTypeError('TIDEPOOL_BAD_KEY', `invalid key: ${why}`),
+  badValue: (why: string) => new TidepoolTypeError('TIDEPOOL_BAD_VALUE', `invalid value: ${why}`),
+  badOption: (name: string, why: string) =>
+    new TidepoolError('TIDEPOOL_BAD_OPTION', `invalid option ${name}: ${why}`),
+  corruptPage: (where: { table: string; pageId: number; version: number | string }, why: string) =>
+    new TidepoolError(
+      'TIDEPOOL_CORRUPT_PAGE',
+      `corrupted page: table '${where.table}', page ${where.pageId}, version ${where.version}: ${why}`,
+    ),
+  storeLocked: (path: string, name: string, holder: string) =>
+    new TidepoolError(
+      'TIDEPOOL_STORE_LOCKED',
+      `store '${name}' at ${path} is already open in ${holder}; close it there first`,
+    ),
+  storeClosed: (name: string) =>
+    new TidepoolError('TIDEPOOL_STORE_CLOSED', `store '${name}' is closed`),
+  codec: (name: string, why: string) => new TidepoolError('TIDEPOOL_CODEC', `compression '${name}': ${why}`),
+  io: (what: string, cause?: unknown) =>
+    new TidepoolError('TIDEPOOL_IO', `${what}${cause instanceof Error ? `: ${cause.message}` : ''}`, { cause }),
+  ringClosed: () => new TidepoolError('TIDEPOOL_RING_CLOSED', 'ring is closed'),
+  ringMisuse: (why: string) => new TidepoolError('TIDEPOOL_RING_MISUSE', `ring: ${why}`),
+};

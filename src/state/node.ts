@@ -1,0 +1,208 @@
+// B+tree nodes in memory and their serialized (raw, pre-codec) form.
+//
+//   leaf:    keys[i] ↦ vals[i], keys strictly ascending (JS string order = key order)
+//   branch:  children[0] keys[0] children[1] keys[1] … children[n]
+//            every key k in children[i] satisfies keys[i-1] <= k < keys[i]
+//
+// `bytes` is always an upper bound of the node's serialized raw size, kept up to date
+// by every mutation, so the tree can split by bytes without serializing.
+//
+// Raw layout (little endian; one page = page-format header + codec(raw)):
+//   u8 kind (0 leaf, 1 branch) | varint count
+//   leaf:   count × ( varint keyLen | key bytes | varint valLen | msgpack value )
+//   branch: f64 child0 | (count-1) × ( varint keyLen | key bytes | f64 child )
+import { packr, storedSize, type StoredValue } from './values.js';
+
+export const LEAF = 0;
+export const BRANCH = 1;
+
+/** Fixed part of a serialized node: kind byte + count varint (≤ 5 bytes). */
+export const NODE_OVERHEAD = 6;
+/** Bytes a separator/key costs beyond its own bytes (its varint length prefix). */
+export const KEY_OVERHEAD = 3;
+/** Bytes a leaf value costs beyond storedSize (its varint length prefix). */
+export const VALUE_OVERHEAD = 4;
+/** Bytes a child pointer costs. */
+export const CHILD_BYTES = 8;
+
+interface NodeBase {
+  id: number;
+  keys: string[];
+  bytes: number;
+  /** Modified since the last flush handed it to the I/O worker. */
+  dirty: boolean;
+  /** Second-chance bit of the page cache's clock. */
+  ref: boolean;
+}
+export interface LeafNode extends NodeBase {
+  kind: typeof LEAF;
+  vals: StoredValue[];
+}
+export interface BranchNode extends NodeBase {
+  kind: typeof BRANCH;
+  children: number[];
+}
+export type TreeNode = LeafNode | BranchNode;
+
+/** The bytes one leaf entry adds to `bytes` (the same formula on every path). */
+export function entryBytes(key: string, v: StoredValue): number {
+  return key.length + KEY_OVERHEAD + storedSize(v) + VALUE_OVERHEAD;
+}
+
+export function newLeaf(id: number): LeafNode {
+  return { kind: LEAF, id, keys: [], vals: [], bytes: NODE_OVERHEAD, dirty: true, ref: true };
+}
+export function newBranch(id: number, children: number[], keys: string[]): BranchNode {
+  let bytes = NODE_OVERHEAD + children.length * CHILD_BYTES;
+  for (const k of keys) bytes += k.length + KEY_OVERHEAD;
+  return { kind: BRANCH, id, keys, children, bytes, dirty: true, ref: true };
+}
+
+// ---------------------------------------------------------------- serialization
+
+/** A growable byte writer reused across serializations (pages are built one at a time). */
+class Writer {
+  buf = Buffer.allocUnsafe(1 << 16);
+  pos = 0;
+  reset(): void {
+    this.pos = 0;
+  }
+  ensure(n: number): void {
+    if (this.pos + n <= this.buf.length) return;
+    let size = this.buf.length * 2;
+    while (size < this.pos + n) size *= 2;
+    const next = Buffer.allocUnsafe(size);
+    this.buf.copy(next, 0, 0, this.pos);
+    this.buf = next;
+  }
+  u8(v: number): void {
+    this.ensure(1);
+    this.buf[this.pos++] = v;
+  }
+  varint(v: number): void {
+    this.ensure(5);
+    while (v >= 0x80) {
+      this.buf[this.pos++] = (v & 0x7f) | 0x80;
+      v >>>= 7;
+    }
+    this.buf[this.pos++] = v;
+  }
+  f64(v: number): void {
+    this.ensure(8);
+    this.buf.writeDoubleLE(v, this.pos);
+    this.pos += 8;
+  }
+  latin1(s: string): void {
+    this.varint(s.length);
+    this.ensure(s.length);
+    this.pos += this.buf.write(s, this.pos, s.length, 'latin1');
+  }
+  bytes(b: Uint8Array): void {
+    this.varint(b.length);
+    this.ensure(b.length);
+    this.buf.set(b, this.pos);
+    this.pos += b.length;
+  }
+}
+const writer = new Writer();
+
+/** Serializes a node to raw bytes (a fresh copy). */
+export function serializeNode(node: TreeNode): Buffer {
+  const w = writer;
+  w.reset();
+  w.u8(node.kind);
+  if (node.kind === LEAF) {
+    const { keys, vals } = node;
+    w.varint(keys.length);
+    for (let i = 0; i < keys.length; i++) {
+      w.latin1(keys[i]!);
+      const v = vals[i]!;
+      w.bytes(v instanceof Uint8Array ? v : packr.pack(v));
+    }
+  } else {
+    const { keys, children } = node;
+    w.varint(children.length);
+    w.f64(children[0]!);
+    for (let i = 0; i < keys.length; i++) {
+      w.latin1(keys[i]!);
+      w.f64(children[i + 1]!);
+    }
+  }
+  return Buffer.from(w.buf.subarray(0, w.pos));
+}
+
+/** Thrown (and turned into a corrupt-page error by the caller) when raw bytes do not parse. */
+export class MalformedNode extends Error {}
+
+/** msgpack first bytes of containers/bin/ext: such values stay packed in memory. */
+function staysPacked(first: number): boolean {
+  return (first >= 0x80 && first <= 0x9f) || (first >= 0xc4 && first <= 0xc9) ||
+    (first >= 0xd4 && first <= 0xd8) || (first >= 0xdc && first <= 0xdf);
+}
+
+export function deserializeNode(id: number, raw: Uint8Array): TreeNode {
+  const buf = Buffer.isBuffer(raw) ? raw : Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength);
+  let pos = 0;
+  const end = buf.length;
+  const need = (n: number) => {
+    if (pos + n > end) throw new MalformedNode(`node truncated at byte ${pos}`);
+  };
+  const varint = (): number => {
+    let v = 0, shift = 0, b: number;
+    do {
+      need(1);
+      b = buf[pos++]!;
+      v += (b & 0x7f) * 2 ** shift;
+      shift += 7;
+    } while (b & 0x80 && shift < 35);
+    return v;
+  };
+  const latin1 = (): string => {
+    const n = varint();
+    need(n);
+    const s = buf.toString('latin1', pos, pos + n);
+    pos += n;
+    return s;
+  };
+  need(1);
+  const kind = buf[pos++];
+  const count = varint();
+  if (kind === LEAF) {
+    const keys = new Array<string>(count);
+    const vals = new Array<StoredValue>(count);
+    let bytes = NODE_OVERHEAD;
+    for (let i = 0; i < count; i++) {
+      const k = latin1();
+      const n = varint();
+      need(n);
+      if (n === 0) throw new MalformedNode('empty value');
+      const first = buf[pos]!;
+      const v = staysPacked(first) ? buf.subarray(pos, pos + n).slice() : (packr.unpack(buf.subarray(pos, pos + n)) as StoredValue);
+      pos += n;
+      keys[i] = k;
+      vals[i] = v;
+      bytes += entryBytes(k, v);
+    }
+    if (pos !== end) throw new MalformedNode('trailing bytes after leaf');
+    return { kind: LEAF, id, keys, vals, bytes, dirty: false, ref: true };
+  }
+  if (kind === BRANCH) {
+    if (count < 1) throw new MalformedNode('branch without children');
+    const children = new Array<number>(count);
+    const keys = new Array<string>(count - 1);
+    need(8);
+    children[0] = buf.readDoubleLE(pos);
+    pos += 8;
+    for (let i = 1; i < count; i++) {
+      keys[i - 1] = latin1();
+      need(8);
+      children[i] = buf.readDoubleLE(pos);
+      pos += 8;
+    }
+    if (pos !== end) throw new MalformedNode('trailing bytes after branch');
+    const node = newBranch(id, children, keys);
+    node.dirty = false;
+    return node;
+  }
+  throw new MalformedNode(`unknown node kind ${kind}`);
+}

@@ -1,0 +1,215 @@
+// The page space of one partition: where a page id is looked up, through the tiers.
+//
+//   get(id):  resident (tier 1, decoded nodes, LRU with second chance)
+//          →  spilled  (tier 2, dirty pages evicted since the last flush)
+//          →  in flight (handed to the I/O worker, not yet reported durable)
+//          →  persistent (tier 3, newest durable version, read by this thread)
+//
+// Invariants:
+// - A page id is in at most one of resident-dirty / spilled. A dirty page is never
+//   dropped: eviction writes it to the spill file first.
+// - Pages handed to the I/O worker stay readable (in flight) until it reports their
+//   flush durable; only then may the persistent tier be the only copy.
+// - Eviction happens only between operations (`evict()`), never inside one, so tree
+//   code may hold node references for the duration of one operation.
+import { errors } from '../errors.js';
+import { MalformedNode, deserializeNode, serializeNode, newBranch, newLeaf, type BranchNode, type LeafNode, type TreeNode } from './node.js';
+import { decodePage, encodePage } from './page-format.js';
+import type { PageCodec } from './codecs.js';
+import type { SpillSlot, SpillStore } from './spill-file.js';
+import type { FlushPage } from '../storage/backend.js';
+
+/** Reads the newest durable version of a page (tier 3). */
+export interface PersistentPages {
+  readPage(pageId: number): { bytes: Uint8Array; version: number } | undefined;
+}
+
+interface InFlight {
+  version: number;
+  bytes?: Buffer;
+  slot?: SpillSlot;
+}
+
+export interface PagerStats {
+  hits: number;
+  misses: number;
+  spillWrites: number;
+  spillReads: number;
+  persistentReads: number;
+  evictions: number;
+}
+
+
+export class Pager {
+  private readonly resident = new Map<number, TreeNode>();
+  private readonly spilled = new Map<number, SpillSlot>();
+  private readonly inflight = new Map<number, InFlight>();
+  private freedSinceFlush: number[] = [];
+  readonly stats: PagerStats = { hits: 0, misses: 0, spillWrites: 0, spillReads: 0, persistentReads: 0, evictions: 0 };
+
+  constructor(
+    readonly cachePages: number,
+    private readonly codec: PageCodec,
+    private readonly codecFor: (id: number) => PageCodec | undefined,
+    private readonly spill: SpillStore,
+    private readonly persistent: PersistentPages,
+    public nextPageId: number,
+  ) {}
+
+  get residentPages(): number {
+    return this.resident.size;
+  }
+  get spilledPages(): number {
+    return this.spilled.size;
+  }
+  get dirtyPages(): number {
+    let n = this.spilled.size;
+    for (const node of this.resident.values()) if (node.dirty) n++;
+    return n;
+  }
+
+  get(id: number, table: string): TreeNode {
+    const node = this.resident.get(id);
+    if (node !== undefined) {
+      node.ref = true;
+      this.stats.hits++;
+      return node;
+    }
+    this.stats.misses++;
+    const loaded = this.load(id, table);
+    this.resident.set(id, loaded);
+    return loaded;
+  }
+
+  private load(id: number, table: string): TreeNode {
+    const slot = this.spilled.get(id);
+    if (slot !== undefined) {
+      this.stats.spillReads++;
+      const node = this.decode(id, table, this.spill.read(slot), 'spill');
+      this.spilled.delete(id);
+      this.spill.free(slot);
+      node.dirty = true; // still not durable anywhere
+      return node;
+    }
+    const fl = this.inflight.get(id);
+    if (fl !== undefined) {
+      const bytes = fl.bytes ?? this.spill.read(fl.slot!);
+      return this.decode(id, table, bytes, `${fl.version} (in flight)`);
+    }
+    const found = this.persistent.readPage(id);
+    if (found === undefined) {
+      throw errors.corruptPage({ table, pageId: id, version: 'any' }, 'page is referenced by the tree but missing from storage');
+    }
+    this.stats.persistentReads++;
+    return this.decode(id, table, found.bytes, found.version);
+  }
+
+  private decode(id: number, table: string, bytes: Uint8Array, version: number | string): TreeNode {
+    const where = { table, pageId: id, version };
+    const raw = decodePage(bytes, where, this.codecFor);
+    try {
+      return deserializeNode(id, raw);
+    } catch (e) {
+      if (e instanceof MalformedNode) throw errors.corruptPage(where, e.message);
+      throw e;
+    }
+  }
+
+  allocLeaf(): LeafNode {
+    const node = newLeaf(this.nextPageId++);
+    this.resident.set(node.id, node);
+    return node;
+  }
+
+  allocBranch(children: number[], keys: string[]): BranchNode {
+    const node = newBranch(this.nextPageId++, children, keys);
+    this.resident.set(node.id, node);
+    return node;
+  }
+
+  /** The page is no longer part of any tree; its persisted versions become garbage at the next flush. */
+  free(id: number): void {
+    this.resident.delete(id);
+    const slot = this.spilled.get(id);
+    if (slot !== undefined) {
+      this.spilled.delete(id);
+      this.spill.free(slot);
+    }
+    this.freedSinceFlush.push(id);
+  }
+
+  /** Brings the cache back within `cachePages`: clean pages are dropped, dirty ones spilled. */
+  evict(): void {
+    const over = this.resident.size - this.cachePages;
+    if (over <= 0) return;
+    let toEvict = over;
+    // Clock over the Map's insertion order: a referenced page gets a second chance
+    // (moved to the back with its bit cleared). Two passes always suffice.
+    let budget = this.resident.size * 2;
+    for (const [id, node] of this.resident) {
+      if (toEvict === 0 || budget-- === 0) break;
+      if (node.ref) {
+        node.ref = false;
+        this.resident.delete(id);
+        this.resident.set(id, node);
+        continue;
+      }
+      this.evictNode(node);
+      toEvict--;
+    }
+  }
+
+  private evictNode(node: TreeNode): void {
+    if (node.dirty) {
+      const slot = this.spill.write(encodePage(serializeNode(node), this.codec));
+      this.spilled.set(node.id, slot);
+      this.stats.spillWrites++;
+    }
+    this.resident.delete(node.id);
+    this.stats.evictions++;
+  }
+
+  /**
+   * Takes flush `version` synchronously: every dirty page is encoded (resident ones)
+   * or referenced by its spill slot (spilled ones), marked clean and kept readable in
+   * flight until `durable(version)`. Also returns the page ids freed since the last flush.
+   */
+  snapshot(version: number): { pages: FlushPage[]; freed: number[] } {
+    const pages: FlushPage[] = [];
+    for (const node of this.resident.values()) {
+      if (!node.dirty) continue;
+      const bytes = encodePage(serializeNode(node), this.codec);
+      node.dirty = false;
+      this.inflight.set(node.id, { version, bytes });
+      pages.push({ pageId: node.id, bytes });
+    }
+    for (const [id, slot] of this.spilled) {
+      this.inflight.set(id, { version, slot });
+      pages.push({ pageId: id, slot });
+    }
+    this.spilled.clear();
+    const freed = this.freedSinceFlush;
+    this.freedSinceFlush = [];
+    return { pages, freed };
+  }
+
+  /** The envelope bytes of a page taken by `snapshot`. */
+  readonly readFlushPage = (page: FlushPage): Uint8Array => page.bytes ?? this.spill.read(page.slot!);
+
+  /** The I/O worker reported `version` durable: in-flight copies are no longer needed. */
+  durable(version: number): void {
+    for (const [id, fl] of this.inflight) {
+      if (fl.version > version) continue;
+      if (fl.slot) this.spill.free(fl.slot);
+      this.inflight.delete(id);
+    }
+    this.spill.compact();
+  }
+
+  /** Drops every resident page (used by clear/close); dirty state must already be flushed or discarded. */
+  dropAll(): void {
+    this.resident.clear();
+    for (const slot of this.spilled.values()) this.spill.free(slot);
+    this.spilled.clear();
+  }
+}

@@ -1,0 +1,68 @@
+// What a page space needs from persistent storage (tier 3), whatever the medium.
+//
+// Storage rules (tested in test/storage-rules.test.ts; CONTRIBUTING.md lists them):
+// 1. One writer per state id: a page space is opened by one thread of one process
+//    (the lock in lock.ts enforces it across processes).
+// 2. A page is written at most once per flush version.
+// 3. A flush is complete iff its commit record is durable; writeFlush resolves only then.
+// 4. Readers see, for each page, the newest version ≤ the last complete flush; pages of
+//    an unfinished flush are never visible and are deleted before the next flush writes.
+// 5. After flush N is complete, versions that no retained flush needs are deleted.
+// 6. Pages and commit records carry checksums; a mismatch is an error, never a value.
+import type { PersistentPages } from '../state/pager.js';
+import type { SpillSlot } from '../state/spill-file.js';
+
+export type StorageKind = 'lmdb' | 'temp' | 'memory';
+
+export interface TableRoot {
+  root: number;
+  size: number;
+}
+
+/** Written last in a flush; a flush exists iff its commit record does. */
+export interface CommitRecord {
+  format: 1;
+  version: number;
+  time: number;
+  nextPageId: number;
+  pageSize: number;
+  codec: string;
+  tables: Record<string, TableRoot>;
+  /** Pages written by this flush (for GC of their older versions and for inspection). */
+  pagesWritten: number;
+  bytesWritten: number;
+  /** Filled in by the I/O worker: pages written and freed by this flush, for GC replay. */
+  gcWritten?: number[];
+  gcFreed?: number[];
+}
+
+/** One page of a flush: encoded bytes in memory, or a slot of the spill file. */
+export interface FlushPage {
+  pageId: number;
+  bytes?: Buffer;
+  slot?: SpillSlot;
+}
+
+/**
+ * A flush, taken synchronously by the page space (so it is one consistent tree) and
+ * written asynchronously by the backend. `read` returns a page's envelope bytes.
+ */
+export interface FlushBatch {
+  version: number;
+  pages: FlushPage[];
+  freed: number[];
+  read(page: FlushPage): Uint8Array;
+  /** The commit record; the backend fills in pagesWritten and bytesWritten. */
+  commit: CommitRecord;
+}
+
+export interface StateBackend extends PersistentPages {
+  readonly kind: StorageKind;
+  /** The newest complete flush when the backend was opened, if any. */
+  readonly lastCommit: CommitRecord | undefined;
+  /** Directory for the spill file, or undefined for an in-memory spill. */
+  readonly spillDir: string | undefined;
+  /** Writes the batch; resolves when its commit record is durable (rule 3). */
+  writeFlush(batch: FlushBatch): Promise<void>;
+  close(): Promise<void>;
+}

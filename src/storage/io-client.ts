@@ -1,0 +1,155 @@
+// The owning side of the I/O worker: spawns it once per process (lazily), attaches
+// page spaces to it, and turns its replies into promises. The worker is unref'd
+// while nothing is attached, so an idle process can exit.
+import { MessageChannel, Worker, type MessagePort } from 'node:worker_threads';
+import { errors } from '../errors.js';
+import { RingWriter, createRingBuffer } from '../transport/ring.js';
+import type { AttachRequest, IoReply } from './io-protocol.js';
+import type { CommitRecord } from './backend.js';
+
+const WORKER_URL = new URL('../../workers/io.js', import.meta.url);
+
+export interface AttachOptions {
+  stateId: string;
+  dir: string;
+  noSync: boolean;
+  retain: number;
+  ringBytes: number;
+}
+
+/** One attached state: its ring, and the replies of the I/O worker for it. */
+export class IoAttachment {
+  readonly writer: RingWriter;
+  private readonly waiting = new Map<number, { resolve: () => void; reject: (e: Error) => void }>();
+  private detached?: () => void;
+  private dead: Error | undefined;
+
+  constructor(
+    private readonly client: IoClient,
+    readonly stateId: string,
+    ring: SharedArrayBuffer,
+    private readonly port: MessagePort,
+    readonly lastCommit: CommitRecord | undefined,
+  ) {
+    this.writer = new RingWriter(ring);
+    port.on('message', (m: IoReply) => this.onReply(m));
+    port.unref(); // an open store does not keep the process alive; a pending flush does
+  }
+
+  private settled(): void {
+    if (this.waiting.size === 0) this.port.unref();
+  }
+
+  private onReply(m: IoReply): void {
+    if (m.type === 'durable') {
+      this.waiting.get(m.version)?.resolve();
+      this.waiting.delete(m.version);
+      this.settled();
+    } else if (m.type === 'failed') {
+      this.waiting.get(m.version)?.reject(errors.io(`flush ${m.version} of '${this.stateId}' failed: ${m.message}`));
+      this.waiting.delete(m.version);
+      this.settled();
+    } else if (m.type === 'error') {
+      this.fail(errors.io(`I/O worker failed for '${this.stateId}': ${m.message}`));
+    } else if (m.type === 'detached') {
+      this.detached?.();
+    }
+  }
+
+  /** Rejects everything pending (the I/O worker died or reported an error). */
+  fail(e: Error): void {
+    this.dead = e;
+    for (const w of this.waiting.values()) w.reject(e);
+    this.waiting.clear();
+    this.detached?.();
+  }
+
+  get failure(): Error | undefined {
+    return this.dead;
+  }
+
+  /** A promise for `durable {version}`; register it before sending the COMMIT frame. */
+  whenDurable(version: number): Promise<void> {
+    if (this.dead) return Promise.reject(this.dead);
+    this.port.ref();
+    return new Promise((resolve, reject) => this.waiting.set(version, { resolve, reject }));
+  }
+
+  /** Closes the ring; resolves once the I/O worker has written everything and let go. */
+  async detach(): Promise<void> {
+    if (!this.dead) {
+      const done = new Promise<void>((resolve) => (this.detached = resolve));
+      this.port.ref();
+      this.writer.close();
+      this.port.postMessage({ type: 'detach' });
+      await done;
+    }
+    this.port.close();
+    this.client.release();
+  }
+}
+
+export class IoClient {
+  private static instance: IoClient | undefined;
+  private readonly worker: Worker;
+  private readonly attachments = new Set<IoAttachment>();
+  private readonly pendingAttach = new Set<(e: Error) => void>();
+  private users = 0;
+
+  static shared(): IoClient {
+    if (!IoClient.instance) IoClient.instance = new IoClient();
+    return IoClient.instance;
+  }
+
+  private constructor() {
+    this.worker = new Worker(WORKER_URL);
+    this.worker.unref();
+    const die = (e: Error) => {
+      IoClient.instance = undefined;
+      for (const a of this.attachments) a.fail(e);
+      this.attachments.clear();
+      for (const reject of this.pendingAttach) reject(e);
+      this.pendingAttach.clear();
+    };
+    this.worker.on('error', (e) => die(errors.io('the I/O worker crashed', e)));
+    this.worker.on('exit', (code) => die(errors.io(`the I/O worker exited (code ${code})`)));
+  }
+
+  async attach(opts: AttachOptions): Promise<IoAttachment> {
+    const ring = createRingBuffer(opts.ringBytes);
+    const { port1, port2 } = new MessageChannel();
+    const req: AttachRequest = { type: 'attach', stateId: opts.stateId, dir: opts.dir, noSync: opts.noSync, retain: opts.retain, ring, port: port2 };
+    this.users++;
+    this.worker.ref();
+    let reply: IoReply;
+    try {
+      reply = await new Promise<IoReply>((resolve, reject) => {
+        this.pendingAttach.add(reject);
+        port1.once('message', (m: IoReply) => {
+          this.pendingAttach.delete(reject);
+          resolve(m);
+        });
+        this.worker.postMessage(req, [port2]);
+      });
+    } catch (e) {
+      port1.close();
+      this.release();
+      throw e;
+    }
+    if (reply.type !== 'attached') {
+      port1.close();
+      this.release();
+      throw errors.io(`cannot open state '${opts.stateId}' in ${opts.dir}: ${reply.type === 'error' ? reply.message : reply.type}`);
+    }
+    const a = new IoAttachment(this, opts.stateId, ring, port1, reply.lastCommit as CommitRecord | undefined);
+    this.attachments.add(a);
+    return a;
+  }
+
+  release(): void {
+    if (--this.users <= 0) {
+      this.users = 0;
+      this.worker.unref();
+    }
+  }
+}

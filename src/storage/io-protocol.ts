@@ -1,0 +1,56 @@
+// The wire between a page space and the I/O worker.
+//
+// Data (one SPSC page ring per attached state, owner → I/O worker), one frame each:
+//
+//   PAGE    | u8 1 | 7 pad | f64 version | f64 pageId | page envelope bytes…       |
+//             (the page id sits at FRAME_HEADER, the envelope at FRAME_HEADER + 8)
+//   FREE    | u8 2 | 7 pad | f64 version | f64 pageId × n                         |
+//   COMMIT  | u8 3 | 7 pad | f64 version | msgpack CommitRecord                    |
+//
+// Frames of flush N arrive as PAGE*/FREE* then exactly one COMMIT. The I/O worker
+// writes them in ring order, so when the COMMIT is durable every page before it is.
+//
+// Control (a MessagePort per attached state): the owner sends nothing after attach
+// except `detach`; the I/O worker answers `durable {version}` or `failed {version,
+// message}` for each COMMIT, and `detached` once the ring is drained.
+export const FRAME_PAGE = 1;
+export const FRAME_FREE = 2;
+export const FRAME_COMMIT = 3;
+export const FRAME_HEADER = 16;
+
+export interface AttachRequest {
+  type: 'attach';
+  stateId: string;
+  dir: string;
+  noSync: boolean;
+  retain: number;
+  ring: SharedArrayBuffer;
+  port: import('node:worker_threads').MessagePort;
+}
+
+export type IoReply =
+  | { type: 'attached'; lastCommit: unknown; cleaned: number }
+  | { type: 'durable'; version: number }
+  | { type: 'failed'; version: number; message: string }
+  | { type: 'detached' }
+  | { type: 'error'; message: string };
+
+export function frameHeader(buf: Uint8Array, type: number, version: number): DataView {
+  const dv = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+  buf[0] = type;
+  dv.setFloat64(8, version, true);
+  return dv;
+}
+
+export function readFrameHeader(frame: Uint8Array): { type: number; version: number; dv: DataView } {
+  const dv = new DataView(frame.buffer, frame.byteOffset, frame.byteLength);
+  return { type: frame[0]!, version: dv.getFloat64(8, true), dv };
+}
+
+/** LMDB environment options shared by every thread that opens a state directory. */
+export function envOptions(dir: string, noSync: boolean) {
+  return { path: dir, maxDbs: 8, noSync, compression: false } as const;
+}
+export const PAGES_DB = 'pages';
+export const COMMITS_DB = 'commits';
+export const ATTEMPTS_DB = 'attempts';

@@ -1,0 +1,121 @@
+// `lmdb` and `temp` storage, seen from the owning thread.
+//
+// Writes go through the page ring to the I/O worker (the only LMDB writer); reads of
+// pages missing from the cache go straight to LMDB through this thread's own handle
+// (memory-mapped, no copy until the codec). A reader asks for the newest version of a
+// page not newer than the last durable flush, so pages of a flush in progress — or
+// of one cut off by a crash — are never seen.
+import { mkdirSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { open, type Database, type RootDatabase } from 'lmdb';
+import { errors } from '../errors.js';
+import { packr } from '../state/values.js';
+import { COMMITS_DB, FRAME_COMMIT, FRAME_FREE, FRAME_HEADER, FRAME_PAGE, PAGES_DB, envOptions, frameHeader } from './io-protocol.js';
+import { IoClient, type IoAttachment } from './io-client.js';
+import type { CommitRecord, FlushBatch, StateBackend } from './backend.js';
+
+export interface LmdbBackendOptions {
+  kind: 'lmdb' | 'temp';
+  /** The LMDB environment directory. */
+  dir: string;
+  stateId: string;
+  retain: number;
+  ringBytes?: number;
+}
+
+const FREE_BATCH = 4096;
+
+export class LmdbBackend implements StateBackend {
+  readonly kind: 'lmdb' | 'temp';
+  readonly spillDir: string;
+  private readVersion: number;
+  private closed = false;
+
+  private constructor(
+    private readonly opts: LmdbBackendOptions,
+    private readonly io: IoAttachment,
+    private readonly root: RootDatabase,
+    private readonly pages: Database<Buffer, [string, number, number]>,
+  ) {
+    this.kind = opts.kind;
+    this.spillDir = opts.dir;
+    this.readVersion = io.lastCommit?.version ?? 0;
+  }
+
+  static async open(opts: LmdbBackendOptions): Promise<LmdbBackend> {
+    if (opts.kind === 'temp') rmSync(opts.dir, { recursive: true, force: true });
+    mkdirSync(opts.dir, { recursive: true });
+    const noSync = opts.kind === 'temp';
+    // Attach first: the I/O worker creates the environment and removes the pages of
+    // a flush cut off by a crash before this thread reads anything.
+    const io = await IoClient.shared().attach({
+      stateId: opts.stateId, dir: opts.dir, noSync, retain: opts.retain, ringBytes: opts.ringBytes ?? 8 << 20,
+    });
+    try {
+      const root = open(envOptions(opts.dir, noSync));
+      const pages = root.openDB({ name: PAGES_DB, encoding: 'binary', keyEncoding: 'ordered-binary' }) as never;
+      root.openDB({ name: COMMITS_DB, encoding: 'msgpack', keyEncoding: 'ordered-binary' });
+      return new LmdbBackend(opts, io, root, pages);
+    } catch (e) {
+      await io.detach();
+      throw errors.io(`cannot open LMDB environment in ${opts.dir}`, e);
+    }
+  }
+
+  get lastCommit(): CommitRecord | undefined {
+    return this.io.lastCommit;
+  }
+
+  readPage(pageId: number): { bytes: Uint8Array; version: number } | undefined {
+    const s = this.opts.stateId;
+    for (const { key, value } of this.pages.getRange({ start: [s, pageId, this.readVersion], end: [s, pageId, -1], reverse: true, limit: 1 })) {
+      return { bytes: value, version: (key as [string, number, number])[2] };
+    }
+    return undefined;
+  }
+
+  async writeFlush(batch: FlushBatch): Promise<void> {
+    if (this.io.failure) throw this.io.failure;
+    const { version } = batch;
+    const w = this.io.writer;
+    let bytes = 0;
+    for (const page of batch.pages) {
+      const env = batch.read(page);
+      const frame = new Uint8Array(FRAME_HEADER + 8 + env.length);
+      frameHeader(frame, FRAME_PAGE, version).setFloat64(FRAME_HEADER, page.pageId, true);
+      frame.set(env, FRAME_HEADER + 8);
+      bytes += env.length;
+      await w.writeAsync(frame);
+      if (this.io.failure) throw this.io.failure;
+    }
+    for (let i = 0; i < batch.freed.length; i += FREE_BATCH) {
+      const ids = batch.freed.slice(i, i + FREE_BATCH);
+      const frame = new Uint8Array(FRAME_HEADER + 8 * ids.length);
+      const dv = frameHeader(frame, FRAME_FREE, version);
+      ids.forEach((id, j) => dv.setFloat64(FRAME_HEADER + 8 * j, id, true));
+      await w.writeAsync(frame);
+    }
+    const record: CommitRecord = { ...batch.commit, pagesWritten: batch.pages.length, bytesWritten: bytes };
+    const body = packr.pack(record);
+    const frame = new Uint8Array(FRAME_HEADER + body.length);
+    frameHeader(frame, FRAME_COMMIT, version);
+    frame.set(body, FRAME_HEADER);
+    const durable = this.io.whenDurable(version);
+    await w.writeAsync(frame);
+    await durable;
+    this.readVersion = version;
+    this.root.resetReadTxn(); // see the I/O worker's commit now, not at the next event turn
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.io.detach();
+    await this.root.close();
+    if (this.kind === 'temp') rmSync(this.opts.dir, { recursive: true, force: true });
+  }
+}
+
+export function tempDirFor(path: string, name: string): string {
+  return join(path, `${name}.temp`);
+}

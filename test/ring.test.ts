@@ -1,0 +1,350 @@
+import t from 'tap';
+import { Worker } from 'node:worker_threads';
+import { createRingBuffer, encodedFrameSize, RingReader, RingWriter } from '../src/transport/ring.js';
+import {
+  checkFrame,
+  hash,
+  makeFrame,
+  sizeOf,
+  type ConsumeResult,
+  type Job,
+  type ProduceResult,
+  type Sizes,
+} from './fixtures/ring-worker.js';
+
+const FIXTURE = new URL('./fixtures/ring-worker.js', import.meta.url);
+
+/** Run one fixture job in a worker; resolves with the message it posts. */
+function spawn<R>(job: Job): { worker: Worker; result: Promise<R> } {
+  const worker = new Worker(FIXTURE, { workerData: job });
+  const result = new Promise<R>((resolve, reject) => {
+    worker.once('message', resolve);
+    worker.once('error', reject);
+    worker.once('exit', (code) => reject(new Error(`worker exited (${code}) without a result`)));
+  });
+  return { worker, result };
+}
+const consumer = (job: Omit<Extract<Job, { role: 'consume' }>, 'role'>) => spawn<ConsumeResult>({ role: 'consume', ...job });
+const producer = (job: Omit<Extract<Job, { role: 'produce' }>, 'role'>) => spawn<ProduceResult>({ role: 'produce', ...job });
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+const code = (c: string) => ({ code: c });
+
+/** Write `count` generated frames on this thread with write(); returns their checksum. */
+function produceHere(writer: RingWriter, count: number, sizes: Sizes): number {
+  const buf = new Uint8Array(sizes.max);
+  let h = 0x811c9dc5;
+  for (let seq = 0; seq < count; seq++) {
+    const f = makeFrame(buf, seq, sizes);
+    h = hash(h, f);
+    writer.write(f);
+  }
+  return h;
+}
+
+t.test('createRingBuffer validates capacity and ends validate the buffer', async (t) => {
+  for (const bad of [0, 32, 100, 1000, 2 ** 31, 1.5]) {
+    t.throws(() => createRingBuffer(bad), code('TIDEPOOL_BAD_OPTION'), `capacity ${bad}`);
+  }
+  t.throws(() => new RingReader(new SharedArrayBuffer(4096)), code('TIDEPOOL_BAD_OPTION'));
+  const sab = createRingBuffer(1024);
+  t.equal(sab.byteLength > 1024, true);
+  t.equal(new RingWriter(sab).capacity, 1024);
+  t.equal(new RingReader(sab).capacity, 1024);
+});
+
+t.test('wraparound with odd-sized frames, same thread, across int32 overflow', async (t) => {
+  const cap = 256;
+  const sab = createRingBuffer(cap);
+  const w = new RingWriter(sab);
+  const r = new RingReader(sab);
+  const sizes = { min: 5, max: 121 }; // all fit one record (MAX_CHUNK = 124)
+  const buf = new Uint8Array(sizes.max);
+  let pos = 0;
+  let straddled = 0;
+  let nextRead = 0;
+  let error: string | null = null;
+  // 5000 frames × ~70 B ≈ 350 KB passes the 64 KiB-to-overflow start point several times.
+  for (let seq = 0; seq < 5000 && error === null; seq++) {
+    const f = makeFrame(buf, seq, sizes);
+    if ((pos & (cap - 1)) + 4 + f.length > cap && (pos & (cap - 1)) + 4 <= cap) straddled++;
+    pos += encodedFrameSize(f.length, cap);
+    while (!w.tryWrite(f)) {
+      const got = seq % 2 ? r.read() : null;
+      if (got) error ??= checkFrame(got, nextRead++, sizes);
+      else r.drain((v) => { error ??= checkFrame(v, nextRead++, sizes); }, 1 + (seq % 3));
+    }
+  }
+  r.drain((v) => { error ??= checkFrame(v, nextRead++, sizes); });
+  t.equal(error, null);
+  t.equal(nextRead, 5000);
+  t.ok(straddled > 100, `${straddled} frames straddled the end`);
+  t.equal(r.read(), null);
+  t.equal(w.used, 0);
+});
+
+t.test('odd-sized frames from a worker producer, chunked and wrapped', async (t) => {
+  const sab = createRingBuffer(256);
+  const sizes = { min: 4, max: 700 }; // many frames exceed MAX_CHUNK (124) and the ring
+  const p = producer({ sab, sizes, count: 3000, mode: 'mixed', batch: 7 });
+  const r = new RingReader(sab);
+  let seq = 0;
+  let h = 0x811c9dc5;
+  let error: string | null = null;
+  while (!r.closed) {
+    const f = seq % 2 ? r.read() : null;
+    if (f) {
+      error ??= checkFrame(f, seq++, sizes);
+      h = hash(h, f);
+    } else if (r.drain((v) => { error ??= checkFrame(v, seq++, sizes); h = hash(h, v); }, 5) === 0) {
+      await r.waitReadable();
+    }
+  }
+  const res = await p.result;
+  t.equal(error, null);
+  t.equal(res.error, null);
+  t.equal(seq, 3000);
+  t.equal(h, res.checksum, 'checksums match');
+});
+
+t.test('frames larger than the ring are chunked and reassembled', async (t) => {
+  const cap = 1024;
+  const sizes = { min: 4, max: 50_000 }; // up to ~49× the ring
+  for (const mode of ['read', 'drain'] as const) {
+    const sab = createRingBuffer(cap);
+    const c = consumer({ sab, sizes, mode });
+    const w = new RingWriter(sab);
+    const sent = produceHere(w, 200, sizes);
+    w.close();
+    const res = await c.result;
+    t.equal(res.error, null, mode);
+    t.equal(res.frames, 200, mode);
+    t.equal(res.checksum, sent, `${mode}: checksum`);
+    t.ok(w.blockedCount > 0, `${mode}: writer had to wait for the reader`);
+  }
+  // Same thread: a chunked frame that fits at once goes through tryWrite whole.
+  const sab = createRingBuffer(cap);
+  const w = new RingWriter(sab);
+  const r = new RingReader(sab);
+  const big = makeFrame(new Uint8Array(900), 9, { min: 900, max: 900 });
+  t.ok(encodedFrameSize(900, cap) <= cap && 900 > cap / 2);
+  t.equal(w.tryWrite(big), true);
+  t.same(r.read(), big);
+  t.throws(() => w.tryWrite(new Uint8Array(cap)), code('TIDEPOOL_RING_MISUSE'), 'never fits at once');
+});
+
+t.test('1,000,000 small frames between two workers: no loss, no reorder', async (t) => {
+  const sab = createRingBuffer(64 * 1024);
+  const sizes = { min: 4, max: 64 };
+  const c = consumer({ sab, sizes, mode: 'mixed' });
+  const p = producer({ sab, sizes, count: 1_000_000, mode: 'mixed', batch: 256 });
+  const [cres, pres] = await Promise.all([c.result, p.result]);
+  t.equal(pres.error, null);
+  t.equal(cres.error, null);
+  t.equal(cres.frames, 1_000_000);
+  t.equal(cres.checksum, pres.checksum, 'checksums match');
+  t.equal(cres.closed, true);
+});
+
+t.test('backpressure: a tiny ring blocks the writer while the consumer is slow', async (t) => {
+  const sizes = { min: 4, max: 40 };
+  const sab = createRingBuffer(128);
+  const c = consumer({ sab, sizes, mode: 'read', slowEvery: 25, slowMs: 2 });
+  const w = new RingWriter(sab);
+  const t0 = performance.now();
+  const sent = produceHere(w, 1000, sizes); // blocks this (main) thread with Atomics.wait
+  const elapsed = performance.now() - t0;
+  w.close();
+  const res = await c.result;
+  t.equal(res.error, null);
+  t.equal(res.checksum, sent);
+  t.ok(w.blockedCount >= 10, `writer blocked ${w.blockedCount} times`);
+  t.ok(w.blockedMs > 20, `writer spent ${w.blockedMs.toFixed(1)} ms blocked`);
+  t.ok(elapsed >= 60, `1000 frames through a slow reader took ${elapsed.toFixed(0)} ms (>= 40 naps of 2 ms)`);
+});
+
+t.test('writeAsync waits without blocking the event loop', async (t) => {
+  const sizes = { min: 4, max: 40 };
+  const sab = createRingBuffer(128);
+  const c = consumer({ sab, sizes, mode: 'drain', slowEvery: 25, slowMs: 2 });
+  const w = new RingWriter(sab);
+  let ticks = 0;
+  const timer = setInterval(() => ticks++, 1);
+  let h = 0x811c9dc5;
+  for (let seq = 0; seq < 1000; seq++) {
+    const f = makeFrame(new Uint8Array(sizes.max), seq, sizes);
+    h = hash(h, f);
+    await w.writeAsync(f);
+  }
+  clearInterval(timer);
+  w.close();
+  const res = await c.result;
+  t.equal(res.error, null);
+  t.equal(res.checksum, h);
+  t.ok(w.blockedCount > 0, 'writer waited');
+  t.ok(ticks > 5, `timers kept firing while the writer waited (${ticks})`);
+});
+
+t.test('close(): reader drains everything before it sees closed', async (t) => {
+  const sab = createRingBuffer(256);
+  const w = new RingWriter(sab);
+  const r = new RingReader(sab);
+  w.write(Uint8Array.of(1));
+  w.writeMany([Uint8Array.of(2), new Uint8Array(600).fill(3)]);
+  w.close();
+  w.close(); // idempotent
+  t.equal(w.closed, true);
+  t.throws(() => w.write(Uint8Array.of(4)), code('TIDEPOOL_RING_CLOSED'));
+  t.throws(() => w.tryWrite(Uint8Array.of(4)), code('TIDEPOOL_RING_CLOSED'));
+  await t.rejects(w.writeAsync(Uint8Array.of(4)), code('TIDEPOOL_RING_CLOSED'));
+  t.equal(r.closed, false, 'data still unread');
+  t.equal(await r.waitReadable(0), true);
+  t.same(r.read(), Uint8Array.of(1));
+  t.equal(r.closed, false);
+  const rest: number[][] = [];
+  r.drain((v) => rest.push([v.length, v[0]!]));
+  t.same(rest, [[1, 2], [600, 3]]);
+  t.equal(r.closed, true);
+  t.equal(r.read(), null);
+  t.equal(await r.waitReadable(1000), true, 'end of stream is readable: no wait');
+
+  // A pending writeAsync is delivered before the close.
+  const sab2 = createRingBuffer(64);
+  const w2 = new RingWriter(sab2);
+  const r2 = new RingReader(sab2);
+  const pending = w2.writeAsync(new Uint8Array(200).fill(7)); // needs the reader to make room
+  w2.close();
+  const frames: Uint8Array[] = [];
+  while (!r2.closed) {
+    const f = r2.read();
+    if (f) frames.push(f);
+    else await r2.waitReadable(1000);
+  }
+  await pending;
+  t.same(frames, [new Uint8Array(200).fill(7)]);
+});
+
+t.test('close() from another thread wakes a parked reader', async (t) => {
+  const sab = createRingBuffer(256);
+  const c = consumer({ sab, sizes: { min: 4, max: 8 }, mode: 'drain' });
+  await sleep(100); // let it park in waitReadable()
+  const w = new RingWriter(sab);
+  w.close();
+  const res = await c.result;
+  t.same({ frames: res.frames, closed: res.closed, error: res.error }, { frames: 0, closed: true, error: null });
+  t.ok(res.waits >= 1, 'the reader was parked');
+});
+
+t.test('tryWrite on a full ring returns false and never waits', async (t) => {
+  const sab = createRingBuffer(64);
+  const w = new RingWriter(sab);
+  const r = new RingReader(sab);
+  const f = new Uint8Array(12).fill(1); // 16 bytes with its header
+  t.equal(w.tryWrite(f), true);
+  t.equal(w.tryWrite(f), true);
+  t.equal(w.tryWrite(f), true);
+  t.equal(w.tryWrite(f), true);
+  t.equal(w.used, 64);
+  const t0 = performance.now();
+  t.equal(w.tryWrite(f), false, 'full');
+  t.equal(w.tryWrite(new Uint8Array(0)), false, 'even an empty frame needs 4 bytes');
+  t.ok(performance.now() - t0 < 50);
+  t.same(r.read(), f);
+  t.equal(w.tryWrite(f), true, 'room again after a read');
+  t.equal(w.framesWritten, 5);
+  t.equal(w.bytesWritten, 60);
+
+  // While writeAsync calls are queued, the sync calls must not overtake them.
+  const big = new Uint8Array(100);
+  const pending = w.writeAsync(big);
+  t.equal(w.tryWrite(Uint8Array.of(1)), false);
+  t.throws(() => w.write(Uint8Array.of(1)), code('TIDEPOOL_RING_MISUSE'));
+  const drained: number[] = [];
+  while (drained.length < 5) {
+    if (r.drain((v) => drained.push(v.length)) === 0) await r.waitReadable(1000);
+  }
+  await pending;
+  t.same(drained, [12, 12, 12, 12, 100]);
+});
+
+t.test('waitReadable: timeouts, wake-ups and the event loop', async (t) => {
+  const sab = createRingBuffer(256);
+  const r = new RingReader(sab);
+  t.equal(await r.waitReadable(0), false, 'zero timeout on an empty ring');
+  let t0 = performance.now();
+  let ticks = 0;
+  const timer = setInterval(() => ticks++, 5);
+  t.equal(await r.waitReadable(100), false, 'times out');
+  clearInterval(timer);
+  const waited = performance.now() - t0;
+  t.ok(waited >= 95 && waited < 1000, `waited ${waited.toFixed(0)} ms`);
+  t.ok(ticks >= 5, `event loop served timers meanwhile (${ticks})`);
+  t.ok(r.waitCount >= 1);
+
+  // A worker writes while we are parked: we wake early.
+  const p = producer({ sab, sizes: { min: 4, max: 4 }, count: 1, mode: 'write' });
+  t0 = performance.now();
+  t.equal(await r.waitReadable(10_000), true);
+  t.ok(performance.now() - t0 < 5000, 'woke on the write, not the timeout');
+  t.equal((await p.result).error, null);
+  t.same(r.read(), makeFrame(new Uint8Array(4), 0, { min: 4, max: 4 }));
+  t.equal(await r.waitReadable(5), true, 'closed counts as readable');
+
+  // The notify is spent only on a parked reader.
+  const sab2 = createRingBuffer(1024);
+  const w2 = new RingWriter(sab2);
+  const r2 = new RingReader(sab2);
+  for (let i = 0; i < 100; i++) w2.write(Uint8Array.of(i));
+  t.equal(w2.notifyCount, 0, 'no notify while the reader is awake');
+  r2.drain(() => {});
+  const parked = r2.waitReadable(5000);
+  w2.write(Uint8Array.of(1));
+  t.equal(w2.notifyCount, 1, 'one notify for a parked reader');
+  t.equal(await parked, true);
+});
+
+t.test('a worker parked in waitReadable stays alive until data comes', async (t) => {
+  const sab = createRingBuffer(256);
+  const sizes = { min: 4, max: 16 };
+  const c = consumer({ sab, sizes, mode: 'read' });
+  await sleep(300); // with nothing but Atomics.waitAsync pending, a worker would exit here
+  const w = new RingWriter(sab);
+  const sent = produceHere(w, 3, sizes);
+  w.close();
+  const res = await c.result;
+  t.same({ frames: res.frames, checksum: res.checksum }, { frames: 3, checksum: sent });
+});
+
+t.test('drain: max, zero-copy views and a throwing callback', async (t) => {
+  const sab = createRingBuffer(128);
+  const w = new RingWriter(sab);
+  const r = new RingReader(sab);
+  for (let i = 0; i < 6; i++) w.write(new Uint8Array(i + 1).fill(i));
+  const seen: number[] = [];
+  t.equal(r.drain((v) => { seen.push(v.length); t.equal(v.buffer, sab, 'a view into the ring'); }, 2), 2);
+  const boom = (v: Uint8Array) => {
+    seen.push(v.length);
+    if (v.length === 4) throw new Error('boom');
+  };
+  t.throws(() => r.drain(boom), /boom/);
+  t.same(seen, [1, 2, 3, 4]);
+  t.same(r.read(), new Uint8Array(5).fill(4), 'the throwing frame counts as consumed');
+  t.equal(r.drain(() => {}, 0), 0);
+  t.equal(r.drain(() => {}), 1);
+  t.equal(r.drain(() => {}), 0, 'empty');
+  t.equal(r.framesRead, 6);
+  t.equal(r.bytesRead, 21);
+});
+
+t.test('cancel(): a writer blocked on a full ring gets TIDEPOOL_RING_CLOSED', async (t) => {
+  const sab = createRingBuffer(128);
+  const p = producer({ sab, sizes: { min: 4, max: 30 }, count: 1e9, mode: 'write' });
+  const r = new RingReader(sab);
+  while (r.used < 64) await sleep(10);
+  await sleep(50);
+  r.cancel();
+  const res = await p.result;
+  t.equal(res.error, 'TIDEPOOL_RING_CLOSED');
+  t.ok(res.blocked > 0);
+  t.equal(r.read(), null);
+});
