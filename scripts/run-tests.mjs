@@ -11,10 +11,19 @@ const files = process.argv.slice(2);
 const args = [tapBin, '--reporter=tap', '--disable-coverage', '--allow-empty-coverage',
   '--timeout=300', '--jobs=2', ...(files.length ? files : ['dist/test/**/*.test.js'])];
 const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'inherit'] });
-let passed = 0, failed = 0, skipped = 0, buf = '';
+let passed = 0, failed = 0, skipped = 0, buf = '', failedInFile = 0;
 const count = (line) => {
+  // A file that failed without a failing subtest (it crashed, timed out, or found no
+  // tests) still counts as one failure.
+  const top = /^(not )?ok \d+ - /.exec(line);
+  if (top) {
+    if (top[1] && failedInFile === 0) failed++;
+    failedInFile = 0;
+    return;
+  }
   const m = /^ {4}(not )?ok \d+(.*)$/.exec(line);
   if (!m) return;
+  if (m[1]) failedInFile++;
   if (/#\s*(SKIP|TODO)/i.test(m[2])) skipped++;
   else if (m[1]) failed++;
   else passed++;

@@ -239,7 +239,9 @@ export class BTree {
       const right = li === i ? this.node(parent.children[li + 1]!) : n;
       const sep = parent.keys[li]!;
       const mergedBytes = left.bytes + right.bytes - NODE_OVERHEAD + (left.kind === BRANCH ? sep.length + KEY_OVERHEAD : 0);
-      if (mergedBytes <= cap) {
+      // An empty leaf always goes, even next to an oversized single-entry sibling.
+      const empty = right.keys.length === 0 || left.keys.length === 0;
+      if (mergedBytes <= cap || (empty && left.kind === LEAF)) {
         this.merge(left, right, sep);
         parent.keys.splice(li, 1);
         parent.children.splice(li + 1, 1);

@@ -23,7 +23,8 @@
 //   used = (head - tail) | 0,     0 <= used <= CAPACITY
 //   empty  <=>  head === tail     full  <=>  used + (next record size) > CAPACITY
 //   Bytes in [tail, head) belong to the reader, bytes in [head, tail + CAPACITY) to
-//   the writer. Only the writer stores HEAD, only the reader stores TAIL.
+//   the writer. Only the writer stores HEAD, W_WAIT and W_WANT; only the reader
+//   stores TAIL (R_WAIT: see Signalling).
 //
 // Records. A 4-byte length word (Int32, never straddles the end because CAPACITY and
 // positions are multiples of 4) holds the payload length in bits 0..30 and MORE in
@@ -41,13 +42,16 @@
 //
 // Signalling (Dekker style, no lost wake-ups under SC atomics):
 //   reader parks:  R_WAIT = 1; w = load(HEAD); if w still says "empty": wait(HEAD, w)
-//   writer:        store(HEAD, h); if load(R_WAIT) != 0: notify(HEAD)
+//   writer:        store(HEAD, h); if exchange(R_WAIT, 0) != 0: notify(HEAD)
 //   writer parks:  W_WANT = tail it needs; W_WAIT = 1; w = load(TAIL); if short: wait(TAIL, w)
 //   reader:        store(TAIL, t); if load(W_WAIT) != 0 and t >= W_WANT: notify(TAIL)
 // Either the parking side sees the new position, or the other side sees the flag.
-// Nobody calls Atomics.notify while the peer is awake, so small frames cost two
-// atomic stores and one load. A blocked writer asks to be woken when half the ring
-// is free (hysteresis), not per freed record.
+// Nobody calls Atomics.notify while the peer is awake, so a small frame costs one
+// atomic store and one load. R_WAIT is the one word both sides write: the reader
+// arms it, the writer disarms it when it rings (one notify per park, not one per
+// frame published before the parked reader gets to run). A blocked writer asks to
+// be woken when half the ring is free (hysteresis), not per freed record. Both sides
+// poll a little (SPIN) before parking, as parking and waking cost microseconds.
 
 import { errors } from '../errors.js';
 import { waitWord } from './doorbell.js';
@@ -70,7 +74,9 @@ const POS_MASK = ~3;
 /** First position: 64 KiB below int32 overflow, so every ring soon exercises the wrap. */
 const START = 0x7fff0000;
 /** Copies shorter than this are done byte by byte: cheaper than a TypedArray.set call. */
-const SMALL_COPY = 48;
+const SMALL_COPY = 16;
+/** Polls of the peer's position before parking: parking and waking cost microseconds. */
+const SPIN = 1024;
 
 const pad4 = (n: number) => (n + 3) & ~3;
 
@@ -250,13 +256,13 @@ export class RingWriter extends RingEnd {
     const len = frame.length;
     if (len <= this.maxChunk) {
       const need = 4 + pad4(len);
-      if (!this.#hasRoom(need)) this.#waitRoomSync();
+      if (!this.#hasRoom(need)) this.#waitRoomSync(need);
       this.#put(frame, 0, len, false);
     } else {
       for (let start = 0; start < len; start += this.maxChunk) {
         const n = Math.min(this.maxChunk, len - start);
         const need = 4 + pad4(n);
-        if (!this.#hasRoom(need)) this.#waitRoomSync();
+        if (!this.#hasRoom(need)) this.#waitRoomSync(need);
         this.#put(frame, start, n, start + n < len);
       }
     }
@@ -319,7 +325,8 @@ export class RingWriter extends RingEnd {
 
   #publish(): void {
     Atomics.store(this.i32, I_HEAD, this.#head);
-    if (Atomics.load(this.i32, I_R_WAIT) !== 0) {
+    // Ring once per park: the reader re-arms R_WAIT before it parks again.
+    if (Atomics.load(this.i32, I_R_WAIT) !== 0 && Atomics.exchange(this.i32, I_R_WAIT, 0) !== 0) {
       Atomics.notify(this.i32, I_HEAD);
       this.#notifies++;
     }
@@ -334,8 +341,9 @@ export class RingWriter extends RingEnd {
   }
 
   /** Publish, then park until the reader has freed half the ring (every record needs at most half). */
-  #waitRoomSync(): void {
+  #waitRoomSync(need: number): void {
     this.#publish();
+    for (let i = 0; i < SPIN; i++) if (this.#hasRoom(need)) return;
     const t0 = performance.now();
     this.#blocked++;
     const want = this.#announce();
@@ -493,6 +501,7 @@ export class RingReader extends RingEnd {
   waitReadable(timeoutMs = Infinity): Promise<boolean> {
     if (this.#cancelled) return Promise.resolve(false);
     if (this.#tail !== this.#head || this.#refresh() || this.#eos) return Promise.resolve(true);
+    for (let i = 0; i < SPIN; i++) if (this.#refresh() || this.#eos) return Promise.resolve(true);
     if (timeoutMs <= 0) return Promise.resolve(false);
     return this.#park(timeoutMs);
   }
@@ -508,9 +517,9 @@ export class RingReader extends RingEnd {
   async #park(timeoutMs: number): Promise<boolean> {
     const deadline = performance.now() + timeoutMs;
     this.#parked++;
-    Atomics.store(this.i32, I_R_WAIT, 1);
     try {
       for (;;) {
+        Atomics.store(this.i32, I_R_WAIT, 1); // (re-)arm: the writer clears it when it rings
         const w = Atomics.load(this.i32, I_HEAD);
         if ((w & POS_MASK) !== this.#tail || (w & FLAG) !== 0) break;
         const left = deadline - performance.now();

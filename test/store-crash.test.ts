@@ -1,0 +1,290 @@
+// Crash consistency of the embedded store under real SIGKILLs.
+//
+// A child (fixtures/crash-writer) runs a deterministic workload on one store directory
+// and flushes after every batch, announcing "begin N" before and "done N" after each
+// flush. The parent kills it at a random moment — during startup and recovery, between
+// flushes, or right inside a flush — reopens the store and checks that it holds exactly
+// the state after the last completed flush or after the one in flight: every key,
+// value, `size`, has/get and the iteration order both ways. The next round continues
+// from whichever state was found, on the same directory. At the end the directory
+// must hold one version of every live page and nothing unreachable (GC works), one
+// commit record, a bounded data.mdb, and no spill file.
+import t from 'tap';
+import { spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { isDeepStrictEqual } from 'node:util';
+import { open } from 'lmdb';
+import { openStore, type Key, type Store } from '../src/index.js';
+import { decodePage } from '../src/state/page-format.js';
+import { deserializeNode, BRANCH } from '../src/state/node.js';
+import { codecResolver, loadCodec } from '../src/state/codecs.js';
+import { KEYSPACE, applyToModel, batchOps, keyOf, mix, rng, type Model } from './fixtures/crash-writer.js';
+
+const FIXTURE = fileURLToPath(new URL('./fixtures/crash-writer.js', import.meta.url));
+const SEED = Number(process.env.TIDEPOOL_CRASH_SEED ?? 0x7ea9001);
+const ROUNDS = Number(process.env.TIDEPOOL_CRASH_ROUNDS ?? 30);
+const NAME = 'crashy';
+const PAGE_SIZE = 1024;
+
+// ------------------------------------------------------------- expected order
+// An independent statement of the contract's key order (not the encoder's):
+// booleans < numbers < bigints < strings (UTF-8 bytes) < byte arrays < tuples.
+const rank = (k: Key): number =>
+  typeof k === 'boolean' ? 0 : typeof k === 'number' ? 1 : typeof k === 'bigint' ? 2 : typeof k === 'string' ? 3 : k instanceof Uint8Array ? 4 : 5;
+function compareKeys(a: Key, b: Key): number {
+  const ra = rank(a), rb = rank(b);
+  if (ra !== rb) return ra - rb;
+  if (typeof a === 'number' || typeof a === 'bigint' || typeof a === 'boolean') return a < (b as typeof a) ? -1 : a > (b as typeof a) ? 1 : 0;
+  if (typeof a === 'string') return Buffer.compare(Buffer.from(a, 'utf8'), Buffer.from(b as string, 'utf8'));
+  if (a instanceof Uint8Array) return Buffer.compare(a, b as Uint8Array);
+  const x = a as readonly Key[], y = b as readonly Key[];
+  for (let i = 0; i < Math.min(x.length, y.length); i++) {
+    const c = compareKeys(x[i]!, y[i]!);
+    if (c !== 0) return c;
+  }
+  return x.length - y.length;
+}
+const ORDER = Array.from({ length: KEYSPACE }, (_, i) => i).sort((a, b) => compareKeys(keyOf(a), keyOf(b)));
+
+/** null if the store holds exactly `m`, else a description of the first difference. */
+function diff(s: Store, m: Model): string | null {
+  if (s.size !== m.size) return `size ${s.size}, expected ${m.size}`;
+  const want = ORDER.filter((i) => m.has(i));
+  const got = [...s.entries()];
+  if (got.length !== want.length) return `entries() yields ${got.length} entries, expected ${want.length}`;
+  for (let j = 0; j < want.length; j++) {
+    const i = want[j]!;
+    if (!isDeepStrictEqual(got[j]![0], keyOf(i))) return `entry #${j}: key ${JSON.stringify(got[j]![0])}, expected ${JSON.stringify(keyOf(i))}`;
+    if (!isDeepStrictEqual(got[j]![1], m.get(i))) return `entry #${j} (${JSON.stringify(keyOf(i))}): value ${JSON.stringify(got[j]![1])}, expected ${JSON.stringify(m.get(i))}`;
+  }
+  const rev = [...s.keys({ reverse: true })];
+  if (!isDeepStrictEqual(rev, want.map(keyOf).reverse())) return 'keys({ reverse: true }) is not the reverse key order';
+  for (let i = 0; i < KEYSPACE; i++) {
+    const k = keyOf(i);
+    if (s.has(k) !== m.has(i)) return `has(${JSON.stringify(k)}) is ${s.has(k)}`;
+    if (!isDeepStrictEqual(s.get(k), m.get(i))) return `get(${JSON.stringify(k)}) is ${JSON.stringify(s.get(k))}, expected ${JSON.stringify(m.get(i))}`;
+  }
+  return null;
+}
+
+// ------------------------------------------------------------- the child
+type Strategy = 'startup' | 'timer' | 'flush';
+interface Outcome {
+  lastDone: number;
+  lastBegin: number;
+  ready: boolean;
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stderr: string;
+  killedInFlush: boolean;
+}
+
+function runChild(dir: string, seed: number, start: number, compression: string, cachePages: number, strategy: Strategy, r: () => number): Promise<Outcome> {
+  const child = spawn(process.execPath, [FIXTURE, dir, NAME, String(seed), String(start), compression, String(cachePages), String(PAGE_SIZE)], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const o: Outcome = { lastDone: start, lastBegin: start, ready: false, code: null, signal: null, stderr: '', killedInFlush: false };
+  let killed = false;
+  const kill = () => {
+    if (killed) return;
+    killed = true;
+    o.killedInFlush = o.lastBegin > o.lastDone;
+    child.kill('SIGKILL');
+  };
+  const timers: NodeJS.Timeout[] = [];
+  const after = (ms: number) => timers.push(setTimeout(kill, ms));
+  // Kill in the middle of flush `target`: right when its "begin" arrives, or a few ms later.
+  const target = start + 1 + Math.floor(r() * 6);
+  const flushDelay = r() < 0.4 ? 0 : Math.floor(r() * 8);
+  if (strategy === 'startup') after(20 + Math.floor(r() * 150));
+  const readyDelay = 20 + Math.floor(r() * 380);
+  timers.push(setTimeout(kill, 30_000)); // never hang the suite
+  let buf = '';
+  child.stdout!.setEncoding('utf8');
+  child.stdout!.on('data', (d: string) => {
+    buf += d;
+    let nl;
+    while ((nl = buf.indexOf('\n')) >= 0) {
+      const [what, n] = buf.slice(0, nl).split(' ');
+      buf = buf.slice(nl + 1);
+      if (what === 'ready') {
+        o.ready = true;
+        if (strategy === 'timer') after(readyDelay);
+      } else if (what === 'begin') {
+        o.lastBegin = Number(n);
+        if (strategy === 'flush' && o.lastBegin >= target) {
+          if (flushDelay === 0) kill();
+          else after(flushDelay);
+        }
+      } else if (what === 'done') {
+        o.lastDone = Number(n);
+      }
+    }
+  });
+  child.stderr!.setEncoding('utf8');
+  child.stderr!.on('data', (d: string) => (o.stderr += d));
+  return new Promise((resolve) => {
+    child.on('close', (code, signal) => {
+      for (const tm of timers) clearTimeout(tm);
+      o.code = code;
+      o.signal = signal;
+      resolve(o);
+    });
+  });
+}
+
+/** Pages stored with a version newer than the last commit record (a cut-off flush). */
+function cutOffPages(dir: string): number {
+  if (!existsSync(join(dir, 'data.mdb'))) return 0;
+  const env = open({ path: dir, maxDbs: 8 });
+  try {
+    const pages = env.openDB<Buffer, [string, number, number]>({ name: 'pages', encoding: 'binary', keyEncoding: 'ordered-binary' });
+    const commits = env.openDB<unknown, [string, number]>({ name: 'commits', encoding: 'msgpack', keyEncoding: 'ordered-binary' });
+    let last = 0;
+    for (const k of commits.getKeys({ start: [NAME, 0], end: [NAME, Number.MAX_SAFE_INTEGER] })) last = Math.max(last, k[1]);
+    let n = 0;
+    for (const k of pages.getKeys({ start: [NAME, -1, 0], end: [NAME, Number.MAX_SAFE_INTEGER, 0] })) if (k[2] > last) n++;
+    return n;
+  } finally {
+    env.close();
+  }
+}
+
+// ------------------------------------------------------------- the loop
+t.test(`SIGKILL loop: ${ROUNDS} rounds on one directory (seed ${SEED})`, async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'tidepool-crash-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const spillPath = join(dir, `${NAME}.spill`);
+
+  let at = 0; // the batch whose state the store holds
+  const model: Model = new Map();
+  /** The model after batches at+1..n of workload `seed`, without touching `model`. */
+  const modelAt = (seed: number, n: number): Model => {
+    const m = new Map(model);
+    for (let b = at + 1; b <= n; b++) applyToModel(m, batchOps(seed, b));
+    return m;
+  };
+  const tally = { cutOff: 0, inFlush: 0, foundNew: 0, foundOld: 0, beforeReady: 0, spillLeft: 0, batches: 0 };
+  const strategies: Strategy[] = ['flush', 'timer', 'flush', 'startup', 'timer', 'flush'];
+
+  for (let round = 0; round < ROUNDS; round++) {
+    const r = rng(mix(SEED, 1_000_000 + round));
+    const compression = round % 3 === 1 ? 'lz4' : 'none';
+    const cachePages = [16, 8, 32][round % 3]!;
+    const strategy = strategies[round % strategies.length]!;
+    // Every round runs a different workload from where the last one stopped, so a
+    // flush cut off by a crash is redone with other pages and other contents: leftovers
+    // of the cut-off attempt cannot hide behind an identical rewrite.
+    const seed = mix(SEED, round + 1);
+    const o = await runChild(dir, seed, at, compression, cachePages, strategy, r);
+    const label = `round ${round} (${strategy}, ${compression}, cache ${cachePages}, from batch ${at}, done ${o.lastDone}, begun ${o.lastBegin})`;
+    if (o.signal !== 'SIGKILL') {
+      t.fail(`${label}: the writer did not die by SIGKILL (code ${o.code}, signal ${o.signal})`, { stderr: o.stderr });
+      return;
+    }
+    if (o.stderr.trim()) t.fail(`${label}: the writer wrote to stderr`, { stderr: o.stderr });
+    if (o.killedInFlush) tally.inFlush++;
+    if (!o.ready) tally.beforeReady++;
+    tally.batches += o.lastDone - at;
+    if (existsSync(spillPath) && statSync(spillPath).size > 0) tally.spillLeft++;
+
+    // Before recovery: did the kill leave pages of a flush that never committed?
+    if (cutOffPages(dir) > 0) tally.cutOff++;
+
+    // Reopen with other options than the writer used: another cache size and codec.
+    let s: Store;
+    try {
+      s = await openStore({ path: dir, name: NAME, pageSize: PAGE_SIZE, cachePages: 8, compression: compression === 'lz4' ? 'none' : 'lz4' });
+    } catch (e) {
+      t.fail(`${label}: reopening failed: ${(e as Error).message}`);
+      return;
+    }
+    // A spill file left by the dead writer is scratch: truncated on open, never read.
+    t.equal(existsSync(spillPath) ? statSync(spillPath).size : 0, 0, `${label}: spill file is empty after reopening`);
+    let found: number | undefined;
+    let why = '';
+    try {
+      const old = modelAt(seed, o.lastDone);
+      const d1 = diff(s, old);
+      if (d1 === null) {
+        found = o.lastDone;
+      } else if (o.lastBegin > o.lastDone) {
+        const d2 = diff(s, modelAt(seed, o.lastBegin));
+        if (d2 === null) found = o.lastBegin;
+        else why = `not batch ${o.lastDone} (${d1}) and not batch ${o.lastBegin} (${d2})`;
+      } else {
+        why = `not batch ${o.lastDone}: ${d1}`;
+      }
+    } catch (e) {
+      why = `reading threw ${(e as Error).stack}`;
+    }
+    await s.close();
+    if (found === undefined) {
+      t.fail(`${label}: the store holds neither the last completed nor the in-flight flush: ${why}`);
+      return;
+    }
+    t.ok(true, `${label}: found batch ${found}`);
+    if (found > o.lastDone) tally.foundNew++;
+    else if (o.lastBegin > o.lastDone) tally.foundOld++;
+    for (let b = at + 1; b <= found; b++) applyToModel(model, batchOps(seed, b));
+    at = found;
+    t.notOk(existsSync(spillPath), `${label}: no spill file after close`);
+  }
+
+  t.comment(`tally: ${JSON.stringify(tally)}; final batch ${at}, ${model.size} keys`);
+  // The test must actually have crashed flushes, and made progress.
+  t.ok(tally.inFlush >= Math.floor(ROUNDS / 4), `at least a quarter of the kills hit a flush in progress (${tally.inFlush})`);
+  t.ok(at >= ROUNDS, `the workload progressed (${at} batches)`);
+
+  // ----------------------------------------------------------- GC: nothing grows
+  const env = open({ path: dir, maxDbs: 8 });
+  try {
+    const pages = env.openDB<Buffer, [string, number, number]>({ name: 'pages', encoding: 'binary', keyEncoding: 'ordered-binary' });
+    const commits = env.openDB<Record<string, unknown>, [string, number]>({ name: 'commits', encoding: 'msgpack', keyEncoding: 'ordered-binary' });
+    const commitKeys = [...commits.getKeys({ start: [NAME, 0], end: [NAME, Number.MAX_SAFE_INTEGER] })];
+    t.equal(commitKeys.length, 1, 'exactly one commit record is retained (retain 1)');
+    const last = commits.get(commitKeys[commitKeys.length - 1]!) as { version: number; tables: Record<string, { root: number; size: number }> };
+    const versions = new Map<number, number[]>();
+    let storedBytes = 0;
+    const newer: string[] = [];
+    for (const { key, value } of pages.getRange({ start: [NAME, -1, 0], end: [NAME, Number.MAX_SAFE_INTEGER, 0] })) {
+      const [, id, v] = key;
+      if (!versions.has(id)) versions.set(id, []);
+      versions.get(id)!.push(v);
+      storedBytes += value.length;
+      if (v > last.version) newer.push(`page ${id} version ${v}`);
+    }
+    t.same(newer, [], `no page version is newer than the last commit ${last.version}`);
+    const multi = [...versions].filter(([, vs]) => vs.length > 1);
+    t.same(multi, [], 'every stored page has exactly one version (older ones were collected)');
+
+    // Walk the tree from the committed root: stored pages == reachable pages.
+    const codec = await loadCodec('none');
+    const codecFor = codecResolver(codec);
+    const reachable = new Set<number>();
+    const stack = Object.values(last.tables).map((tb) => tb.root);
+    while (stack.length) {
+      const id = stack.pop()!;
+      reachable.add(id);
+      const vs = versions.get(id);
+      if (!vs) continue; // reported below
+      const raw = decodePage(pages.get([NAME, id, vs[vs.length - 1]!])!, { table: 'data', pageId: id, version: vs[0]! }, codecFor);
+      const node = deserializeNode(id, raw);
+      if (node.kind === BRANCH) stack.push(...node.children);
+    }
+    const stored = new Set(versions.keys());
+    t.same([...reachable].filter((id) => !stored.has(id)), [], 'every reachable page is stored');
+    t.same([...stored].filter((id) => !reachable.has(id)), [], 'no stored page is unreachable (no leaked pages)');
+    const dataBytes = statSync(join(dir, 'data.mdb')).size;
+    t.comment(`${stored.size} pages, ${storedBytes} page bytes, data.mdb ${dataBytes} bytes after ${at} batches`);
+    // Many flushes rewrote every page many times over; the file stays within a small
+    // multiple of the live pages (LMDB reuses freed pages).
+    t.ok(dataBytes <= Math.max(4 << 20, 16 * storedBytes), `data.mdb (${dataBytes} bytes) is bounded relative to live pages (${storedBytes} bytes)`);
+  } finally {
+    await env.close();
+  }
+  t.notOk(existsSync(spillPath), 'no spill file is left');
+});

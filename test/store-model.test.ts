@@ -1,0 +1,166 @@
+// Property tests: the store against a Map model, with tiny pages and caches so that
+// splits, merges, spills and reloads happen on almost every operation.
+import t from 'tap';
+import fc from 'fast-check';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { openStore, type StoreOptions } from '../src/index.js';
+import { Model, checkTree, deleteArb, engineOf, opArb, plain, rangeArb, setArb, type Op } from './helpers/model.js';
+
+const tmp = mkdtempSync(join(tmpdir(), 'tidepool-model-'));
+t.teardown(() => rmSync(tmp, { recursive: true, force: true }));
+let dirs = 0;
+
+async function runOps(opts: StoreOptions, ops: Op[], ranges: Parameters<Model['range']>[0][], reopen: boolean): Promise<void> {
+  const path = join(tmp, `s${dirs++}`);
+  let store = await openStore({ ...opts, path });
+  const model = new Model();
+  try {
+    for (const o of ops) {
+      switch (o.op) {
+        case 'set':
+          store.set(o.key, o.value);
+          model.set(o.key, o.value);
+          break;
+        case 'delete':
+          if (store.delete(o.key) !== model.delete(o.key)) throw new Error(`delete(${String(o.key)}) disagrees`);
+          break;
+        case 'get': {
+          const got = store.get(o.key);
+          if (JSON.stringify(plain(got)) !== JSON.stringify(plain(model.get(o.key)))) throw new Error(`get(${String(o.key)}) disagrees`);
+          if (store.has(o.key) !== (model.get(o.key) !== undefined)) throw new Error('has disagrees');
+          break;
+        }
+        case 'clear':
+          store.clear();
+          model.clear();
+          break;
+        case 'flush':
+          await store.flush();
+          break;
+      }
+    }
+    const problems = checkTree(engineOf(store), 'data');
+    if (problems.length) throw new Error(`tree invariants: ${problems.slice(0, 5).join('; ')}`);
+    const check = () => {
+      if (store.size !== model.m.size) throw new Error(`size ${store.size} vs model ${model.m.size}`);
+      const all = JSON.stringify([...store.entries()].map(([k, v]) => [plain(k), plain(v)]));
+      if (all !== JSON.stringify(model.sorted().map(([k, v]) => [plain(k), plain(v)]))) throw new Error('entries disagree');
+      for (const r of ranges) {
+        const got = JSON.stringify([...store.keys(r)].map(plain));
+        const want = JSON.stringify(model.range(r).map(([k]) => plain(k)));
+        if (got !== want) throw new Error(`range ${JSON.stringify(plain(r))}: got ${got} want ${want}`);
+      }
+    };
+    check();
+    if (reopen) {
+      await store.close();
+      store = await openStore({ ...opts, path });
+      check();
+      const problems2 = checkTree(engineOf(store), 'data');
+      if (problems2.length) throw new Error(`tree invariants after reopen: ${problems2.slice(0, 5).join('; ')}`);
+    }
+  } finally {
+    await store.close();
+  }
+}
+
+const configs: [string, StoreOptions, number][] = [
+  ['memory, 256 B pages, 2-page cache', { storage: 'memory', pageSize: 256, cachePages: 2 }, 150],
+  ['memory, 512 B pages, 8-page cache, lz4', { storage: 'memory', pageSize: 512, cachePages: 8, compression: 'lz4' }, 100],
+  ['lmdb, 384 B pages, 3-page cache', { storage: 'lmdb', pageSize: 384, cachePages: 3 }, 40],
+  ['lmdb, 1 KiB pages, 4-page cache, zstd', { storage: 'lmdb', pageSize: 1024, cachePages: 4, compression: 'zstd' }, 25],
+];
+
+for (const [name, opts, numRuns] of configs) {
+  t.test(`store equals a Map model: ${name}`, async (t) => {
+    await fc.assert(
+      fc.asyncProperty(
+        // Random mixes, and fill-then-drain sequences that force merges and borrowing.
+        fc.oneof(
+          fc.array(opArb, { minLength: 1, maxLength: 600 }),
+          fc.tuple(fc.array(setArb, { minLength: 100, maxLength: 500 }), fc.array(deleteArb, { minLength: 100, maxLength: 800 }), fc.array(opArb, { maxLength: 100 }))
+            .map(([a, b, c]) => [...a, ...b, ...c]),
+        ),
+        fc.array(rangeArb, { maxLength: 12 }),
+        async (ops, ranges) => {
+          await runOps(opts, ops, ranges, opts.storage === 'lmdb');
+        },
+      ),
+      { numRuns, interruptAfterTimeLimit: 90_000, markInterruptAsFailure: true },
+    );
+    t.pass(`${numRuns} random op sequences agree with the model`);
+  });
+}
+
+t.test('bulk: 20k keys inserted then 3/4 deleted keep the tree sound (merges and root collapse)', async (t) => {
+  const store = await openStore({ storage: 'memory', pageSize: 512, cachePages: 4 });
+  const model = new Model();
+  for (let i = 0; i < 20000; i++) {
+    const k = ['user', (i * 7919) % 20000];
+    store.set(k, { i, pad: 'p'.repeat(i % 40) });
+    model.set(k, { i, pad: 'p'.repeat(i % 40) });
+  }
+  t.same(checkTree(engineOf(store), 'data'), [], 'sound after inserts');
+  for (let i = 0; i < 20000; i++) {
+    if (i % 4 === 0) continue;
+    t.equal(store.delete(['user', i]), true);
+    model.delete(['user', i]);
+  }
+  t.same(checkTree(engineOf(store), 'data'), [], 'sound after deletes');
+  t.equal(store.size, model.m.size);
+  t.same([...store.keys({ prefix: ['user'], limit: 3 })], [['user', 0], ['user', 4], ['user', 8]]);
+  t.same([...store.keys({ prefix: ['user'], reverse: true, limit: 2 })], [['user', 19996], ['user', 19992]]);
+  for (let i = 0; i < 20000; i += 4) store.delete(['user', i]);
+  t.equal(store.size, 0);
+  t.same(checkTree(engineOf(store), 'data'), [], 'sound when empty');
+  t.equal(engineOf(store).pager.residentPages <= 4, true, 'cache stays within cachePages');
+  await store.close();
+});
+
+t.test('values larger than a page get a leaf of their own and round-trip', async (t) => {
+  const store = await openStore({ storage: 'memory', pageSize: 512, cachePages: 2 });
+  const big = 'B'.repeat(5000);
+  for (let i = 0; i < 50; i++) store.set(i, i % 5 === 0 ? { big, i } : i);
+  t.same(checkTree(engineOf(store), 'data'), []);
+  for (let i = 0; i < 50; i++) t.same(store.get(i), i % 5 === 0 ? { big, i } : i);
+  await store.close();
+});
+
+t.test('mutation during iteration neither crashes nor skips untouched keys', async (t) => {
+  const store = await openStore({ storage: 'memory', pageSize: 256, cachePages: 2 });
+  for (let i = 0; i < 500; i++) store.set(i, i);
+  const seen: number[] = [];
+  for (const k of store.keys()) {
+    seen.push(k as number);
+    if ((k as number) % 10 === 0) store.delete((k as number) + 5); // delete ahead
+    if ((k as number) % 7 === 0) store.set(10_000 + (k as number), 0); // insert far ahead
+  }
+  const expectUntouched = [...Array(500).keys()].filter((i) => !(i % 10 === 5 && i >= 5));
+  t.same(seen.filter((k) => k < 500), expectUntouched);
+  await store.close();
+});
+
+t.test('pages stay readable while a flush is in flight, and writes during it land in the next', async (t) => {
+  const path = join(tmp, `inflight${dirs++}`);
+  let store = await openStore({ path, pageSize: 512, cachePages: 3 });
+  for (let i = 0; i < 5000; i++) store.set(i, { i, pad: 'x'.repeat(i % 30) });
+  const flushing = store.flush();
+  // Reads with a 3-page cache reload pages that are only in flight right now.
+  let ok = 0;
+  for (const [k, v] of store.entries()) if ((v as { i: number }).i === k) ok++;
+  t.equal(ok, 5000, 'every value readable during the flush');
+  for (let i = 0; i < 5000; i += 3) store.set(i, { i: -i });
+  await flushing;
+  for (let i = 0; i < 5000; i++) {
+    const v = store.get(i) as { i: number };
+    if (v.i !== (i % 3 === 0 ? -i : i)) t.fail(`key ${i} has ${JSON.stringify(v)}`);
+  }
+  await store.close();
+  store = await openStore({ path, pageSize: 512, cachePages: 3 });
+  let good = 0;
+  for (let i = 0; i < 5000; i++) if ((store.get(i) as { i: number }).i === (i % 3 === 0 ? -i : i)) good++;
+  t.equal(good, 5000, 'close flushed the writes made during the first flush');
+  await store.close();
+});
