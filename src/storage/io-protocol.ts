@@ -49,7 +49,8 @@ export function readFrameHeader(frame: Uint8Array): { type: number; version: num
 
 /** LMDB environment options shared by every thread that opens a state directory. */
 export function envOptions(dir: string, noSync: boolean) {
-  return { path: dir, maxDbs: 8, noSync, compression: false } as const;
+  // noSubdir: false — lmdb-js would otherwise treat a directory name with a dot as a file.
+  return { path: dir, maxDbs: 8, noSync, compression: false, noSubdir: false } as const;
 }
 export const PAGES_DB = 'pages';
 export const COMMITS_DB = 'commits';

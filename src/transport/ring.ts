@@ -76,7 +76,7 @@ const START = 0x7fff0000;
 /** Copies shorter than this are done byte by byte: cheaper than a TypedArray.set call. */
 const SMALL_COPY = 16;
 /** Polls of the peer's position before parking: parking and waking cost microseconds. */
-const SPIN = 1024;
+const SPIN = 16384;
 
 const pad4 = (n: number) => (n + 3) & ~3;
 
