@@ -1,14 +1,17 @@
 // SPSC ring vs postMessage between two worker threads.
 //
-//   node dist/perf/ring.bench.js [scale] [reps]
+//   node dist/perf/ring.bench.js [scale] [reps] [filter]
 //
 // scale multiplies the frame counts (default 1); each row runs reps times (default 3)
-// and reports the best run, since other load on a small machine only slows runs down.
+// and reports the best run, since other load on a small machine only slows runs down;
+// the rows of a scenario take turns, so a noisy moment does not hit one row only.
+// filter keeps the scenarios whose name contains it.
 // A run starts a fresh producer worker and consumer worker, waits until both are
 // up, then times from 'go' to the consumer reporting that it has seen every frame.
 // The consumer touches the first and last byte of each frame. Ratios compare each
 // ring row with the postMessage-clone row of its scenario and with the fastest
 // postMessage row.
+import { loadavg } from 'node:os';
 import { MessageChannel, Worker } from 'node:worker_threads';
 import { createRingBuffer } from '../src/transport/ring.js';
 import type { BenchDone, BenchJob, BenchProduced, PmKind } from './ring-bench-worker.js';
@@ -16,6 +19,7 @@ import type { BenchDone, BenchJob, BenchProduced, PmKind } from './ring-bench-wo
 const WORKER = new URL('./ring-bench-worker.js', import.meta.url);
 const scale = Number(process.argv[2] ?? 1) || 1;
 const reps = Math.max(1, Number(process.argv[3] ?? 3) || 3);
+const filter = process.argv[4] ?? '';
 
 interface Row {
   label: string;
@@ -99,17 +103,19 @@ async function measure(row: Row): Promise<Measured> {
 const pad = (s: string, n: number) => s.padEnd(n);
 const num = (x: number, digits = 0) => x.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits });
 
-console.log(`ring vs postMessage, worker -> worker, Node ${process.version}, scale ${scale}, best of ${reps}`);
+console.log(
+  `ring vs postMessage, worker -> worker, Node ${process.version}, scale ${scale}, best of ${reps}, ` +
+    `load average ${loadavg().map((x) => x.toFixed(2)).join(' ')}`,
+);
 console.log(`${pad('scenario / transport', 48)}${'frames/s'.padStart(13)}${'MB/s'.padStart(9)}${'×clone'.padStart(8)}${'×best pm'.padStart(10)}  ring stats`);
 for (const sc of scenarios) {
+  if (!sc.name.includes(filter)) continue;
   const results: Measured[] = [];
-  for (const row of sc.rows) {
-    let best: Measured | null = null;
-    for (let i = 0; i < reps; i++) {
-      const m = await measure(row);
-      if (best === null || m.secs < best.secs) best = m;
+  for (let i = 0; i < reps; i++) {
+    for (let k = 0; k < sc.rows.length; k++) {
+      const m = await measure(sc.rows[k]!);
+      if (results[k] === undefined || m.secs < results[k]!.secs) results[k] = m;
     }
-    results.push(best!);
   }
   const rate = (m: Measured) => m.frames / m.secs;
   const pms = results.filter((m) => m.row.pm);

@@ -12,9 +12,10 @@
 // - A root branch with one child is replaced by that child.
 // Only pages whose content changed are marked dirty: no copy-on-write cascade, since
 // page versions are addressed by (page id, flush version), not by parent pointers.
-import { BRANCH, CHILD_BYTES, KEY_OVERHEAD, LEAF, NODE_OVERHEAD, entryBytes, type BranchNode, type LeafNode, type TreeNode } from './node.js';
+import { BRANCH, CHILD_BYTES, KEY_OVERHEAD, LEAF, NODE_OVERHEAD, entryBytes, leafValue, materializeLeaf, type BranchNode, type TreeNode } from './node.js';
 import type { Pager } from './pager.js';
 import type { StoredValue } from './values.js';
+
 
 /** First index i with keys[i] >= k. */
 export function lowerBound(keys: string[], k: string): number {
@@ -91,7 +92,7 @@ export class BTree {
     let n = this.node(this.root);
     while (n.kind === BRANCH) n = this.node(n.children[upperBound(n.keys, k)]!);
     const i = lowerBound(n.keys, k);
-    return i < n.keys.length && n.keys[i] === k ? n.vals[i] : undefined;
+    return i < n.keys.length && n.keys[i] === k ? leafValue(n, i) : undefined;
   }
 
   has(k: string): boolean {
@@ -106,6 +107,7 @@ export class BTree {
       path.push(n);
       n = this.node(n.children[upperBound(n.keys, k)]!);
     }
+    materializeLeaf(n);
     const i = lowerBound(n.keys, k);
     let added: boolean;
     if (i < n.keys.length && n.keys[i] === k) {
@@ -137,6 +139,7 @@ export class BTree {
     }
     const i = lowerBound(n.keys, k);
     if (i >= n.keys.length || n.keys[i] !== k) return false;
+    materializeLeaf(n);
     n.bytes -= entryBytes(k, n.vals[i]!);
     n.keys.splice(i, 1);
     n.vals.splice(i, 1);
@@ -238,6 +241,8 @@ export class BTree {
       const left = li === i ? n : this.node(parent.children[li]!);
       const right = li === i ? this.node(parent.children[li + 1]!) : n;
       const sep = parent.keys[li]!;
+      if (left.kind === LEAF) materializeLeaf(left);
+      if (right.kind === LEAF) materializeLeaf(right);
       const mergedBytes = left.bytes + right.bytes - NODE_OVERHEAD + (left.kind === BRANCH ? sep.length + KEY_OVERHEAD : 0);
       // An empty leaf always goes, even next to an oversized single-entry sibling.
       const empty = right.keys.length === 0 || left.keys.length === 0;
@@ -353,7 +358,7 @@ export class BTree {
         for (; j >= 0; j--) {
           const k = n.keys[j]!;
           if (hasLo && (k < lo! || (!loInc && k === lo))) { done = true; break; }
-          batch.push([k, n.vals[j]!]);
+          batch.push([k, leafValue(n, j)]);
           if (--remaining === 0) { done = true; break; }
         }
         yield* batch;
@@ -377,7 +382,7 @@ export class BTree {
       for (; j < n.keys.length; j++) {
         const k = n.keys[j]!;
         if (hi !== undefined && (k > hi || (!hiInc && k === hi))) { done = true; break; }
-        batch.push([k, n.vals[j]!]);
+        batch.push([k, leafValue(n, j)]);
         if (--remaining === 0) { done = true; break; }
       }
       yield* batch;

@@ -36,7 +36,15 @@ interface NodeBase {
 }
 export interface LeafNode extends NodeBase {
   kind: typeof LEAF;
-  vals: StoredValue[];
+  /**
+   * Values; a hole (undefined) is a value not yet decoded from `raw`. A leaf read from
+   * disk decodes only its keys: a point read then decodes one value, not ~100.
+   * Any mutation first materializes every value and drops `raw`.
+   */
+  vals: (StoredValue | undefined)[];
+  raw?: Buffer;
+  /** [start, length] of each value's msgpack bytes in `raw`. */
+  voff?: Uint32Array;
 }
 export interface BranchNode extends NodeBase {
   kind: typeof BRANCH;
@@ -116,7 +124,7 @@ export function serializeNode(node: TreeNode): Buffer {
     w.varint(keys.length);
     for (let i = 0; i < keys.length; i++) {
       w.latin1(keys[i]!);
-      const v = vals[i]!;
+      const v = vals[i] ?? leafValue(node, i);
       w.bytes(v instanceof Uint8Array ? v : packr.pack(v));
     }
   } else {
@@ -138,6 +146,46 @@ export class MalformedNode extends Error {}
 function staysPacked(first: number): boolean {
   return (first >= 0x80 && first <= 0x9f) || (first >= 0xc4 && first <= 0xc9) ||
     (first >= 0xd4 && first <= 0xd8) || (first >= 0xdc && first <= 0xdf);
+}
+
+/**
+ * storedSize() of the value these msgpack bytes decode to, computed from the bytes
+ * alone, so a leaf's `bytes` is right without decoding its values.
+ */
+function rawStoredSize(first: number, n: number): number {
+  if (staysPacked(first)) return n + 5;
+  if (first >= 0xa0 && first <= 0xbf) return n - 1 + 5; // fixstr
+  if (first === 0xd9) return n - 2 + 5; // str8
+  if (first === 0xda) return n - 3 + 5; // str16
+  if (first === 0xdb) return n - 5 + 5; // str32
+  if (first === 0xc0 || first === 0xc2 || first === 0xc3) return 1; // nil, false, true
+  return 9; // ints, floats, int64 bigints
+}
+
+/** Decodes one value of a leaf read from disk (and keeps it). */
+export function leafValue(n: LeafNode, i: number): StoredValue {
+  let v = n.vals[i];
+  if (v !== undefined) return v;
+  const raw = n.raw!;
+  const start = n.voff![2 * i]!;
+  const len = n.voff![2 * i + 1]!;
+  v = staysPacked(raw[start]!) ? raw.subarray(start, start + len) : (packr.unpack(raw.subarray(start, start + len)) as StoredValue);
+  n.vals[i] = v;
+  return v;
+}
+
+/** Decodes every value and lets go of the page buffer; required before any mutation. */
+export function materializeLeaf(n: LeafNode): void {
+  if (n.raw === undefined) return;
+  const raw = n.raw;
+  for (let i = 0; i < n.keys.length; i++) {
+    const v = n.vals[i] ?? leafValue(n, i);
+    // Copy bytes out of the page buffer, so a value moved to another leaf does not
+    // keep this whole page alive.
+    if (v instanceof Uint8Array && v.buffer === raw.buffer) n.vals[i] = Buffer.from(v);
+  }
+  n.raw = undefined;
+  n.voff = undefined;
 }
 
 export function deserializeNode(id: number, raw: Uint8Array): TreeNode {
@@ -169,22 +217,22 @@ export function deserializeNode(id: number, raw: Uint8Array): TreeNode {
   const count = varint();
   if (kind === LEAF) {
     const keys = new Array<string>(count);
-    const vals = new Array<StoredValue>(count);
+    const voff = new Uint32Array(count * 2);
     let bytes = NODE_OVERHEAD;
     for (let i = 0; i < count; i++) {
       const k = latin1();
       const n = varint();
       need(n);
       if (n === 0) throw new MalformedNode('empty value');
-      const first = buf[pos]!;
-      const v = staysPacked(first) ? buf.subarray(pos, pos + n).slice() : (packr.unpack(buf.subarray(pos, pos + n)) as StoredValue);
-      pos += n;
       keys[i] = k;
-      vals[i] = v;
-      bytes += entryBytes(k, v);
+      voff[2 * i] = pos;
+      voff[2 * i + 1] = n;
+      bytes += k.length + KEY_OVERHEAD + rawStoredSize(buf[pos]!, n) + VALUE_OVERHEAD;
+      pos += n;
     }
     if (pos !== end) throw new MalformedNode('trailing bytes after leaf');
-    return { kind: LEAF, id, keys, vals, bytes, dirty: false, ref: true };
+    const vals = new Array<StoredValue | undefined>(count);
+    return { kind: LEAF, id, keys, vals, bytes, dirty: false, ref: true, raw: buf, voff };
   }
   if (kind === BRANCH) {
     if (count < 1) throw new MalformedNode('branch without children');

@@ -85,8 +85,10 @@ export function storedSize(s: StoredValue): number {
       // ASCII fast path: one byte per char; otherwise the exact UTF-8 length.
       return (s.length < 64 && isAscii(s) ? s.length : Buffer.byteLength(s)) + 5;
     case 'number':
-    case 'bigint':
       return 9;
+    case 'bigint':
+      // 64-bit bigints pack as int64; wider ones through msgpackr's bigint extension.
+      return s >= -(2n ** 63n) && s < 2n ** 63n ? 9 : packr.pack(s).length + 5;
     case 'boolean':
       return 1;
     default:

@@ -5,53 +5,53 @@
 //
 //    0  ┌ line 0: MAGIC, CAPACITY ─────────── written once by createRingBuffer
 //   64  ├ line 1: HEAD, W_WAIT, W_WANT ────── written by the writer only
-//  128  ├ line 2: TAIL, R_WAIT ────────────── written by the reader only
-//  192  ├ data: CAPACITY bytes (a power of two, 64 .. 2^30)
-//       │   tail            head
-//       │    v               v
-//       │ [..|len|payload|pad|len|payload|pad|.............]   one record per chunk
-//       └──────────────────────────────────────────────────
+//  128  ├ line 2: TAIL, R_WAIT ────────────── TAIL by the reader only (R_WAIT: below)
+//  192  ├ data: CAPACITY bytes (a power of two, 64 B .. 1 GiB)
+//       │      tail                               head
+//       │       v                                  v
+//       │ [....|len|total|payload..|pad|len|total|payload|pad|......]
+//       └────────────────────────────────────────────────────────────
 //
-// Positions. HEAD and TAIL are byte counters that only grow and wrap modulo 2^32
-// (they start 64 KiB below 2^31 so the int32 overflow is exercised early); a record
-// lives at data[pos & (CAPACITY - 1)]. Every record starts on a 4-byte
-// boundary, so the two low bits of a position are always 0 and the words use bit 0
-// as a flag: HEAD|1 = the writer closed the stream, TAIL|1 = the reader cancelled.
-// Setting the flag changes the word, so a peer parked on it wakes (see Signalling).
+// Positions. HEAD and TAIL are byte counters that only grow, wrapping as int32 (they
+// start 64 KiB below 2^31, so every ring soon crosses the overflow); a record lives
+// at data[pos & (CAPACITY - 1)]. Records start on 8-byte boundaries, so the low three
+// bits of a position are 0 and bit 0 of the words serves as a flag: HEAD|1 = the
+// writer closed the stream, TAIL|1 = the reader cancelled. Setting a flag changes the
+// word, so a peer parked on it wakes.
 //
-// Invariants (all arithmetic `| 0`, i.e. wrap-safe int32):
-//   used = (head - tail) | 0,     0 <= used <= CAPACITY
-//   empty  <=>  head === tail     full  <=>  used + (next record size) > CAPACITY
-//   Bytes in [tail, head) belong to the reader, bytes in [head, tail + CAPACITY) to
-//   the writer. Only the writer stores HEAD, W_WAIT and W_WANT; only the reader
-//   stores TAIL (R_WAIT: see Signalling).
+// Invariants (all arithmetic `| 0`, wrap-safe):
+//   used = (head - tail) | 0,   0 <= used <= CAPACITY
+//   empty <=> head === tail;    full <=> used + size of the next record > CAPACITY
+//   [tail, head) belongs to the reader, [head, tail + CAPACITY) to the writer.
+//   Only the writer stores HEAD, W_WAIT, W_WANT; only the reader stores TAIL.
 //
-// Records. A 4-byte length word (Int32, never straddles the end because CAPACITY and
-// positions are multiples of 4) holds the payload length in bits 0..30 and MORE in
-// bit 31: "more chunks of this frame follow". The payload may straddle the end of the
-// buffer (copied in two parts) and is padded to 4 bytes. A frame longer than
-// MAX_CHUNK = CAPACITY/2 - 4 is cut into chunks of MAX_CHUNK bytes, all but the last
-// with MORE set; the reader reassembles them. So every record fits in half the ring,
-// and the writer can fill one half while the reader empties the other.
+// Records. An 8-byte header (never split by the end: CAPACITY and positions are
+// multiples of 8): Int32 `len` = payload bytes in bits 0..30 plus MORE in bit 31
+// ("more chunks of this frame follow"), then Int32 `total` = length of the whole
+// frame, so the reader allocates a reassembly buffer once. The payload may straddle
+// the end of the buffer (copied in two parts) and is padded to 8 bytes; 8-byte
+// alignment lets V8 copy to and from shared memory by words instead of by bytes.
+// A frame longer than MAX_CHUNK = CAPACITY/2 - 8 is cut into MAX_CHUNK pieces, so
+// every record fits in half the ring: the writer fills one half while the reader
+// empties the other.
 //
-// Memory ordering. Payload and length words are plain stores; publication is the
-// Atomics.store of HEAD (writer) or TAIL (reader). Atomics are sequentially consistent,
-// so a thread that Atomics.load()s a position sees every plain store made before it
-// was stored: the reader never sees a record before its bytes, the writer never reuses
-// bytes the reader still reads.
+// Memory ordering. Payload and headers are plain stores; publication is the
+// Atomics.store of HEAD (writer) or TAIL (reader). Atomics are sequentially consistent:
+// a thread that Atomics.load()s a position sees every plain store made before it was
+// stored, so the reader never sees a record before its bytes and the writer never
+// reuses bytes the reader may still read.
 //
 // Signalling (Dekker style, no lost wake-ups under SC atomics):
 //   reader parks:  R_WAIT = 1; w = load(HEAD); if w still says "empty": wait(HEAD, w)
 //   writer:        store(HEAD, h); if exchange(R_WAIT, 0) != 0: notify(HEAD)
 //   writer parks:  W_WANT = tail it needs; W_WAIT = 1; w = load(TAIL); if short: wait(TAIL, w)
 //   reader:        store(TAIL, t); if load(W_WAIT) != 0 and t >= W_WANT: notify(TAIL)
-// Either the parking side sees the new position, or the other side sees the flag.
-// Nobody calls Atomics.notify while the peer is awake, so a small frame costs one
-// atomic store and one load. R_WAIT is the one word both sides write: the reader
-// arms it, the writer disarms it when it rings (one notify per park, not one per
-// frame published before the parked reader gets to run). A blocked writer asks to
-// be woken when half the ring is free (hysteresis), not per freed record. Both sides
-// poll a little (SPIN) before parking, as parking and waking cost microseconds.
+// Either the parking side sees the new position, or the other side sees the flag, so
+// nobody notifies an awake peer: a small frame costs one atomic store and one load.
+// R_WAIT is the one word both sides write: the reader arms it, the writer disarms it
+// when it rings (one notify per park, not one per frame published before the woken
+// reader runs). A blocked writer asks to wake when half the ring is free, not per
+// freed record. Both sides poll briefly (SPIN) first: parking costs microseconds.
 
 import { errors } from '../errors.js';
 import { waitWord } from './doorbell.js';
@@ -65,20 +65,17 @@ const I_W_WANT = 18;
 const I_TAIL = 32;
 const I_R_WAIT = 33;
 const HEADER_BYTES = 192;
+const REC = 8; // record header bytes
 const MIN_CAPACITY = 64;
 const MAX_CAPACITY = 1 << 30;
 const MORE = 0x80000000 | 0;
 const LEN_MASK = 0x7fffffff;
 const FLAG = 1;
-const POS_MASK = ~3;
-/** First position: 64 KiB below int32 overflow, so every ring soon exercises the wrap. */
+const POS_MASK = ~7;
 const START = 0x7fff0000;
-/** Copies shorter than this are done byte by byte: cheaper than a TypedArray.set call. */
-const SMALL_COPY = 16;
-/** Polls of the peer's position before parking: parking and waking cost microseconds. */
-const SPIN = 16384;
+const SPIN = 1024;
 
-const pad4 = (n: number) => (n + 3) & ~3;
+const pad8 = (n: number) => (n + 7) & ~7;
 
 /** Allocate a ring with `capacityBytes` of data space (a power of two, 64 B .. 1 GiB). */
 export function createRingBuffer(capacityBytes: number): SharedArrayBuffer {
@@ -99,15 +96,15 @@ export function createRingBuffer(capacityBytes: number): SharedArrayBuffer {
   return sab;
 }
 
-/** Bytes of ring space a frame of `length` bytes takes, chunk headers and padding included. */
+/** Ring bytes a frame of `length` bytes occupies (headers and padding included). */
 export function encodedFrameSize(length: number, capacity: number): number {
-  const maxChunk = (capacity >> 1) - 4;
-  if (length <= maxChunk) return 4 + pad4(length);
+  const maxChunk = (capacity >> 1) - REC;
+  if (length <= maxChunk) return REC + pad8(length);
   const chunks = Math.ceil(length / maxChunk);
-  return chunks * 4 + (chunks - 1) * maxChunk + pad4(length - (chunks - 1) * maxChunk);
+  return chunks * REC + (chunks - 1) * maxChunk + pad8(length - (chunks - 1) * maxChunk);
 }
 
-/** State common to both ends: views over one ring SAB. */
+/** Views over one ring SAB, shared by both ends. */
 abstract class RingEnd {
   protected readonly i32: Int32Array;
   protected readonly words: Int32Array;
@@ -117,32 +114,27 @@ abstract class RingEnd {
   protected readonly maxChunk: number;
 
   constructor(sab: SharedArrayBuffer) {
-    if (!(sab instanceof SharedArrayBuffer) || sab.byteLength < HEADER_BYTES + MIN_CAPACITY) {
-      throw errors.badOption('sab', 'not a tidepool ring (use createRingBuffer)');
-    }
+    const bad = () => errors.badOption('sab', 'not a tidepool ring (use createRingBuffer)');
+    if (!(sab instanceof SharedArrayBuffer) || sab.byteLength < HEADER_BYTES + MIN_CAPACITY) throw bad();
     this.i32 = new Int32Array(sab, 0, HEADER_BYTES >> 2);
     const cap = this.i32[I_CAPACITY]!;
-    if (Atomics.load(this.i32, I_MAGIC) !== MAGIC || sab.byteLength !== HEADER_BYTES + cap) {
-      throw errors.badOption('sab', 'not a tidepool ring (use createRingBuffer)');
-    }
+    if (Atomics.load(this.i32, I_MAGIC) !== MAGIC || sab.byteLength !== HEADER_BYTES + cap) throw bad();
     this.capacity = cap;
     this.mask = cap - 1;
-    this.maxChunk = (cap >> 1) - 4;
+    this.maxChunk = (cap >> 1) - REC;
     this.words = new Int32Array(sab, HEADER_BYTES, cap >> 2);
     this.data = new Uint8Array(sab, HEADER_BYTES, cap);
   }
 
-  /** Bytes currently in the ring (written, not yet consumed), headers included. */
+  /** Bytes in the ring now (written, not yet consumed), headers included. */
   get used(): number {
-    const head = Atomics.load(this.i32, I_HEAD) & POS_MASK;
-    const tail = Atomics.load(this.i32, I_TAIL) & POS_MASK;
-    return (head - tail) | 0;
+    return ((Atomics.load(this.i32, I_HEAD) & POS_MASK) - (Atomics.load(this.i32, I_TAIL) & POS_MASK)) | 0;
   }
 }
 
 export class RingWriter extends RingEnd {
-  #head: number; // local head position; published by #publish()
-  #tail: number; // last tail position seen (stale is safe: it only under-reports space)
+  #head: number; // local head; published by #publish()
+  #tail: number; // last tail seen: stale only under-reports the free space
   #closed = false;
   #pending = 0; // writeAsync calls not settled yet
   #queue: Promise<void> = Promise.resolve();
@@ -158,83 +150,70 @@ export class RingWriter extends RingEnd {
     this.#tail = Atomics.load(this.i32, I_TAIL) & POS_MASK;
   }
 
-  /** Payload bytes accepted so far (frames, not headers). */
+  /** Payload bytes accepted (headers not counted). */
   get bytesWritten(): number { return this.#bytes; }
   get framesWritten(): number { return this.#frames; }
-  /** Times write/writeMany/writeAsync found the ring full and had to wait. */
+  /** Times a write found the ring full and had to wait for the reader. */
   get blockedCount(): number { return this.#blocked; }
-  /** Total milliseconds spent waiting for space. */
+  /** Milliseconds spent waiting for space. */
   get blockedMs(): number { return this.#blockedMs; }
   /** Times the writer woke a parked reader. */
   get notifyCount(): number { return this.#notifies; }
   get closed(): boolean { return this.#closed; }
 
-  /** Write one frame, blocking the thread (Atomics.wait) while the ring is full. */
+  /** Write one frame; blocks the thread (Atomics.wait) while the ring is full. */
   write(frame: Uint8Array): void {
     this.#checkSync();
     this.#putSync(frame);
     this.#publish();
   }
 
-  /** Write several frames and publish them once; blocks like write() when full. */
+  /** Write several frames, publishing once (and before any wait); blocks like write(). */
   writeMany(frames: readonly Uint8Array[]): void {
     this.#checkSync();
     for (let i = 0; i < frames.length; i++) this.#putSync(frames[i]!);
     this.#publish();
   }
 
-  /**
-   * Write one frame if the ring has room for all of it now; never waits. Throws if
-   * the frame could never fit (its encoded size exceeds the capacity).
-   */
+  /** Write one frame if all of it fits now; never waits. Throws if it can never fit at once. */
   tryWrite(frame: Uint8Array): boolean {
     if (this.#closed) throw errors.ringClosed();
     if (this.#pending !== 0) return false;
-    const len = frame.length;
-    const need = len <= this.maxChunk ? 4 + pad4(len) : encodedFrameSize(len, this.capacity);
+    const need = encodedFrameSize(frame.length, this.capacity);
     if (need > this.capacity) {
-      throw errors.ringMisuse(`a ${len}-byte frame never fits a ${this.capacity}-byte ring at once; use write() or writeAsync()`);
+      throw errors.ringMisuse(`a ${frame.length}-byte frame never fits a ${this.capacity}-byte ring at once; use write() or writeAsync()`);
     }
     if (!this.#hasRoom(need)) return false;
-    if (len <= this.maxChunk) this.#put(frame, 0, len, false);
-    else this.#putChunks(frame);
-    this.#frames++;
-    this.#bytes += len;
+    this.#putSync(frame); // cannot wait: the whole frame fits
     this.#publish();
     return true;
   }
 
   /**
-   * Write one frame, waiting with Atomics.waitAsync while the ring is full, so the
-   * thread's event loop keeps running. Calls are queued in order.
+   * Write one frame, waiting with Atomics.waitAsync while the ring is full so the
+   * event loop keeps running. Calls complete in order; don't modify `frame` until
+   * the promise resolves.
    */
   writeAsync(frame: Uint8Array): Promise<void> {
     if (this.#closed) return Promise.reject(errors.ringClosed());
-    if (this.#pending === 0 && frame.length <= this.maxChunk) {
+    if (this.#pending === 0) {
       try {
-        if (this.#hasRoom(4 + pad4(frame.length))) {
-          this.#put(frame, 0, frame.length, false);
-          this.#frames++;
-          this.#bytes += frame.length;
-          this.#publish();
-          return Promise.resolve();
-        }
+        if (this.tryWrite(frame)) return Promise.resolve();
       } catch (err) {
-        return Promise.reject(err);
+        if ((err as { code?: string }).code !== 'TIDEPOOL_RING_MISUSE') return Promise.reject(err);
       }
     }
     this.#pending++;
     const p = this.#queue.then(() => this.#putAsync(frame));
     const settle = () => { this.#pending--; };
     this.#queue = p.then(settle, (err: unknown) => { settle(); throw err; });
-    // The queue carries the failure to later calls; don't report it unhandled there.
-    this.#queue.catch(() => {});
+    this.#queue.catch(() => {}); // a failure reaches later calls through their own promises
     return p;
   }
 
   /**
-   * End of stream. The reader sees `closed` once it has consumed every frame written
-   * before; later writes throw TIDEPOOL_RING_CLOSED. Pending writeAsync calls finish first.
+   * End of stream: the reader sees `closed` once it consumed every frame written
+   * before. Later writes throw TIDEPOOL_RING_CLOSED; pending writeAsync calls finish first.
    */
   close(): void {
     if (this.#closed) return;
@@ -254,18 +233,14 @@ export class RingWriter extends RingEnd {
 
   #putSync(frame: Uint8Array): void {
     const len = frame.length;
-    if (len <= this.maxChunk) {
-      const need = 4 + pad4(len);
+    let start = 0;
+    do {
+      const n = Math.min(this.maxChunk, len - start);
+      const need = REC + pad8(n);
       if (!this.#hasRoom(need)) this.#waitRoomSync(need);
-      this.#put(frame, 0, len, false);
-    } else {
-      for (let start = 0; start < len; start += this.maxChunk) {
-        const n = Math.min(this.maxChunk, len - start);
-        const need = 4 + pad4(n);
-        if (!this.#hasRoom(need)) this.#waitRoomSync(need);
-        this.#put(frame, start, n, start + n < len);
-      }
-    }
+      this.#put(frame, start, n);
+      start += n;
+    } while (start < len);
     this.#frames++;
     this.#bytes += len;
   }
@@ -275,23 +250,14 @@ export class RingWriter extends RingEnd {
     let start = 0;
     do {
       const n = Math.min(this.maxChunk, len - start);
-      const need = 4 + pad4(n);
+      const need = REC + pad8(n);
       while (!this.#hasRoom(need)) await this.#waitRoomAsync();
-      this.#put(frame, start, n, start + n < len);
+      this.#put(frame, start, n);
       start += n;
     } while (start < len);
     this.#frames++;
     this.#bytes += len;
     this.#publish();
-  }
-
-  /** Chunks of a frame that is known to fit in the free space. */
-  #putChunks(frame: Uint8Array): void {
-    const len = frame.length;
-    for (let start = 0; start < len; start += this.maxChunk) {
-      const n = Math.min(this.maxChunk, len - start);
-      this.#put(frame, start, n, start + n < len);
-    }
   }
 
   #hasRoom(need: number): boolean {
@@ -302,57 +268,55 @@ export class RingWriter extends RingEnd {
     return this.capacity - ((this.#head - this.#tail) | 0) >= need;
   }
 
-  /** Copy one record at the local head; does not publish. Caller checked the space. */
-  #put(src: Uint8Array, start: number, len: number, more: boolean): void {
-    const mask = this.mask;
-    const off = this.#head & mask;
-    this.words[off >> 2] = more ? len | MORE : len;
-    const p = (off + 4) & mask;
+  /** Copy bytes [start, start + n) of `src` as one record at the local head (unpublished). */
+  #put(src: Uint8Array, start: number, n: number): void {
+    const off = this.#head & this.mask;
+    const total = src.length;
+    this.words[off >> 2] = start + n < total ? n | MORE : n;
+    this.words[(off >> 2) + 1] = total;
+    const p = (off + REC) & this.mask;
     const first = this.capacity - p;
-    const data = this.data;
-    if (len <= first) {
-      if (len < SMALL_COPY) {
-        for (let i = 0; i < len; i++) data[p + i] = src[start + i]!;
-      } else {
-        data.set(start === 0 && len === src.length ? src : src.subarray(start, start + len), p);
-      }
+    if (n <= first) {
+      this.data.set(start === 0 && n === total ? src : src.subarray(start, start + n), p);
     } else {
-      data.set(src.subarray(start, start + first), p);
-      data.set(src.subarray(start + first, start + len), 0);
+      this.data.set(src.subarray(start, start + first), p);
+      this.data.set(src.subarray(start + first, start + n), 0);
     }
-    this.#head = (this.#head + 4 + pad4(len)) | 0;
+    this.#head = (this.#head + REC + pad8(n)) | 0;
   }
 
   #publish(): void {
     Atomics.store(this.i32, I_HEAD, this.#head);
-    // Ring once per park: the reader re-arms R_WAIT before it parks again.
     if (Atomics.load(this.i32, I_R_WAIT) !== 0 && Atomics.exchange(this.i32, I_R_WAIT, 0) !== 0) {
       Atomics.notify(this.i32, I_HEAD);
       this.#notifies++;
     }
   }
 
-  /** Announce the tail position we need (half the ring free) before parking. */
+  /** Publish, count the block, and announce the tail we need: half the ring free. */
   #announce(): number {
+    this.#publish();
+    this.#blocked++;
     const want = (this.#head - (this.capacity >> 1)) | 0;
     Atomics.store(this.i32, I_W_WANT, want);
     Atomics.store(this.i32, I_W_WAIT, 1);
     return want;
   }
 
-  /** Publish, then park until the reader has freed half the ring (every record needs at most half). */
+  /** True once the tail reached `want`; throws if the reader cancelled. */
+  #reached(want: number, w: number): boolean {
+    if ((w & FLAG) !== 0) throw errors.ringClosed();
+    this.#tail = w & POS_MASK;
+    return ((this.#tail - want) | 0) >= 0;
+  }
+
   #waitRoomSync(need: number): void {
     this.#publish();
     for (let i = 0; i < SPIN; i++) if (this.#hasRoom(need)) return;
     const t0 = performance.now();
-    this.#blocked++;
     const want = this.#announce();
     try {
-      for (;;) {
-        const w = Atomics.load(this.i32, I_TAIL);
-        if ((w & FLAG) !== 0) throw errors.ringClosed();
-        this.#tail = w & POS_MASK;
-        if (((this.#tail - want) | 0) >= 0) break;
+      for (let w = Atomics.load(this.i32, I_TAIL); !this.#reached(want, w); w = Atomics.load(this.i32, I_TAIL)) {
         Atomics.wait(this.i32, I_TAIL, w);
       }
     } finally {
@@ -361,18 +325,11 @@ export class RingWriter extends RingEnd {
     }
   }
 
-  /** Async twin of #waitRoomSync; the caller re-checks the room afterwards. */
   async #waitRoomAsync(): Promise<void> {
-    this.#publish();
     const t0 = performance.now();
-    this.#blocked++;
     const want = this.#announce();
     try {
-      for (;;) {
-        const w = Atomics.load(this.i32, I_TAIL);
-        if ((w & FLAG) !== 0) throw errors.ringClosed();
-        this.#tail = w & POS_MASK;
-        if (((this.#tail - want) | 0) >= 0) break;
+      for (let w = Atomics.load(this.i32, I_TAIL); !this.#reached(want, w); w = Atomics.load(this.i32, I_TAIL)) {
         await waitWord(this.i32, I_TAIL, w);
       }
     } finally {
@@ -383,13 +340,14 @@ export class RingWriter extends RingEnd {
 }
 
 export class RingReader extends RingEnd {
-  #tail: number; // local tail position; published by #release()
-  #head: number; // last head position seen
+  #tail: number; // local tail; published by #release()
+  #head: number; // last head seen
   #eos = false; // the writer's close flag was seen
   #cancelled = false;
-  #asm: Uint8Array = new Uint8Array(0); // reassembly of a chunked frame
+  #asm = new Uint8Array(0); // reassembly of a chunked frame
   #asmLen = 0;
-  #straddle: Uint8Array | null = null; // scratch for drain() views of wrapped records
+  #asmGiven = false; // #asm was returned by read(): allocate a new one
+  #straddle: Uint8Array | null = null; // drain() scratch for records split by the end
   #parked = 0;
   #bytes = 0;
   #frames = 0;
@@ -403,7 +361,7 @@ export class RingReader extends RingEnd {
 
   get bytesRead(): number { return this.#bytes; }
   get framesRead(): number { return this.#frames; }
-  /** Times waitReadable() actually parked on the doorbell. */
+  /** Times waitReadable() parked on the doorbell. */
   get waitCount(): number { return this.#waits; }
 
   /** True once the writer closed and every frame written before close() was consumed. */
@@ -412,7 +370,7 @@ export class RingReader extends RingEnd {
     return this.#eos && this.#tail === this.#head && this.#asmLen === 0;
   }
 
-  /** The next frame as a fresh copy, or null if none is complete yet (or closed). */
+  /** The next frame as a copy the caller owns, or null if no complete frame is there. */
   read(): Uint8Array | null {
     if (this.#cancelled) return null;
     for (;;) {
@@ -420,18 +378,15 @@ export class RingReader extends RingEnd {
       const off = this.#tail & this.mask;
       const word = this.words[off >> 2]!;
       const len = word & LEN_MASK;
-      const p = (off + 4) & this.mask;
+      const p = (off + REC) & this.mask;
       let out: Uint8Array | null = null;
       if (word >= 0 && this.#asmLen === 0) {
-        out = p + len <= this.capacity ? this.data.slice(p, p + len) : this.#copyWrapped(p, len, new Uint8Array(len));
+        out = p + len <= this.capacity ? this.data.slice(p, p + len) : this.#unwrap(p, len, new Uint8Array(len));
       } else {
-        this.#append(p, len);
-        if (word >= 0) {
-          out = this.#asm.slice(0, this.#asmLen);
-          this.#asmLen = 0;
-        }
+        this.#append(p, len, this.words[(off >> 2) + 1]!);
+        if (word >= 0) out = this.#finish(true);
       }
-      this.#tail = (this.#tail + 4 + pad4(len)) | 0;
+      this.#tail = (this.#tail + REC + pad8(len)) | 0;
       this.#release();
       if (out !== null) {
         this.#frames++;
@@ -442,9 +397,9 @@ export class RingReader extends RingEnd {
   }
 
   /**
-   * Pass up to `max` complete frames to `fn` as views into the ring (or into a scratch
-   * buffer for wrapped and chunked frames). A view is valid only during its callback.
-   * The tail is published once per batch of frames seen, not per frame. A frame whose
+   * Pass up to `max` complete frames to `fn` as views into the ring (or into scratch
+   * memory for frames split by the end or chunked). A view is valid only during its
+   * call. The tail is published once per batch seen, not per frame. A frame whose
    * callback throws counts as consumed. Returns the number of frames passed.
    */
   drain(fn: (view: Uint8Array) => void, max = Infinity): number {
@@ -453,7 +408,6 @@ export class RingReader extends RingEnd {
     let pos = this.#tail;
     if (pos === this.#head) this.#refresh();
     let end = this.#head;
-    const mask = this.mask;
     try {
       while (n < max) {
         if (pos === end) {
@@ -464,20 +418,19 @@ export class RingReader extends RingEnd {
           if (!this.#refresh()) break;
           end = this.#head;
         }
-        const off = pos & mask;
+        const off = pos & this.mask;
         const word = this.words[off >> 2]!;
         const len = word & LEN_MASK;
-        const p = (off + 4) & mask;
-        pos = (pos + 4 + pad4(len)) | 0;
+        const p = (off + REC) & this.mask;
+        pos = (pos + REC + pad8(len)) | 0;
         let view: Uint8Array;
         if (word >= 0 && this.#asmLen === 0) {
           if (p + len <= this.capacity) view = this.data.subarray(p, p + len);
-          else view = this.#copyWrapped(p, len, (this.#straddle ??= new Uint8Array(this.maxChunk)));
+          else view = this.#unwrap(p, len, (this.#straddle ??= new Uint8Array(this.maxChunk)));
         } else {
-          this.#append(p, len);
+          this.#append(p, len, this.words[(off >> 2) + 1]!);
           if (word < 0) continue;
-          view = this.#asm.subarray(0, this.#asmLen);
-          this.#asmLen = 0;
+          view = this.#finish(false);
         }
         n++;
         this.#frames++;
@@ -494,19 +447,18 @@ export class RingReader extends RingEnd {
   }
 
   /**
-   * Resolve true when a record is readable or the writer closed, false when
-   * `timeoutMs` passes first. Parks with Atomics.waitAsync: the event loop keeps
-   * running, and a ref'd timer keeps the thread alive meanwhile.
+   * Resolve true when a record can be read or the writer closed, false once
+   * `timeoutMs` passed. Parks with Atomics.waitAsync, so the event loop keeps
+   * serving other work; a ref'd timer keeps the thread alive meanwhile.
    */
   waitReadable(timeoutMs = Infinity): Promise<boolean> {
     if (this.#cancelled) return Promise.resolve(false);
-    if (this.#tail !== this.#head || this.#refresh() || this.#eos) return Promise.resolve(true);
-    for (let i = 0; i < SPIN; i++) if (this.#refresh() || this.#eos) return Promise.resolve(true);
+    for (let i = 0; i < SPIN; i++) if (this.#tail !== this.#head || this.#refresh() || this.#eos) return Promise.resolve(true);
     if (timeoutMs <= 0) return Promise.resolve(false);
     return this.#park(timeoutMs);
   }
 
-  /** Tell the writer nobody will read any more: its blocked and later waits throw TIDEPOOL_RING_CLOSED. */
+  /** Nobody will read any more: the writer's waits (and later writes into a full ring) throw TIDEPOOL_RING_CLOSED. */
   cancel(): void {
     if (this.#cancelled) return;
     this.#cancelled = true;
@@ -519,7 +471,7 @@ export class RingReader extends RingEnd {
     this.#parked++;
     try {
       for (;;) {
-        Atomics.store(this.i32, I_R_WAIT, 1); // (re-)arm: the writer clears it when it rings
+        Atomics.store(this.i32, I_R_WAIT, 1); // (re-)arm: the writer disarms it when it rings
         const w = Atomics.load(this.i32, I_HEAD);
         if ((w & POS_MASK) !== this.#tail || (w & FLAG) !== 0) break;
         const left = deadline - performance.now();
@@ -550,22 +502,32 @@ export class RingReader extends RingEnd {
     }
   }
 
-  #copyWrapped(p: number, len: number, into: Uint8Array): Uint8Array {
+  /** Copy a payload split by the end of the ring into `into`; returns the filled view. */
+  #unwrap(p: number, len: number, into: Uint8Array): Uint8Array {
     const first = this.capacity - p;
-    into.set(this.data.subarray(p, this.capacity), 0);
+    into.set(this.data.subarray(p), 0);
     into.set(this.data.subarray(0, len - first), first);
     return into.length === len ? into : into.subarray(0, len);
   }
 
-  #append(p: number, len: number): void {
-    const need = this.#asmLen + len;
-    if (need > this.#asm.length) {
-      const grown = new Uint8Array(Math.max(need, this.#asm.length * 2, 1024));
-      grown.set(this.#asm.subarray(0, this.#asmLen));
-      this.#asm = grown;
+  #append(p: number, len: number, total: number): void {
+    if (this.#asmLen === 0 && (this.#asmGiven || this.#asm.length < total)) {
+      this.#asm = new Uint8Array(total);
+      this.#asmGiven = false;
     }
-    if (p + len <= this.capacity) this.#asm.set(this.data.subarray(p, p + len), this.#asmLen);
-    else this.#copyWrapped(p, len, this.#asm.subarray(this.#asmLen, need));
-    this.#asmLen = need;
+    const at = this.#asmLen;
+    if (p + len <= this.capacity) this.#asm.set(this.data.subarray(p, p + len), at);
+    else this.#unwrap(p, len, this.#asm.subarray(at, at + len));
+    this.#asmLen = at + len;
+  }
+
+  /** The reassembled frame: owned by the caller (`give`) or a view into scratch. */
+  #finish(give: boolean): Uint8Array {
+    const len = this.#asmLen;
+    this.#asmLen = 0;
+    if (!give) return this.#asm.subarray(0, len);
+    if (this.#asm.length !== len) return this.#asm.slice(0, len);
+    this.#asmGiven = true;
+    return this.#asm;
   }
 }

@@ -3,7 +3,7 @@
 import fc from 'fast-check';
 import { compareKeys, encodeKey, type Key } from '../../src/state/keys.js';
 import type { Store } from '../../src/store.js';
-import { BRANCH, LEAF, entryBytes, type TreeNode } from '../../src/state/node.js';
+import { BRANCH, LEAF, entryBytes, leafValue, type TreeNode } from '../../src/state/node.js';
 import type { StateEngine } from '../../src/state/engine.js';
 import type { KeyRange } from '../../src/store.js';
 
@@ -131,7 +131,7 @@ export function checkTree(engine: StateEngine, table: string): string[] {
     }
     if (n.kind === LEAF) {
       let bytes = 6;
-      n.keys.forEach((k, i) => (bytes += entryBytes(k, n.vals[i]!)));
+      n.keys.forEach((k, i) => (bytes += entryBytes(k, leafValue(n, i))));
       if (bytes !== n.bytes) problems.push(`leaf ${id}: bytes ${n.bytes} but entries add up to ${bytes}`);
       if (n.bytes > engine.capacity && n.keys.length > 1) problems.push(`leaf ${id}: ${n.bytes} bytes over capacity ${engine.capacity}`);
       if (leafDepth === -1) leafDepth = depth;
