@@ -64,7 +64,7 @@ t.test('wraparound with odd-sized frames, same thread, across int32 overflow', a
   const sab = createRingBuffer(cap);
   const w = new RingWriter(sab);
   const r = new RingReader(sab);
-  const sizes = { min: 5, max: 121 }; // all fit one record (MAX_CHUNK = 124)
+  const sizes = { min: 5, max: 119 }; // all fit one record (MAX_CHUNK = 120)
   const buf = new Uint8Array(sizes.max);
   let pos = 0;
   let straddled = 0;
@@ -73,7 +73,7 @@ t.test('wraparound with odd-sized frames, same thread, across int32 overflow', a
   // 5000 frames × ~70 B ≈ 350 KB passes the 64 KiB-to-overflow start point several times.
   for (let seq = 0; seq < 5000 && error === null; seq++) {
     const f = makeFrame(buf, seq, sizes);
-    if ((pos & (cap - 1)) + 4 + f.length > cap && (pos & (cap - 1)) + 4 <= cap) straddled++;
+    if ((pos & (cap - 1)) + 8 + f.length > cap) straddled++; // 8-byte record header
     pos += encodedFrameSize(f.length, cap);
     while (!w.tryWrite(f)) {
       const got = seq % 2 ? r.read() : null;
@@ -91,7 +91,7 @@ t.test('wraparound with odd-sized frames, same thread, across int32 overflow', a
 
 t.test('odd-sized frames from a worker producer, chunked and wrapped', async (t) => {
   const sab = createRingBuffer(256);
-  const sizes = { min: 4, max: 700 }; // many frames exceed MAX_CHUNK (124) and the ring
+  const sizes = { min: 4, max: 700 }; // many frames exceed MAX_CHUNK (120) and the ring
   const p = producer({ sab, sizes, count: 3000, mode: 'mixed', batch: 7 });
   const r = new RingReader(sab);
   let seq = 0;
@@ -196,7 +196,7 @@ t.test('close(): reader drains everything before it sees closed', async (t) => {
   const w = new RingWriter(sab);
   const r = new RingReader(sab);
   w.write(Uint8Array.of(1));
-  w.writeMany([Uint8Array.of(2), new Uint8Array(200).fill(3)]); // 200 B: two chunks, fits
+  w.writeMany([Uint8Array.of(2), new Uint8Array(200).fill(3)]); // 200 B: two chunks; all fits
   w.close();
   w.close(); // idempotent
   t.equal(w.closed, true);
@@ -246,7 +246,7 @@ t.test('tryWrite on a full ring returns false and never waits', async (t) => {
   const sab = createRingBuffer(64);
   const w = new RingWriter(sab);
   const r = new RingReader(sab);
-  const f = new Uint8Array(12).fill(1); // 16 bytes with its header
+  const f = new Uint8Array(8).fill(1); // 16 bytes with its header
   t.equal(w.tryWrite(f), true);
   t.equal(w.tryWrite(f), true);
   t.equal(w.tryWrite(f), true);
@@ -254,12 +254,12 @@ t.test('tryWrite on a full ring returns false and never waits', async (t) => {
   t.equal(w.used, 64);
   const t0 = performance.now();
   t.equal(w.tryWrite(f), false, 'full');
-  t.equal(w.tryWrite(new Uint8Array(0)), false, 'even an empty frame needs 4 bytes');
+  t.equal(w.tryWrite(new Uint8Array(0)), false, 'even an empty frame needs a header');
   t.ok(performance.now() - t0 < 50);
   t.same(r.read(), f);
   t.equal(w.tryWrite(f), true, 'room again after a read');
   t.equal(w.framesWritten, 5);
-  t.equal(w.bytesWritten, 60);
+  t.equal(w.bytesWritten, 40);
 
   // While writeAsync calls are queued, the sync calls must not overtake them.
   const big = new Uint8Array(100);
@@ -271,7 +271,7 @@ t.test('tryWrite on a full ring returns false and never waits', async (t) => {
     if (r.drain((v) => drained.push(v.length)) === 0) await r.waitReadable(1000);
   }
   await pending;
-  t.same(drained, [12, 12, 12, 12, 100]);
+  t.same(drained, [8, 8, 8, 8, 100]);
 });
 
 t.test('waitReadable: timeouts, wake-ups and the event loop', async (t) => {
@@ -301,7 +301,7 @@ t.test('waitReadable: timeouts, wake-ups and the event loop', async (t) => {
   const sab2 = createRingBuffer(1024);
   const w2 = new RingWriter(sab2);
   const r2 = new RingReader(sab2);
-  for (let i = 0; i < 100; i++) w2.write(Uint8Array.of(i));
+  for (let i = 0; i < 50; i++) w2.write(Uint8Array.of(i));
   t.equal(w2.notifyCount, 0, 'no notify while the reader is awake');
   r2.drain(() => {});
   const parked = r2.waitReadable(5000);

@@ -96,9 +96,19 @@ function runChild(dir: string, seed: number, start: number, compression: string,
   };
   const timers: NodeJS.Timeout[] = [];
   const after = (ms: number) => timers.push(setTimeout(kill, ms));
-  // Kill in the middle of flush `target`: right when its "begin" arrives, or a few ms later.
-  const target = start + 1 + Math.floor(r() * 6);
-  const flushDelay = r() < 0.4 ? 0 : Math.floor(r() * 8);
+  // Kill in the middle of flush `target`: right when its "begin" arrives, or a few ms
+  // later. Mostly a big flush (hundreds of pages, several LMDB transactions), so that
+  // the kill can leave a part of it on disk for recovery to discard.
+  let target = start + 1 + Math.floor(r() * 4);
+  if (r() < 0.75) {
+    for (let b = start + 1; b <= start + 20; b++) {
+      if (batchOps(seed, b).length > 500) {
+        target = b;
+        break;
+      }
+    }
+  }
+  const flushDelay = r() < 0.3 ? 0 : Math.floor(r() * 25);
   if (strategy === 'startup') after(20 + Math.floor(r() * 150));
   const readyDelay = 20 + Math.floor(r() * 380);
   timers.push(setTimeout(kill, 30_000)); // never hang the suite
