@@ -5,7 +5,7 @@ import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { availableParallelism, cpus, loadavg, platform, arch, tmpdir, totalmem } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
@@ -58,8 +58,17 @@ function parseNumber(name: string, raw: string): number {
 
 function lmdbVersion(): string {
   try {
-    const req = createRequire(import.meta.url);
-    return (JSON.parse(readFileSync(req.resolve('lmdb/package.json'), 'utf8')) as { version: string }).version;
+    // lmdb's exports map hides package.json: walk up from its entry point.
+    let dir = dirname(createRequire(import.meta.url).resolve('lmdb'));
+    for (let i = 0; i < 4; i++, dir = dirname(dir)) {
+      try {
+        const pkg = JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')) as { name?: string; version: string };
+        if (pkg.name === 'lmdb') return pkg.version;
+      } catch {
+        // not here
+      }
+    }
+    return '?';
   } catch {
     return '?';
   }

@@ -212,7 +212,7 @@ every run is checked (all ${fmtInt(n)} keys found with the expected value).`);
 
 // ====================================================================== set then flush
 
-interface DurableRow { label: string; order: string; setMs: number; flushMs: number; totalMs: number }
+interface DurableRow { label: string; order: string; setMs: number; flushMs: number; totalMs: number; spills?: number }
 
 async function durableCase(n: number, reps: number): Promise<DurableRow[]> {
   progress(`set-then-flush: ${fmtInt(n)} keys`);
@@ -221,9 +221,9 @@ async function durableCase(n: number, reps: number): Promise<DurableRow[]> {
   const perm = permutation(n);
   const orders = [['key order', (i: number) => i], ['random order', (i: number) => perm[i]!]] as const;
   const rows: DurableRow[] = [];
-  const measure = async (label: string, order: string, once: () => Promise<{ setMs: number; flushMs: number }>) => {
+  const measure = async (label: string, order: string, once: () => Promise<{ setMs: number; flushMs: number; spills?: number }>) => {
     await once(); // warm-up run, not counted
-    let bestRun = { setMs: Infinity, flushMs: Infinity };
+    let bestRun: { setMs: number; flushMs: number; spills?: number } = { setMs: Infinity, flushMs: Infinity };
     for (let r = 0; r < reps; r++) {
       gc();
       const m = await once();
@@ -244,8 +244,9 @@ async function durableCase(n: number, reps: number): Promise<DurableRow[]> {
           const t1 = performance.now();
           await s.flush();
           const t2 = performance.now();
+          const spills = s.stats.spillWrites;
           await s.close();
-          return { setMs: t1 - t0, flushMs: t2 - t1 };
+          return { setMs: t1 - t0, flushMs: t2 - t1, spills };
         } finally {
           removeDir(dir);
         }
@@ -277,13 +278,15 @@ function printDurable(n: number, rows: DurableRow[]): void {
   console.log(`\n### Set then flush (durable): ${fmtInt(n)} keys, ~100 B string values (best of ${flags.reps}, after a warm-up run)\n`);
   const lmdbOf = (order: string) => rows.find((r) => r.order === order && r.label.startsWith('lmdb'))!;
   console.log(table(
-    ['contender', 'order', 'set', 'flush / await', 'total', 'keys/s', 'speed vs lmdb-js'],
-    rows.map((r) => [r.label, r.order, fmtMs(r.setMs), fmtMs(r.flushMs), fmtMs(r.totalMs), fmtInt(rate(n, r.totalMs)), fmtRatio(lmdbOf(r.order).totalMs / r.totalMs)]),
+    ['contender', 'order', 'set', 'flush / await', 'total', 'keys/s', 'speed vs lmdb-js', 'spill writes'],
+    rows.map((r) => [r.label, r.order, fmtMs(r.setMs), fmtMs(r.flushMs), fmtMs(r.totalMs), fmtInt(rate(n, r.totalMs)), fmtRatio(lmdbOf(r.order).totalMs / r.totalMs), r.spills === undefined ? '—' : fmtInt(r.spills)]),
   ));
   console.log(`
 Notes: time from the first set to durability. tidepool: \`set\` every key, then \`await store.flush()\`.
 lmdb-js: \`put\` every key (the "set" column is the time to issue the puts), then await the last put and
-\`db.flushed\` (the "flush / await" column). Opening and closing are not timed; each run uses a fresh directory.`);
+\`db.flushed\` (the "flush / await" column). Opening and closing are not timed; each run uses a fresh directory.
+"spill writes": dirty pages the tidepool cache evicted to its spill file before the flush (each is written to the
+spill file, read back and decoded when touched again, and read again by the flush).`);
 }
 
 // ====================================================================== through a small cache (child processes)
@@ -300,6 +303,8 @@ interface ThroughResult {
   rss: RssReport;
   fileBytes: number;
   stats?: Record<string, number>;
+  /** Earlier attempts of this side that crashed (the run shown is the retry). */
+  failures?: string[];
 }
 
 /** One side of a through-cache case, in its own process. */
@@ -396,11 +401,24 @@ async function throughChild(): Promise<void> {
 async function throughCase(n: number, gets: number): Promise<ThroughResult[]> {
   const out: ThroughResult[] = [];
   for (const side of ['tidepool', 'lmdb-js']) {
-    progress(`through cache: ${fmtInt(n)} keys, ${side} (child process)`);
-    out.push(await runChild<ThroughResult>(fileURLToPath(import.meta.url), [
+    const args = [
       '--child', 'through', '--side', side, '--count', String(n), '--gets', String(gets),
       '--cache-pages', String(flags['cache-pages']), '--page-size', String(flags['page-size']), '--lmdb-chunk', String(flags['lmdb-chunk']),
-    ]));
+    ];
+    const failures: string[] = [];
+    for (let attempt = 1; ; attempt++) {
+      progress(`through cache: ${fmtInt(n)} keys, ${side} (child process${attempt > 1 ? `, attempt ${attempt}` : ''})`);
+      try {
+        const r = await runChild<ThroughResult>(fileURLToPath(import.meta.url), args);
+        r.failures = failures;
+        out.push(r);
+        break;
+      } catch (e) {
+        // One retry: a crash is reported in the output, not hidden.
+        failures.push((e as Error).message.replace(/^.* exited with /, 'exited with '));
+        if (attempt >= 2) throw e;
+      }
+    }
   }
   return out;
 }
@@ -411,7 +429,7 @@ function printThrough(title: string, [t, l]: ThroughResult[]): void {
     [name, `${fmtRate(rate(ops, tm))}/s (${fmtMs(tm)})`, `${fmtRate(rate(ops, lm))}/s (${fmtMs(lm)})`, fmtRatio(lm / tm)];
   console.log(table(['phase', 'tidepool', 'lmdb-js', 'tidepool speed / lmdb-js'], [
     row(`set ${fmtInt(t!.count)} keys (key order)`, t!.count, t!.setMs, l!.setMs),
-    ['flush (durable)', fmtMs(t!.flushMs), fmtMs(l!.flushMs), fmtRatio(l!.flushMs / t!.flushMs)],
+    ['flush (durable)', fmtMs(t!.flushMs), fmtMs(l!.flushMs), '—'],
     row(`set + flush`, t!.count, t!.setMs + t!.flushMs, l!.setMs + l!.flushMs),
     row(`get ${fmtInt(t!.gets)} random keys`, t!.gets, t!.getMs, l!.getMs),
     row(`scan all entries`, t!.count, t!.scanMs, l!.scanMs),
@@ -422,11 +440,15 @@ function printThrough(title: string, [t, l]: ThroughResult[]): void {
     ['data.mdb size', fmtMB(t!.fileBytes), fmtMB(l!.fileBytes), ''],
   ]));
   const st = t!.stats!;
+  for (const r of [t!, l!]) {
+    for (const f of r.failures ?? []) console.log(`\n**Note:** a first attempt of the ${r.side} side ${f}; the numbers above are from the retry.`);
+  }
   console.log(`
 Notes: each side ran in its own child process. tidepool: \`openStore({ storage: 'lmdb', cachePages: ${flags['cache-pages']}, pageSize: ${flags['page-size']} })\`
 (cache hits ${fmtInt(st.cacheHits!)}, misses ${fmtInt(st.cacheMisses!)}, spill writes ${fmtInt(st.spillWrites!)}, page reads from LMDB ${fmtInt(st.persistentReads!)}).
 lmdb-js: \`open({ path })\`, puts awaited every ${fmtInt(flags['lmdb-chunk'])} (otherwise lmdb-js queues every pending put in memory),
-then \`db.flushed\`; reads with \`db.get\` and \`getRange()\`. Keys \`key:%08d\` and 100 B values are generated inside the
+then \`db.flushed\` (its "flush" row is only the wait for \`db.flushed\` after the last put resolved: lmdb-js syncs while
+later puts are issued, so compare the "set + flush" rows); reads with \`db.get\` and \`getRange()\`. Keys \`key:%08d\` and 100 B values are generated inside the
 timed loops on both sides (same cost for both). RSS counts pages of the memory-mapped LMDB file that were read
 (file-backed, reclaimable); RssAnon is the process's own memory.`);
 }
@@ -446,7 +468,7 @@ async function main(): Promise<void> {
     const res = await inCacheCase(flags.n, flags.reps);
     printInCache(flags.n, res);
     for (const kind of ['strings', 'objects'] as const) {
-      const t = res[kind].tidepool!, m = res[kind].Map!, l = res[kind]['lmdb-js']!;
+      const t = res[kind].tidepool!, l = res[kind]['lmdb-js']!;
       const g = OPS[2];
       targets.push([`cached get ≥ 2× lmdb-js get (${kind})`, fmtRatio(t[g]! / l[g]!), verdict(t[g]! / l[g]!, 2)]);
     }

@@ -12,7 +12,12 @@ export type TidepoolErrorCode =
   | 'TIDEPOOL_CODEC'
   | 'TIDEPOOL_IO'
   | 'TIDEPOOL_RING_CLOSED'
-  | 'TIDEPOOL_RING_MISUSE';
+  | 'TIDEPOOL_RING_MISUSE'
+  | 'TIDEPOOL_CONFIG_INVALID'
+  | 'TIDEPOOL_FLOW_MODULE'
+  | 'TIDEPOOL_USER_CODE'
+  | 'TIDEPOOL_INPUT'
+  | 'TIDEPOOL_WORKER';
 
 export class TidepoolError extends Error {
   readonly code: TidepoolErrorCode;
@@ -54,5 +59,27 @@ export const errors = {
   io: (what: string, cause?: unknown) =>
     new TidepoolError('TIDEPOOL_IO', `${what}${cause instanceof Error ? `: ${cause.message}` : ''}`, { cause }),
   ringClosed: () => new TidepoolError('TIDEPOOL_RING_CLOSED', 'ring is closed'),
+  config: (key: string, why: string) => new TidepoolError('TIDEPOOL_CONFIG_INVALID', `config ${key}: ${why}`),
+  flowModule: (path: string, why: string) => new TidepoolError('TIDEPOOL_FLOW_MODULE', `flow module ${path}: ${why}`),
+  userCode: (operator: string, subtask: number, record: unknown, cause: unknown) =>
+    new TidepoolError(
+      'TIDEPOOL_USER_CODE',
+      `operator '${operator}' (subtask ${subtask}) threw ${cause instanceof Error ? `${cause.name}: ${cause.message}` : String(cause)} on record ${preview(record)}`,
+      { cause },
+    ),
+  input: (what: string, why: string) => new TidepoolError('TIDEPOOL_INPUT', `${what}: ${why}`),
+  worker: (what: string, why: string) => new TidepoolError('TIDEPOOL_WORKER', `${what}: ${why}`),
   ringMisuse: (why: string) => new TidepoolError('TIDEPOOL_RING_MISUSE', `ring: ${why}`),
 };
+
+/** A short, single-line rendering of a record for error messages. */
+export function preview(record: unknown, max = 120): string {
+  let s: string;
+  try {
+    s = typeof record === 'string' ? JSON.stringify(record) : JSON.stringify(record, (_k, v) => (typeof v === 'bigint' ? `${v}n` : v)) ?? String(record);
+  } catch {
+    s = String(record);
+  }
+  s = s.replace(/\s+/g, ' ');
+  return s.length > max ? `${s.slice(0, max)}…` : s;
+}

@@ -1,4 +1,4 @@
-import t from 'tap';
+import t, { type Test as Tap } from 'tap';
 import { Worker } from 'node:worker_threads';
 import { createRingBuffer, encodedFrameSize, RingReader, RingWriter } from '../src/transport/ring.js';
 import {
@@ -21,6 +21,7 @@ const FIXTURE = new URL('./fixtures/ring-worker.js', import.meta.url);
  */
 function spawn<R>(job: Job): { ready: Promise<void>; result: Promise<R> } {
   const worker = new Worker(FIXTURE, { workerData: job, execArgv: [] });
+  live.add(worker);
   let ready!: () => void;
   const readyP = new Promise<void>((resolve) => { ready = resolve; });
   const result = new Promise<R>((resolve, reject) => {
@@ -33,6 +34,21 @@ function spawn<R>(job: Job): { ready: Promise<void>; result: Promise<R> } {
 const consumer = (job: Omit<Extract<Job, { role: 'consume' }>, 'role'>) => spawn<ConsumeResult>({ role: 'consume', ...job });
 const producer = (job: Omit<Extract<Job, { role: 'produce' }>, 'role'>) => spawn<ProduceResult>({ role: 'produce', ...job });
 
+/**
+ * Every test gets a deadline and its workers are terminated when it ends, so a lost
+ * wake-up fails the test instead of hanging the suite. Loops on this thread check
+ * `inTime()` and wait with timeouts, so nothing here stays parked after a failure.
+ */
+const live = new Set<Worker>();
+const test = (name: string, fn: (t: Tap) => Promise<void>) =>
+  t.test(name, { timeout: 20_000 }, async (t) => {
+    t.teardown(() => Promise.all([...live].map((w) => w.terminate())).then(() => live.clear()));
+    await fn(t);
+  });
+function inTime(deadline: number): true {
+  if (performance.now() > deadline) throw new Error('no progress before the deadline');
+  return true;
+}
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const code = (c: string) => ({ code: c });
 
@@ -48,7 +64,7 @@ function produceHere(writer: RingWriter, count: number, sizes: Sizes): number {
   return h;
 }
 
-t.test('createRingBuffer validates capacity and ends validate the buffer', async (t) => {
+test('createRingBuffer validates capacity and ends validate the buffer', async (t) => {
   for (const bad of [0, 32, 100, 1000, 2 ** 31, 1.5]) {
     t.throws(() => createRingBuffer(bad), code('TIDEPOOL_BAD_OPTION'), `capacity ${bad}`);
   }
@@ -59,7 +75,7 @@ t.test('createRingBuffer validates capacity and ends validate the buffer', async
   t.equal(new RingReader(sab).capacity, 1024);
 });
 
-t.test('wraparound with odd-sized frames, same thread, across int32 overflow', async (t) => {
+test('wraparound with odd-sized frames, same thread, across int32 overflow', async (t) => {
   const cap = 256;
   const sab = createRingBuffer(cap);
   const w = new RingWriter(sab);
@@ -89,7 +105,7 @@ t.test('wraparound with odd-sized frames, same thread, across int32 overflow', a
   t.equal(w.used, 0);
 });
 
-t.test('odd-sized frames from a worker producer, chunked and wrapped', async (t) => {
+test('odd-sized frames from a worker producer, chunked and wrapped', async (t) => {
   const sab = createRingBuffer(256);
   const sizes = { min: 4, max: 700 }; // many frames exceed MAX_CHUNK (120) and the ring
   const p = producer({ sab, sizes, count: 3000, mode: 'mixed', batch: 7 });
@@ -97,13 +113,14 @@ t.test('odd-sized frames from a worker producer, chunked and wrapped', async (t)
   let seq = 0;
   let h = 0x811c9dc5;
   let error: string | null = null;
-  while (!r.closed) {
+  const deadline = performance.now() + 15_000;
+  while (!r.closed && inTime(deadline)) {
     const f = seq % 2 ? r.read() : null;
     if (f) {
       error ??= checkFrame(f, seq++, sizes);
       h = hash(h, f);
     } else if (r.drain((v) => { error ??= checkFrame(v, seq++, sizes); h = hash(h, v); }, 5) === 0) {
-      await r.waitReadable();
+      await r.waitReadable(1000);
     }
   }
   const res = await p.result;
@@ -113,7 +130,7 @@ t.test('odd-sized frames from a worker producer, chunked and wrapped', async (t)
   t.equal(h, res.checksum, 'checksums match');
 });
 
-t.test('frames larger than the ring are chunked and reassembled', async (t) => {
+test('frames larger than the ring are chunked and reassembled', async (t) => {
   const cap = 1024;
   const sizes = { min: 4, max: 50_000 }; // up to ~49× the ring
   for (const mode of ['read', 'drain'] as const) {
@@ -139,7 +156,7 @@ t.test('frames larger than the ring are chunked and reassembled', async (t) => {
   t.throws(() => w.tryWrite(new Uint8Array(cap)), code('TIDEPOOL_RING_MISUSE'), 'never fits at once');
 });
 
-t.test('1,000,000 small frames between two workers: no loss, no reorder', async (t) => {
+test('1,000,000 small frames between two workers: no loss, no reorder', async (t) => {
   const sab = createRingBuffer(64 * 1024);
   const sizes = { min: 4, max: 64 };
   const c = consumer({ sab, sizes, mode: 'mixed' });
@@ -152,7 +169,7 @@ t.test('1,000,000 small frames between two workers: no loss, no reorder', async 
   t.equal(cres.closed, true);
 });
 
-t.test('backpressure: a tiny ring blocks the writer while the consumer is slow', async (t) => {
+test('backpressure: a tiny ring blocks the writer while the consumer is slow', async (t) => {
   const sizes = { min: 4, max: 40 };
   const sab = createRingBuffer(128);
   const c = consumer({ sab, sizes, mode: 'read', slowEvery: 25, slowMs: 2 });
@@ -169,7 +186,7 @@ t.test('backpressure: a tiny ring blocks the writer while the consumer is slow',
   t.ok(elapsed >= 60, `1000 frames through a slow reader took ${elapsed.toFixed(0)} ms (>= 40 naps of 2 ms)`);
 });
 
-t.test('writeAsync waits without blocking the event loop', async (t) => {
+test('writeAsync waits without blocking the event loop', async (t) => {
   const sizes = { min: 4, max: 40 };
   const sab = createRingBuffer(128);
   const c = consumer({ sab, sizes, mode: 'drain', slowEvery: 25, slowMs: 2 });
@@ -191,7 +208,7 @@ t.test('writeAsync waits without blocking the event loop', async (t) => {
   t.ok(ticks > 5, `timers kept firing while the writer waited (${ticks})`);
 });
 
-t.test('close(): reader drains everything before it sees closed', async (t) => {
+test('close(): reader drains everything before it sees closed', async (t) => {
   const sab = createRingBuffer(256);
   const w = new RingWriter(sab);
   const r = new RingReader(sab);
@@ -221,7 +238,8 @@ t.test('close(): reader drains everything before it sees closed', async (t) => {
   const pending = w2.writeAsync(new Uint8Array(200).fill(7)); // needs the reader to make room
   w2.close();
   const frames: Uint8Array[] = [];
-  while (!r2.closed) {
+  const deadline = performance.now() + 10_000;
+  while (!r2.closed && inTime(deadline)) {
     const f = r2.read();
     if (f) frames.push(f);
     else await r2.waitReadable(1000);
@@ -230,7 +248,7 @@ t.test('close(): reader drains everything before it sees closed', async (t) => {
   t.same(frames, [new Uint8Array(200).fill(7)]);
 });
 
-t.test('close() from another thread wakes a parked reader', async (t) => {
+test('close() from another thread wakes a parked reader', async (t) => {
   const sab = createRingBuffer(256);
   const c = consumer({ sab, sizes: { min: 4, max: 8 }, mode: 'drain' });
   await c.ready;
@@ -242,7 +260,7 @@ t.test('close() from another thread wakes a parked reader', async (t) => {
   t.ok(res.waits >= 1, 'the reader was parked');
 });
 
-t.test('tryWrite on a full ring returns false and never waits', async (t) => {
+test('tryWrite on a full ring returns false and never waits', async (t) => {
   const sab = createRingBuffer(64);
   const w = new RingWriter(sab);
   const r = new RingReader(sab);
@@ -267,14 +285,15 @@ t.test('tryWrite on a full ring returns false and never waits', async (t) => {
   t.equal(w.tryWrite(Uint8Array.of(1)), false);
   t.throws(() => w.write(Uint8Array.of(1)), code('TIDEPOOL_RING_MISUSE'));
   const drained: number[] = [];
-  while (drained.length < 5) {
+  const deadline = performance.now() + 10_000;
+  while (drained.length < 5 && inTime(deadline)) {
     if (r.drain((v) => drained.push(v.length)) === 0) await r.waitReadable(1000);
   }
   await pending;
   t.same(drained, [8, 8, 8, 8, 100]);
 });
 
-t.test('waitReadable: timeouts, wake-ups and the event loop', async (t) => {
+test('waitReadable: timeouts, wake-ups and the event loop', async (t) => {
   const sab = createRingBuffer(256);
   const r = new RingReader(sab);
   t.equal(await r.waitReadable(0), false, 'zero timeout on an empty ring');
@@ -310,7 +329,7 @@ t.test('waitReadable: timeouts, wake-ups and the event loop', async (t) => {
   t.equal(await parked, true);
 });
 
-t.test('a worker parked in waitReadable stays alive until data comes', async (t) => {
+test('a worker parked in waitReadable stays alive until data comes', async (t) => {
   const sab = createRingBuffer(256);
   const sizes = { min: 4, max: 16 };
   const c = consumer({ sab, sizes, mode: 'read' });
@@ -323,7 +342,7 @@ t.test('a worker parked in waitReadable stays alive until data comes', async (t)
   t.same({ frames: res.frames, checksum: res.checksum }, { frames: 3, checksum: sent });
 });
 
-t.test('drain: max, zero-copy views and a throwing callback', async (t) => {
+test('drain: max, zero-copy views and a throwing callback', async (t) => {
   const sab = createRingBuffer(128);
   const w = new RingWriter(sab);
   const r = new RingReader(sab);
@@ -344,11 +363,12 @@ t.test('drain: max, zero-copy views and a throwing callback', async (t) => {
   t.equal(r.bytesRead, 21);
 });
 
-t.test('cancel(): a writer blocked on a full ring gets TIDEPOOL_RING_CLOSED', async (t) => {
+test('cancel(): a writer blocked on a full ring gets TIDEPOOL_RING_CLOSED', async (t) => {
   const sab = createRingBuffer(128);
   const p = producer({ sab, sizes: { min: 4, max: 30 }, count: 1e9, mode: 'write' });
   const r = new RingReader(sab);
-  while (r.used < 64) await sleep(10);
+  const deadline = performance.now() + 10_000;
+  while (r.used < 64 && inTime(deadline)) await sleep(10);
   await sleep(50);
   r.cancel();
   const res = await p.result;

@@ -45,6 +45,7 @@ interface AttachedState {
   freed: number[];
   gc: GcEntry[];
   detaching: boolean;
+  unawaitedBytes: number;
 }
 
 const envs = new Map<string, Env>();
@@ -103,7 +104,7 @@ async function attach(req: AttachRequest): Promise<void> {
   }
   const st: AttachedState = {
     stateId: req.stateId, env, envKey: key, reader: new RingReader(req.ring), port: req.port,
-    retain: req.retain, attempt: lastVersion, written: [], freed: [], gc: [], detaching: false,
+    retain: req.retain, attempt: lastVersion, written: [], freed: [], gc: [], detaching: false, unawaitedBytes: 0,
   };
   for (const { value } of env.commits.getRange({ start: [req.stateId, 0], end: [req.stateId, Number.MAX_SAFE_INTEGER] })) {
     st.gc.push({ version: value.version, written: value.gcWritten ?? [], freed: value.gcFreed ?? [] });
@@ -156,8 +157,14 @@ async function handle(st: AttachedState, frame: Uint8Array): Promise<void> {
       void st.env.attempts.put(st.stateId, version); // ordered before the page puts below
     }
     const pageId = dv.getFloat64(FRAME_HEADER, true);
-    void st.env.pages.put([st.stateId, pageId, version], Buffer.from(frame.buffer, frame.byteOffset + FRAME_HEADER + 8, frame.byteLength - FRAME_HEADER - 8));
+    const put = st.env.pages.put([st.stateId, pageId, version], Buffer.from(frame.buffer, frame.byteOffset + FRAME_HEADER + 8, frame.byteLength - FRAME_HEADER - 8));
     st.written.push(pageId);
+    // Bound what lmdb-js queues in memory: wait for a commit every ~16 MiB.
+    st.unawaitedBytes += frame.byteLength;
+    if (st.unawaitedBytes >= 16 << 20) {
+      st.unawaitedBytes = 0;
+      await put;
+    }
   } else if (type === FRAME_FREE) {
     for (let off = FRAME_HEADER; off + 8 <= frame.byteLength; off += 8) st.freed.push(dv.getFloat64(off, true));
   } else if (type === FRAME_COMMIT) {

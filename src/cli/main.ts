@@ -4,19 +4,28 @@ import { parseArgs } from 'node:util';
 import { readFileSync } from 'node:fs';
 import { TidepoolError } from '../errors.js';
 import { formatReport, inspectStateDir } from './inspect.js';
+import { runCommand } from './run-command.js';
+import { profileCommand } from './profile-command.js';
 
 const HELP = `tidepool — durable, partitioned state for Node.js stream processing
 
 Usage:
-  tidepool inspect <state-dir> [--json]   what a state directory holds: stores, versions, pages
-  tidepool --version
-  tidepool --help
+  tidepool run <flow-module> [--state <dir>] [--config <file.json>] [--set key=value]…
+                             [--progress] [--summary <file.json>] [--verbose]
+      runs a flow module (.ts or .js) until every bounded source is exhausted
+  tidepool profile <doctor|flame|bubbleprof|heapprofiler|cpu> -- <run arguments>
+      clinic tools run the flow inline (one thread); cpu writes one profile per worker thread
+  tidepool inspect <state-dir> [--json]
+      what a state directory holds: stores, versions, pages
+  tidepool --version | --help
 
-Not in this version yet: 'run' and 'profile' (the flow runtime).
+Config keys (--config file.json, --set path=value): parallelism, keyGroups, chaining,
+execution (workers|inline), batchSize, operators.<name>.parallelism, state.storage,
+state.pageSize, state.cachePages, state.compression, checkpoint.*, restart.*, metrics.port
 `;
 
 function fail(e: unknown, verbose: boolean): never {
-  const msg = e instanceof TidepoolError || e instanceof TypeError ? e.message : e instanceof Error ? e.message : String(e);
+  const msg = (e instanceof Error ? e.message : String(e)).split('\n')[0];
   console.error(`tidepool: ${msg}`);
   if (verbose && e instanceof Error) console.error(e.stack);
   process.exit(1);
@@ -42,8 +51,12 @@ async function main(argv: string[]): Promise<void> {
       console.log(values.json ? JSON.stringify(reports, null, 2) : formatReport(reports));
       return;
     }
-    if (cmd === 'run' || cmd === 'profile') {
-      throw new TidepoolError('TIDEPOOL_BAD_OPTION', `'${cmd}' needs the flow runtime, which this version does not include yet`);
+    if (cmd === 'run') {
+      await runCommand(rest);
+      process.exit(0);
+    }
+    if (cmd === 'profile') {
+      process.exit(await profileCommand(rest));
     }
     throw new TidepoolError('TIDEPOOL_BAD_OPTION', `unknown command '${cmd}' (see tidepool --help)`);
   } catch (e) {

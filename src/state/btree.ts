@@ -72,6 +72,9 @@ function cutPoints(sizes: number[], cap: number, minPer: number): number[] {
 }
 
 export class BTree {
+  /** Bumped by every structural or content change; iterators re-seek when it moves. */
+  private mods = 0;
+
   constructor(
     readonly name: string,
     private readonly pager: Pager,
@@ -122,7 +125,13 @@ export class BTree {
       added = true;
     }
     n.dirty = true;
-    if (n.bytes > this.capacity) this.split(n, path);
+    this.mods++;
+    if (n.bytes > this.capacity) {
+      // Appending past the last key (ascending inserts) cuts right before the new entry,
+      // leaving full pages behind instead of half-empty ones.
+      if (added && i === n.keys.length - 1 && n.keys.length > 1 && n.bytes - entryBytes(k, v) <= this.capacity) this.splitAt(n, path, i);
+      else this.split(n, path);
+    }
     return added;
   }
 
@@ -145,6 +154,7 @@ export class BTree {
     n.vals.splice(i, 1);
     n.dirty = true;
     this.size--;
+    this.mods++;
     this.fixUnderflow(n, path, idx);
     return true;
   }
@@ -165,9 +175,21 @@ export class BTree {
     }
     this.root = this.pager.allocLeaf().id;
     this.size = 0;
+    this.mods++;
   }
 
   // ------------------------------------------------------------------ splitting
+
+  /** Splits leaf `n` into [0, at) and [at, end). */
+  private splitAt(n: TreeNode, path: BranchNode[], at: number): void {
+    if (n.kind !== LEAF) return this.split(n, path);
+    const right = this.pager.allocLeaf();
+    right.keys = n.keys.splice(at);
+    right.vals = n.vals.splice(at);
+    for (let i = 0; i < right.keys.length; i++) right.bytes += entryBytes(right.keys[i]!, right.vals[i]!);
+    n.bytes -= right.bytes - NODE_OVERHEAD;
+    this.insertPieces(n, [n, right], [right.keys[0]!], path);
+  }
 
   private split(n: TreeNode, path: BranchNode[]): void {
     const cap = this.capacity;
@@ -204,6 +226,12 @@ export class BTree {
       n.bytes = NODE_OVERHEAD + n.children.length * CHILD_BYTES;
       for (const k of n.keys) n.bytes += k.length + KEY_OVERHEAD;
     }
+    this.insertPieces(n, pieces, seps, path);
+  }
+
+  /** Links the pieces a node was cut into (n first) into its parent, splitting upward. */
+  private insertPieces(n: TreeNode, pieces: TreeNode[], seps: string[], path: BranchNode[]): void {
+    const cap = this.capacity;
     n.dirty = true;
     const parent = path.pop();
     if (parent === undefined) {
@@ -361,7 +389,18 @@ export class BTree {
           batch.push([k, leafValue(n, j)]);
           if (--remaining === 0) { done = true; break; }
         }
-        yield* batch;
+        const mods = this.mods;
+        let b = 0;
+        for (; b < batch.length; b++) {
+          yield batch[b]!;
+          if (this.mods !== mods) break; // changed under us: re-seek after what was yielded
+        }
+        if (b < batch.length - 1 || (b === batch.length - 1 && this.mods !== mods && !done)) {
+          remaining += batch.length - b - 1;
+          key = batch[b]![0];
+          inc = false;
+          continue;
+        }
         if (done || lower === undefined) return;
         key = lower;
         inc = false;
@@ -385,7 +424,20 @@ export class BTree {
         batch.push([k, leafValue(n, j)]);
         if (--remaining === 0) { done = true; break; }
       }
-      yield* batch;
+      const mods = this.mods;
+      let b = 0;
+      for (; b < batch.length; b++) {
+        yield batch[b]!;
+        if (this.mods !== mods) break; // changed under us: re-seek after what was yielded
+      }
+      if (b < batch.length) {
+        // Interrupted by a change: the rest of this batch may be stale.
+        if (done && b === batch.length - 1) return;
+        remaining += batch.length - b - 1;
+        key = batch[b]![0];
+        inc = false;
+        continue;
+      }
       if (done || upper === undefined) return;
       key = upper;
       inc = true;

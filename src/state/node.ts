@@ -105,6 +105,33 @@ class Writer {
     this.ensure(s.length);
     this.pos += this.buf.write(s, this.pos, s.length, 'latin1');
   }
+  f64be(v: number): void {
+    this.ensure(8);
+    this.buf.writeDoubleBE(v, this.pos);
+    this.pos += 8;
+  }
+  /** varint(total msgpack length) + msgpack str header + UTF-8 bytes, without an intermediate buffer. */
+  msgpackString(s: string): void {
+    const n = isAsciiShort(s) ? s.length : Buffer.byteLength(s);
+    const hdr = n < 32 ? 1 : n < 256 ? 2 : n < 65536 ? 3 : 5;
+    this.varint(hdr + n);
+    this.ensure(hdr + n);
+    const b = this.buf;
+    if (hdr === 1) b[this.pos++] = 0xa0 | n;
+    else if (hdr === 2) {
+      b[this.pos++] = 0xd9;
+      b[this.pos++] = n;
+    } else if (hdr === 3) {
+      b[this.pos++] = 0xda;
+      b.writeUInt16BE(n, this.pos);
+      this.pos += 2;
+    } else {
+      b[this.pos++] = 0xdb;
+      b.writeUInt32BE(n, this.pos);
+      this.pos += 4;
+    }
+    this.pos += b.write(s, this.pos, n, 'utf8');
+  }
   bytes(b: Uint8Array): void {
     this.varint(b.length);
     this.ensure(b.length);
@@ -114,7 +141,16 @@ class Writer {
 }
 const writer = new Writer();
 
-/** Serializes a node to raw bytes (a fresh copy). */
+function isAsciiShort(s: string): boolean {
+  if (s.length > 512) return false;
+  for (let i = 0; i < s.length; i++) if (s.charCodeAt(i) > 0x7f) return false;
+  return true;
+}
+
+/**
+ * Serializes a node to raw bytes. Returns a view of a buffer reused by the next call:
+ * consume it (encodePage copies or compresses it) before serializing another node.
+ */
 export function serializeNode(node: TreeNode): Buffer {
   const w = writer;
   w.reset();
@@ -125,7 +161,19 @@ export function serializeNode(node: TreeNode): Buffer {
     for (let i = 0; i < keys.length; i++) {
       w.latin1(keys[i]!);
       const v = vals[i] ?? leafValue(node, i);
-      w.bytes(v instanceof Uint8Array ? v : packr.pack(v));
+      if (v instanceof Uint8Array) w.bytes(v);
+      else if (typeof v === 'string') w.msgpackString(v);
+      else if (typeof v === 'number') {
+        w.varint(9);
+        w.u8(0xcb);
+        w.f64be(v);
+      } else if (v === null) {
+        w.varint(1);
+        w.u8(0xc0);
+      } else if (typeof v === 'boolean') {
+        w.varint(1);
+        w.u8(v ? 0xc3 : 0xc2);
+      } else w.bytes(packr.pack(v));
     }
   } else {
     const { keys, children } = node;
@@ -136,7 +184,7 @@ export function serializeNode(node: TreeNode): Buffer {
       w.f64(children[i + 1]!);
     }
   }
-  return Buffer.from(w.buf.subarray(0, w.pos));
+  return w.buf.subarray(0, w.pos);
 }
 
 /** Thrown (and turned into a corrupt-page error by the caller) when raw bytes do not parse. */

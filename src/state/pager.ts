@@ -193,8 +193,17 @@ export class Pager {
     return { pages, freed };
   }
 
-  /** The envelope bytes of a page taken by `snapshot`. */
-  readonly readFlushPage = (page: FlushPage): Uint8Array => page.bytes ?? this.spill.read(page.slot!);
+  /**
+   * The envelope bytes of a page taken by `snapshot`. A spilled page is verified
+   * before it is persisted: a damaged spill file must fail the flush, not become the
+   * durable state.
+   */
+  readonly readFlushPage = (page: FlushPage): Uint8Array => {
+    if (page.bytes) return page.bytes;
+    const bytes = this.spill.read(page.slot!);
+    decodePage(bytes, { table: '(spilled page)', pageId: page.pageId, version: 'spill' }, this.codecFor);
+    return bytes;
+  };
 
   /** The I/O worker reported `version` durable: in-flight copies are no longer needed. */
   durable(version: number): void {

@@ -23,9 +23,10 @@ export const packr = new Packr({
 } as ConstructorParameters<typeof Packr>[0]);
 
 const MAX_DEPTH = 256;
+const ROOT = () => 'value';
 
 /** Throws a TypeError naming what cannot be stored; returns nothing. */
-function check(v: unknown, depth: number, path: string): void {
+function check(v: unknown, depth: number, path: () => string): void {
   switch (typeof v) {
     case 'string':
     case 'boolean':
@@ -37,22 +38,22 @@ function check(v: unknown, depth: number, path: string): void {
       if (depth === 0) throw errors.badValue('undefined cannot be stored (use delete)');
       return; // nested undefined round-trips through msgpackr
     case 'function':
-      throw errors.badValue(`a function at ${path} cannot be stored`);
+      throw errors.badValue(`a function at ${path()} cannot be stored`);
     case 'symbol':
-      throw errors.badValue(`a symbol at ${path} cannot be stored`);
+      throw errors.badValue(`a symbol at ${path()} cannot be stored`);
     case 'object': {
       if (v === null || v instanceof Uint8Array || v instanceof Date) return;
-      if (depth >= MAX_DEPTH) throw errors.badValue(`nested deeper than ${MAX_DEPTH} levels (a cycle?) at ${path}`);
+      if (depth >= MAX_DEPTH) throw errors.badValue(`nested deeper than ${MAX_DEPTH} levels (a cycle?) at ${path()}`);
       if (Array.isArray(v)) {
-        for (let i = 0; i < v.length; i++) check(v[i], depth + 1, `${path}[${i}]`);
+        for (let i = 0; i < v.length; i++) check(v[i], depth + 1, () => `${path()}[${i}]`);
         return;
       }
       const proto = Object.getPrototypeOf(v);
       if (proto !== Object.prototype && proto !== null) {
         const name = (v as object).constructor?.name ?? 'object';
-        throw errors.badValue(`a ${name} at ${path} does not round-trip; use plain objects, arrays, Date or Uint8Array`);
+        throw errors.badValue(`a ${name} at ${path()} does not round-trip; use plain objects, arrays, Date or Uint8Array`);
       }
-      for (const k in v as Record<string, unknown>) check((v as Record<string, unknown>)[k], depth + 1, `${path}.${k}`);
+      for (const k in v as Record<string, unknown>) check((v as Record<string, unknown>)[k], depth + 1, () => `${path()}.${k}`);
       return;
     }
   }
@@ -62,7 +63,7 @@ function check(v: unknown, depth: number, path: string): void {
 export function toStored(v: unknown): StoredValue {
   const t = typeof v;
   if (t === 'string' || t === 'number' || t === 'boolean' || t === 'bigint' || v === null) return v as StoredValue;
-  check(v, 0, 'value');
+  check(v, 0, ROOT);
   try {
     return packr.pack(v);
   } catch (e) {
@@ -82,8 +83,9 @@ export function fromStored(s: StoredValue): unknown {
 export function storedSize(s: StoredValue): number {
   switch (typeof s) {
     case 'string':
-      // ASCII fast path: one byte per char; otherwise the exact UTF-8 length.
-      return (s.length < 64 && isAscii(s) ? s.length : Buffer.byteLength(s)) + 5;
+      // ASCII fast path (a JS loop beats the native call up to a few hundred chars);
+      // otherwise the exact UTF-8 length.
+      return (s.length < 512 && isAscii(s) ? s.length : Buffer.byteLength(s)) + 5;
     case 'number':
       return 9;
     case 'bigint':

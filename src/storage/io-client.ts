@@ -25,9 +25,9 @@ export class IoAttachment {
   private dead: Error | undefined;
 
   constructor(
-    private readonly client: IoClient,
+    private readonly release: (() => void) | undefined,
     readonly stateId: string,
-    ring: SharedArrayBuffer,
+    private readonly ring: SharedArrayBuffer,
     private readonly port: MessagePort,
     readonly lastCommit: CommitRecord | undefined,
   ) {
@@ -75,6 +75,12 @@ export class IoAttachment {
     return new Promise((resolve, reject) => this.waiting.set(version, { resolve, reject }));
   }
 
+  /** Gives up this thread's use of the attachment so another thread can take it over. */
+  handOff(): { ring: SharedArrayBuffer; port: MessagePort; lastCommit: CommitRecord | undefined } {
+    this.port.removeAllListeners('message');
+    return { ring: this.ring, port: this.port, lastCommit: this.lastCommit };
+  }
+
   /** Closes the ring; resolves once the I/O worker has written everything and let go. */
   async detach(): Promise<void> {
     if (!this.dead) {
@@ -85,7 +91,7 @@ export class IoAttachment {
       await done;
     }
     this.port.close();
-    this.client.release();
+    this.release?.();
   }
 }
 
@@ -115,6 +121,16 @@ export class IoClient {
     this.worker.on('exit', (code) => die(errors.io(`the I/O worker exited (code ${code})`)));
   }
 
+  /**
+   * Attaches a state and returns its ring, port and last commit without wrapping
+   * them, so they can be handed to another thread (an operator worker), which builds
+   * its own IoAttachment from them.
+   */
+  async attachRaw(opts: AttachOptions): Promise<{ ring: SharedArrayBuffer; port: MessagePort; lastCommit: CommitRecord | undefined }> {
+    const a = await this.attach(opts);
+    return a.handOff();
+  }
+
   async attach(opts: AttachOptions): Promise<IoAttachment> {
     const ring = createRingBuffer(opts.ringBytes);
     const { port1, port2 } = new MessageChannel();
@@ -141,7 +157,10 @@ export class IoClient {
       this.release();
       throw errors.io(`cannot open state '${opts.stateId}' in ${opts.dir}: ${reply.type === 'error' ? reply.message : reply.type}`);
     }
-    const a = new IoAttachment(this, opts.stateId, ring, port1, reply.lastCommit as CommitRecord | undefined);
+    // The attachment's port keeps the process alive while a flush or detach is
+    // pending; an idle open store must not, so the worker goes back to unref'd.
+    this.release();
+    const a = new IoAttachment(undefined, opts.stateId, ring, port1, reply.lastCommit as CommitRecord | undefined);
     this.attachments.add(a);
     return a;
   }

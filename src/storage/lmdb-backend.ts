@@ -21,6 +21,8 @@ export interface LmdbBackendOptions {
   stateId: string;
   retain: number;
   ringBytes?: number;
+  /** temp only: remove the directory on close (default true; a flow's coordinator removes it instead). */
+  removeOnClose?: boolean;
 }
 
 const FREE_BATCH = 4096;
@@ -45,14 +47,18 @@ export class LmdbBackend implements StateBackend {
   static async open(opts: LmdbBackendOptions): Promise<LmdbBackend> {
     if (opts.kind === 'temp') rmSync(opts.dir, { recursive: true, force: true });
     mkdirSync(opts.dir, { recursive: true });
-    const noSync = opts.kind === 'temp';
     // Attach first: the I/O worker creates the environment and removes the pages of
     // a flush cut off by a crash before this thread reads anything.
     const io = await IoClient.shared().attach({
-      stateId: opts.stateId, dir: opts.dir, noSync, retain: opts.retain, ringBytes: opts.ringBytes ?? 8 << 20,
+      stateId: opts.stateId, dir: opts.dir, noSync: opts.kind === 'temp', retain: opts.retain, ringBytes: opts.ringBytes ?? 8 << 20,
     });
+    return LmdbBackend.withAttachment(opts, io);
+  }
+
+  /** A backend over an attachment made elsewhere (an operator worker's state). */
+  static async withAttachment(opts: LmdbBackendOptions, io: IoAttachment): Promise<LmdbBackend> {
     try {
-      const root = open(envOptions(opts.dir, noSync));
+      const root = open(envOptions(opts.dir, opts.kind === 'temp'));
       const pages = root.openDB({ name: PAGES_DB, encoding: 'binary', keyEncoding: 'ordered-binary' }) as never;
       root.openDB({ name: COMMITS_DB, encoding: 'msgpack', keyEncoding: 'ordered-binary' });
       return new LmdbBackend(opts, io, root, pages);
@@ -112,7 +118,7 @@ export class LmdbBackend implements StateBackend {
     this.closed = true;
     await this.io.detach();
     await this.root.close();
-    if (this.kind === 'temp') rmSync(this.opts.dir, { recursive: true, force: true });
+    if (this.kind === 'temp' && this.opts.removeOnClose !== false) rmSync(this.opts.dir, { recursive: true, force: true });
   }
 }
 

@@ -463,7 +463,8 @@ export class RingReader extends RingEnd {
     if (this.#cancelled) return;
     this.#cancelled = true;
     Atomics.store(this.i32, I_TAIL, this.#tail | FLAG);
-    Atomics.notify(this.i32, I_TAIL);
+    Atomics.notify(this.i32, I_TAIL); // the writer
+    Atomics.notify(this.i32, I_HEAD); // our own pending waitReadable() calls: they resolve false
   }
 
   async #park(timeoutMs: number): Promise<boolean> {

@@ -1,0 +1,29 @@
+// The connectors users name in flows: `sources.array/generator/file` and
+// `sinks.file/stdout`, plus what the runtime needs to manage file sink output.
+import { arraySource, generatorSource } from './sources.js';
+import { fileSource } from './file-source.js';
+import { stdoutSink } from './sinks.js';
+import { fileSink } from './file-sink.js';
+
+export const sources = {
+  /** The items, in order (subtask i of p takes items i, i+p, …). */
+  array: arraySource,
+  /** Records make(0) … make(count-1); unbounded without `count`. */
+  generator: generatorSource,
+  /** One record per line of a UTF-8 text file; resumes from a byte offset. */
+  file: fileSource,
+} as const;
+
+export const sinks = {
+  /** JSON lines, exactly once: visible when the covering checkpoint completes. */
+  file: fileSink,
+  /** Each record as one JSON line on stdout, printed at commit. */
+  stdout: stdoutSink,
+} as const;
+
+export { resetFileSink, fileSinkPath, fileSinkPaths } from './file-sink.js';
+export { jsonLine, bigintReplacer } from './sinks.js';
+export type { ArraySourceSpec, GeneratorOptions, GeneratorSourceSpec } from './sources.js';
+export type { FileSourceOptions, FileSourceSpec } from './file-source.js';
+export type { StdoutSinkSpec } from './sinks.js';
+export type { FileSinkOptions, FileSinkSpec } from './file-sink.js';

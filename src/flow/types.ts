@@ -1,0 +1,79 @@
+// The shapes a flow is made of: logical operators (what the user wrote) and the
+// connector interfaces sources and sinks implement.
+//
+// A flow module is imported by the coordinator (to plan) and by every worker (to run
+// its operators): functions never cross threads, operator *names* do.
+
+/** Where a source or sink instance runs. */
+export interface InstanceContext {
+  /** Flow name, operator name. */
+  flow: string;
+  operator: string;
+  subtask: number;
+  parallelism: number;
+}
+
+/** A running source instance: pulled by its worker in batches. */
+export interface SourceReader<T = unknown> {
+  /** Up to `max` records; an empty array when none is ready yet; null at end of input. */
+  next(max: number): Promise<T[] | null> | T[] | null;
+  /** Serializable position after the last record returned (checkpointed with state). */
+  position(): unknown;
+  /** Continue after `position` (a value `position()` returned in an earlier run). */
+  seek(position: unknown): void | Promise<void>;
+  close(): void | Promise<void>;
+}
+
+export interface SourceSpec<T = unknown> {
+  readonly kind: 'source';
+  /** e.g. 'file', 'generator', 'array' — shown in plans and errors. */
+  readonly type: string;
+  /** Whether the source ends (bounded) — a bounded flow exits when all sources end. */
+  readonly bounded: boolean;
+  /** Largest useful parallelism (e.g. an array of 3 items), if limited. */
+  readonly maxParallelism?: number;
+  /** Checks that can fail before any worker starts (missing file, bad option). */
+  validate?(): void;
+  open(ctx: InstanceContext): SourceReader<T> | Promise<SourceReader<T>>;
+}
+
+/**
+ * A running sink instance. Records of one epoch (between two checkpoints) are
+ * written, then `prepare(epoch)` makes them durable but invisible and `commit(epoch)`
+ * publishes them — the two steps exactly-once output needs. Without checkpoints the
+ * runtime prepares and commits once, at end of input.
+ */
+export interface SinkWriter<T = unknown> {
+  write(records: T[]): void | Promise<void>;
+  prepare(epoch: number): void | Promise<void>;
+  commit(epoch: number): void | Promise<void>;
+  /** Discard what was written but not prepared (a restart from a checkpoint). */
+  abort?(): void | Promise<void>;
+  close(): void | Promise<void>;
+}
+
+export interface SinkSpec<T = unknown> {
+  readonly kind: 'sink';
+  readonly type: string;
+  /** Largest useful parallelism (stdout: 1). */
+  readonly maxParallelism?: number;
+  validate?(): void;
+  open(ctx: InstanceContext): SinkWriter<T> | Promise<SinkWriter<T>>;
+}
+
+export type OperatorKind = 'source' | 'map' | 'filter' | 'flatMap' | 'reduce' | 'process' | 'sink';
+
+/** One operator as the user wrote it. `keyBy` is a property of the edge into it. */
+export interface LogicalOperator {
+  name: string;
+  kind: OperatorKind;
+  fn?: (...args: never[]) => unknown;
+  source?: SourceSpec;
+  sink?: SinkSpec;
+  /** Key function of the keyBy before this operator (reduce/process/sink after keyBy). */
+  keyBy?: (record: never) => unknown;
+  /** Explicit parallelism from the builder, if any (config overrides it). */
+  parallelism?: number;
+}
+
+export const STATEFUL: ReadonlySet<OperatorKind> = new Set(['reduce', 'process']);

@@ -1,0 +1,145 @@
+// Built-in operators as "steps": a task's chain of operators is a pipeline of
+// functions `(record) => void`, each calling the next one (or the task's output).
+// User functions run inside try/catch so a failure names its operator, subtask and
+// record.
+import { errors } from '../errors.js';
+import type { LogicalOperator } from '../flow/types.js';
+import { KeyScope, KeyedMapState, KeyedValueState, type ProcessContext } from './context.js';
+import type { StateEngine } from '../state/engine.js';
+import { fromStored, toStored } from '../state/values.js';
+import { keyGroupOf } from '../runtime/partition.js';
+
+export type Emit = (record: unknown) => void;
+
+export interface StepEnv {
+  subtask: number;
+  keyGroups: number;
+  /** The instance's state partition (stateful operators only). */
+  engine?: StateEngine;
+  /** Called after every record that touched state: evicts down to the cache bound. */
+  afterState?: () => void;
+}
+
+function fail(op: LogicalOperator, env: StepEnv, record: unknown, e: unknown): never {
+  throw errors.userCode(op.name, env.subtask, record, e);
+}
+
+export function makeStep(op: LogicalOperator, next: Emit, env: StepEnv): Emit {
+  const fn = op.fn as ((...a: unknown[]) => unknown) | undefined;
+  switch (op.kind) {
+    case 'map':
+      return (r) => {
+        let out: unknown;
+        try {
+          out = fn!(r);
+        } catch (e) {
+          fail(op, env, r, e);
+        }
+        next(out);
+      };
+    case 'filter':
+      return (r) => {
+        let keep: unknown;
+        try {
+          keep = fn!(r);
+        } catch (e) {
+          fail(op, env, r, e);
+        }
+        if (keep) next(r);
+      };
+    case 'flatMap':
+      return (r) => {
+        let out: unknown;
+        try {
+          out = fn!(r);
+          if (out === null || out === undefined) return;
+          if (typeof (out as Iterable<unknown>)[Symbol.iterator] !== 'function') throw new TypeError('flatMap must return an iterable (or null)');
+        } catch (e) {
+          fail(op, env, r, e);
+        }
+        for (const x of out as Iterable<unknown>) next(x);
+      };
+    case 'reduce':
+      return makeReduce(op, next, env);
+    case 'process':
+      return makeProcess(op, next, env);
+    default:
+      throw new Error(`operator kind '${op.kind}' is not a step`);
+  }
+}
+
+function keyOf(op: LogicalOperator, env: StepEnv, r: unknown): unknown {
+  try {
+    return op.keyBy!(r as never);
+  } catch (e) {
+    fail(op, env, r, e);
+  }
+}
+
+function makeReduce(op: LogicalOperator, next: Emit, env: StepEnv): Emit {
+  const engine = env.engine!;
+  const table = engine.table(op.name);
+  const scope = new KeyScope();
+  const fn = op.fn as (acc: unknown, r: unknown) => unknown;
+  return (r) => {
+    const key = keyOf(op, env, r);
+    try {
+      scope.set(key, keyGroupOf(key, env.keyGroups));
+    } catch (e) {
+      fail(op, env, r, e); // a key tidepool cannot store (NaN, an object…)
+    }
+    const old = table.get(scope.encoded);
+    let acc: unknown;
+    try {
+      acc = fn(old === undefined ? undefined : fromStored(old), r);
+      if (acc === undefined) throw new TypeError('reduce returned undefined');
+      table.set(scope.encoded, toStored(acc));
+    } catch (e) {
+      fail(op, env, r, e);
+    }
+    engine.mutations++;
+    env.afterState?.();
+    next({ key, value: acc });
+  };
+}
+
+function makeProcess(op: LogicalOperator, next: Emit, env: StepEnv): Emit {
+  const engine = env.engine!;
+  const scope = new KeyScope();
+  const fn = op.fn as (r: unknown, ctx: ProcessContext<unknown, unknown>) => void;
+  const values = new Map<string, KeyedValueState<unknown>>();
+  const maps = new Map<string, KeyedMapState<never, unknown>>();
+  const stateName = (name: string) => {
+    if (typeof name !== 'string' || name === '') throw new TypeError('state names must be non-empty strings');
+    return `${op.name}/${name}`;
+  };
+  const ctx: ProcessContext<unknown, unknown> = {
+    get key() {
+      return scope.key;
+    },
+    emit: (x) => next(x),
+    state: {
+      value<V>(name: string) {
+        let s = values.get(name);
+        if (!s) values.set(name, (s = new KeyedValueState(scope, engine.table(stateName(name)), engine)));
+        return s as KeyedValueState<V>;
+      },
+      map(name: string) {
+        let s = maps.get(name);
+        if (!s) maps.set(name, (s = new KeyedMapState(scope, engine.table(stateName(name)), engine)));
+        return s as never;
+      },
+    },
+  };
+  return (r) => {
+    const key = keyOf(op, env, r);
+    try {
+      scope.set(key, keyGroupOf(key, env.keyGroups));
+      fn(r, ctx);
+    } catch (e) {
+      if ((e as { code?: string }).code === 'TIDEPOOL_USER_CODE') throw e; // from a downstream step
+      fail(op, env, r, e);
+    }
+    env.afterState?.();
+  };
+}

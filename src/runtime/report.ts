@@ -1,0 +1,104 @@
+// What a run tells its user: a live progress line (TTY) and the summary written by
+// --summary — per-operator counts and throughput, backpressure, state pages and the
+// cache hit rate.
+import type { PhysicalPlan } from '../flow/plan.js';
+import type { TidepoolConfig } from '../config/schema.js';
+import type { TaskMetrics } from './task.js';
+
+export interface OperatorSummary {
+  task: string;
+  operators: string[];
+  parallelism: number;
+  recordsIn: number;
+  recordsOut: number;
+  recordsInPerSec: number;
+  /** Time producers of this task spent parked on full rings, summed over subtasks. */
+  backpressureMs: number;
+  statePages: number;
+  stateSpilledPages: number;
+  cacheHitRate: number | null;
+}
+
+export interface RunSummary {
+  flow: string;
+  wallMs: number;
+  parallelism: number;
+  execution: 'workers' | 'inline';
+  recordsIn: number;
+  recordsOut: number;
+  operators: OperatorSummary[];
+}
+
+function aggregate(plan: PhysicalPlan, metrics: TaskMetrics[], wallMs: number): OperatorSummary[] {
+  return plan.tasks.map((t) => {
+    const ms = metrics.filter((m) => m.task === t.index);
+    const sum = (f: (m: TaskMetrics) => number) => ms.reduce((a, m) => a + f(m), 0);
+    const hits = sum((m) => m.cacheHits);
+    const misses = sum((m) => m.cacheMisses);
+    const recordsIn = sum((m) => m.recordsIn);
+    return {
+      task: t.label,
+      operators: t.operators,
+      parallelism: t.parallelism,
+      recordsIn,
+      recordsOut: sum((m) => m.recordsOut),
+      recordsInPerSec: Math.round(recordsIn / Math.max(wallMs / 1000, 1e-3)),
+      backpressureMs: Math.round(sum((m) => m.blockedMs)),
+      statePages: sum((m) => m.statePages),
+      stateSpilledPages: sum((m) => m.stateSpilled),
+      cacheHitRate: hits + misses ? Number((hits / (hits + misses)).toFixed(4)) : null,
+    };
+  });
+}
+
+export function buildSummary(flow: string, plan: PhysicalPlan, metrics: TaskMetrics[], wallMs: number, config: TidepoolConfig): RunSummary {
+  const operators = aggregate(plan, metrics, wallMs);
+  return {
+    flow,
+    wallMs: Math.round(wallMs),
+    parallelism: config.parallelism,
+    execution: config.execution,
+    recordsIn: operators[0]?.recordsIn ?? 0,
+    recordsOut: operators[operators.length - 1]?.recordsOut ?? 0,
+    operators,
+  };
+}
+
+const fmt = (n: number) => (n >= 1e6 ? `${(n / 1e6).toFixed(1)}M` : n >= 1e3 ? `${(n / 1e3).toFixed(1)}k` : String(Math.round(n)));
+
+/** One line redrawn in place on stderr: rates in and out, backpressure per task, state. */
+export class ProgressLine {
+  private lastIn = 0;
+  private lastOut = 0;
+  private lastT = 0;
+  private lastBlocked = new Map<number, number>();
+
+  constructor(private readonly plan: PhysicalPlan) {}
+
+  draw(metrics: TaskMetrics[], elapsedMs: number): void {
+    const ops = aggregate(this.plan, metrics, elapsedMs);
+    const recIn = ops[0]?.recordsIn ?? 0;
+    const recOut = ops[ops.length - 1]?.recordsOut ?? 0;
+    const dt = Math.max((elapsedMs - this.lastT) / 1000, 1e-3);
+    const inRate = (recIn - this.lastIn) / dt;
+    const outRate = (recOut - this.lastOut) / dt;
+    const bp = ops
+      .map((o, i) => {
+        const before = this.lastBlocked.get(i) ?? 0;
+        this.lastBlocked.set(i, o.backpressureMs);
+        const pct = Math.min(100, ((o.backpressureMs - before) / (dt * 1000 * o.parallelism)) * 100);
+        return `${o.task} ${pct.toFixed(0)}%`;
+      })
+      .join(' ');
+    const pages = ops.reduce((a, o) => a + o.statePages, 0);
+    this.lastIn = recIn;
+    this.lastOut = recOut;
+    this.lastT = elapsedMs;
+    const line = `${(elapsedMs / 1000).toFixed(1)}s in ${fmt(recIn)} (${fmt(inRate)}/s) out ${fmt(recOut)} (${fmt(outRate)}/s) | backpressure ${bp} | state ${pages} pages`;
+    process.stderr.write(`\r\x1b[2K${line.slice(0, (process.stderr.columns ?? 200) - 1)}`);
+  }
+
+  clear(): void {
+    process.stderr.write('\r\x1b[2K');
+  }
+}

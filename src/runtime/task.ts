@@ -1,0 +1,210 @@
+// One task instance: a chain of operators (source/steps/sink) with its inputs,
+// outputs and state partition. The same class runs in a worker thread
+// (workers/operator.ts) and, in inline mode, on the coordinator's thread.
+//
+//   inputs (rings) ─> decode batch ─> step → step → … ─┬─> Output (rings, by partitioning)
+//   or a source reader                                   └─> or a sink writer
+import type { MessagePort } from 'node:worker_threads';
+import { errors } from '../errors.js';
+import type { Flow } from '../flow/builder.js';
+import type { PhysicalPlan } from '../flow/plan.js';
+import type { InstanceContext, SinkWriter, SourceReader } from '../flow/types.js';
+import { makeStep, type Emit, type StepEnv } from '../operators/steps.js';
+import { RingReader, RingWriter } from '../transport/ring.js';
+import { Inputs, Output, decodeBatch, FRAME_DATA } from './channels.js';
+import { StateEngine } from '../state/engine.js';
+import { codecResolver, loadCodec, type CompressionSpec } from '../state/codecs.js';
+import { MemoryBackend } from '../storage/memory-backend.js';
+import { LmdbBackend } from '../storage/lmdb-backend.js';
+import { IoAttachment } from '../storage/io-client.js';
+import type { CommitRecord, StateBackend } from '../storage/backend.js';
+
+export interface StateSetup {
+  storage: 'lmdb' | 'temp' | 'memory';
+  dir?: string;
+  stateId: string;
+  pageSize: number;
+  cachePages: number;
+  compression: CompressionSpec;
+  /** The page ring and port of this instance's attachment to the I/O worker. */
+  ring?: SharedArrayBuffer;
+  port?: MessagePort;
+  lastCommit?: CommitRecord;
+}
+
+export interface TaskSetup {
+  taskIndex: number;
+  subtask: number;
+  inputs: SharedArrayBuffer[];
+  /** One ring per downstream subtask. */
+  outputs: SharedArrayBuffer[];
+  batchSize: number;
+  state?: StateSetup;
+}
+
+export interface TaskMetrics {
+  task: number;
+  subtask: number;
+  label: string;
+  recordsIn: number;
+  recordsOut: number;
+  blockedMs: number;
+  statePages: number;
+  stateSpilled: number;
+  cacheHits: number;
+  cacheMisses: number;
+  done: boolean;
+}
+
+export class TaskRunner {
+  private head!: Emit;
+  private output?: Output;
+  private sink?: SinkWriter;
+  private sinkBuffer: unknown[] = [];
+  private source?: SourceReader;
+  private inputs?: Inputs;
+  private engine?: StateEngine;
+  private recordsIn = 0;
+  private sinkOut = 0;
+  private done = false;
+  private readonly label: string;
+
+  constructor(
+    private readonly flow: Flow,
+    private readonly plan: PhysicalPlan,
+    private readonly setup: TaskSetup,
+  ) {
+    this.label = plan.tasks[setup.taskIndex]!.label;
+  }
+
+  async init(): Promise<void> {
+    const task = this.plan.tasks[this.setup.taskIndex]!;
+    const ops = task.operators.map((n) => this.flow.operator(n)!);
+    const ctx: InstanceContext = { flow: this.flow.name, operator: '', subtask: this.setup.subtask, parallelism: task.parallelism };
+    if (this.setup.state) this.engine = await openEngine(this.setup.state);
+    const env: StepEnv = {
+      subtask: this.setup.subtask,
+      keyGroups: this.plan.keyGroups,
+      engine: this.engine,
+      afterState: this.engine ? () => this.engine!.pager.evict() : undefined,
+    };
+    // Tail first: the sink, or the output toward the next task.
+    const last = ops[ops.length - 1]!;
+    let tail: Emit;
+    if (last.kind === 'sink') {
+      this.sink = await last.sink!.open({ ...ctx, operator: last.name });
+      tail = (r) => {
+        this.sinkBuffer.push(r);
+      };
+    } else {
+      const edge = this.plan.edges.find((e) => e.from === task.index)!;
+      const keyFn = edge.keyOperator ? this.flow.operator(edge.keyOperator)!.keyBy : undefined;
+      this.output = new Output(this.setup.outputs.map((s) => new RingWriter(s)), edge.partitioning, keyFn, this.plan.keyGroups, this.setup.batchSize, this.setup.subtask);
+      const out = this.output;
+      tail = (r) => {
+        out.push(r);
+      };
+    }
+    let emit = tail;
+    for (let i = ops.length - 1; i >= 0; i--) {
+      const op = ops[i]!;
+      if (op.kind === 'source' || op.kind === 'sink') continue;
+      emit = makeStep(op, emit, env);
+    }
+    this.head = emit;
+    if (ops[0]!.kind === 'source') {
+      this.source = await ops[0]!.source!.open({ ...ctx, operator: ops[0]!.name });
+    } else {
+      this.inputs = new Inputs(this.setup.inputs.map((s) => new RingReader(s)));
+    }
+  }
+
+  /** Runs to the end of input; rejects with the first error (user code, I/O). */
+  async run(): Promise<void> {
+    const head = this.head;
+    if (this.source) {
+      const src = this.source;
+      for (;;) {
+        const batch = await src.next(this.setup.batchSize);
+        if (batch === null) break;
+        for (let i = 0; i < batch.length; i++) head(batch[i]);
+        this.recordsIn += batch.length;
+        await this.afterUnit(batch.length === 0);
+      }
+      await src.close();
+    } else {
+      const inputs = this.inputs!;
+      while (!inputs.done) {
+        const frame = inputs.poll();
+        if (frame === null) {
+          await this.afterUnit(true); // idle: send partial batches before parking
+          await inputs.wait();
+          continue;
+        }
+        if (frame[0] !== FRAME_DATA) continue; // EOI: Inputs dropped that input
+        const batch = decodeBatch(frame);
+        for (let i = 0; i < batch.length; i++) head(batch[i]);
+        this.recordsIn += batch.length;
+        await this.afterUnit(false);
+      }
+    }
+    await this.finish();
+  }
+
+  private async afterUnit(idle: boolean): Promise<void> {
+    if (this.output) await this.output.flush(!idle);
+    else if (this.sinkBuffer.length) {
+      const b = this.sinkBuffer;
+      this.sinkBuffer = [];
+      this.sinkOut += b.length;
+      await this.sink!.write(b);
+    }
+  }
+
+  private async finish(): Promise<void> {
+    await this.afterUnit(true);
+    if (this.output) await this.output.end();
+    if (this.sink) {
+      // Without checkpoints the whole run is one epoch, published at end of input.
+      await this.sink.prepare(1);
+      await this.sink.commit(1);
+      await this.sink.close();
+    }
+    this.done = true;
+  }
+
+  /** Releases state; called after run() (or after a failure). */
+  async close(): Promise<void> {
+    if (this.engine) await this.engine.close();
+  }
+
+  metrics(): TaskMetrics {
+    const p = this.engine?.pager;
+    return {
+      task: this.setup.taskIndex,
+      subtask: this.setup.subtask,
+      label: this.label,
+      recordsIn: this.recordsIn,
+      recordsOut: this.output ? this.output.stats.records : this.sinkOut,
+      blockedMs: this.output?.blockedMs ?? 0,
+      statePages: p ? p.residentPages + p.spilledPages : 0,
+      stateSpilled: p?.stats.spillWrites ?? 0,
+      cacheHits: p?.stats.hits ?? 0,
+      cacheMisses: p?.stats.misses ?? 0,
+      done: this.done,
+    };
+  }
+}
+
+async function openEngine(s: StateSetup): Promise<StateEngine> {
+  const codec = await loadCodec(s.compression);
+  let backend: StateBackend;
+  if (s.storage === 'memory' || !s.ring || !s.port || !s.dir) {
+    backend = new MemoryBackend();
+  } else {
+    const io = new IoAttachment(undefined, s.stateId, s.ring, s.port, s.lastCommit);
+    backend = await LmdbBackend.withAttachment({ kind: s.storage, dir: s.dir, stateId: s.stateId, retain: 1, removeOnClose: false }, io);
+  }
+  if (!backend) throw errors.worker(s.stateId, 'no state backend');
+  return new StateEngine({ name: s.stateId.replace(/[^A-Za-z0-9._-]/g, '_'), pageSize: s.pageSize, cachePages: s.cachePages, codec, codecFor: codecResolver(codec), backend });
+}

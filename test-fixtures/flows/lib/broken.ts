@@ -1,0 +1,4 @@
+export const fine = 1;
+export const notFine = {
+  a: 1,,
+};

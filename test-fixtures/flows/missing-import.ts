@@ -1,0 +1,4 @@
+import { flow } from 'tidepool';
+import { nothing } from './lib/does-not-exist.js';
+
+export default flow(nothing);

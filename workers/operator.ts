@@ -1,0 +1,32 @@
+// Worker entry point of one task instance (a chain of operators, one subtask).
+//
+// workerData: { url, plan, setup } — the compiled flow module to import, the physical
+// plan, and this instance's rings and state attachment. Messages to the coordinator:
+//   { type: 'ready' } · { type: 'metrics', metrics } every 250 ms · { type: 'done', metrics }
+//   { type: 'error', message, code }
+import { parentPort, workerData } from 'node:worker_threads';
+import { importFlow } from '../src/flow/module-loader.js';
+import { TaskRunner, type TaskSetup } from '../src/runtime/task.js';
+import type { PhysicalPlan } from '../src/flow/plan.js';
+
+const { url, plan, setup } = workerData as { url: string; plan: PhysicalPlan; setup: TaskSetup };
+const port = parentPort!;
+let runner: TaskRunner | undefined;
+let timer: NodeJS.Timeout | undefined;
+
+try {
+  const flow = await importFlow(url);
+  runner = new TaskRunner(flow, plan, setup);
+  await runner.init();
+  port.postMessage({ type: 'ready' });
+  timer = setInterval(() => port.postMessage({ type: 'metrics', metrics: runner!.metrics() }), 250);
+  await runner.run();
+  clearInterval(timer);
+  await runner.close();
+  port.postMessage({ type: 'done', metrics: runner.metrics() });
+} catch (e) {
+  if (timer) clearInterval(timer);
+  const err = e as { message?: string; code?: string; stack?: string };
+  port.postMessage({ type: 'error', message: err.message ?? String(e), code: err.code, stack: err.stack });
+  await runner?.close().catch(() => undefined);
+}
