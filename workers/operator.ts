@@ -22,8 +22,9 @@ try {
   timer = setInterval(() => port.postMessage({ type: 'metrics', metrics: runner!.metrics() }), 250);
   await runner.run();
   clearInterval(timer);
+  const metrics = runner.metrics(); // before close: state pages are released there
   await runner.close();
-  port.postMessage({ type: 'done', metrics: runner.metrics() });
+  port.postMessage({ type: 'done', metrics });
 } catch (e) {
   if (timer) clearInterval(timer);
   const err = e as { message?: string; code?: string; stack?: string };

@@ -495,6 +495,8 @@ export function fileSink(options: FileSinkOptions): FileSinkSpec {
     kind: 'sink',
     type: 'file',
     path,
+    // One output file unless the config asks for more (operators.<name>.parallelism).
+    defaultParallelism: 1,
     validate(): void {
       try {
         if (statSync(path).isDirectory()) throw errors.input(shown, 'is a directory, not a file');

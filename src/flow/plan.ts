@@ -75,7 +75,7 @@ export function planFlow(flow: Flow, opts: PlanOptions): PhysicalPlan {
     }
   }
   const parallelismOf = (op: LogicalOperator): number => {
-    let p = opts.operators[op.name]?.parallelism ?? op.parallelism ?? opts.parallelism;
+    let p = opts.operators[op.name]?.parallelism ?? op.parallelism ?? op.sink?.defaultParallelism ?? opts.parallelism;
     const max = op.source?.maxParallelism ?? op.sink?.maxParallelism;
     if (max !== undefined) p = Math.min(p, Math.max(1, max));
     return Math.min(p, opts.keyGroups);

@@ -57,6 +57,10 @@ export interface SinkSpec<T = unknown> {
   readonly type: string;
   /** Largest useful parallelism (stdout: 1). */
   readonly maxParallelism?: number;
+  /** Parallelism when neither the builder nor the config sets one (file: 1, one output file). */
+  readonly defaultParallelism?: number;
+  /** Removes every trace of earlier runs (a run that starts from empty state). */
+  reset?(parallelism: number): void | Promise<void>;
   validate?(): void;
   open(ctx: InstanceContext): SinkWriter<T> | Promise<SinkWriter<T>>;
 }

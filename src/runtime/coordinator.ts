@@ -100,6 +100,10 @@ export async function run(modulePath: string, options: RunOptions = {}): Promise
   rmSync(stateDir, { recursive: true, force: true });
   mkdirSync(stateDir, { recursive: true });
 
+  for (const t of plan.tasks) {
+    for (const name of t.operators) await flow.operator(name)!.sink?.reset?.(t.parallelism);
+  }
+
   const metricsServer = config.metrics.port ? await startMetricsServer(config.metrics.port) : undefined;
   try {
     const instances = await prepareInstances(flow, plan, config, stateDir);
@@ -204,12 +208,14 @@ function runInline(flow: Flow, plan: PhysicalPlan, instances: Instance[]): Execu
   const runners = instances.map((i) => new TaskRunner(flow, plan, i.setup));
   const done = (async () => {
     await Promise.all(runners.map((r) => r.init()));
+    let metrics: TaskMetrics[];
     try {
       await Promise.all(runners.map((r) => r.run()));
+      metrics = runners.map((r) => r.metrics());
     } finally {
       await Promise.all(runners.map((r) => r.close().catch(() => undefined)));
     }
-    return runners.map((r) => r.metrics());
+    return metrics;
   })();
   return { done, poll: () => runners.map((r) => r.metrics()) };
 }
