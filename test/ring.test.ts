@@ -29,6 +29,7 @@ function spawn<R>(job: Job): { ready: Promise<void>; result: Promise<R> } {
     worker.once('error', reject);
     worker.once('exit', (code) => reject(new Error(`worker exited (${code}) without a result`)));
   });
+  result.catch(() => {}); // a test that already failed may never await it
   return { ready: readyP, result };
 }
 const consumer = (job: Omit<Extract<Job, { role: 'consume' }>, 'role'>) => spawn<ConsumeResult>({ role: 'consume', ...job });
@@ -235,6 +236,7 @@ test('close(): reader drains everything before it sees closed', async (t) => {
   const sab2 = createRingBuffer(64);
   const w2 = new RingWriter(sab2);
   const r2 = new RingReader(sab2);
+  t.teardown(() => r2.cancel()); // if this test fails, wake whatever still waits
   const pending = w2.writeAsync(new Uint8Array(200).fill(7)); // needs the reader to make room
   w2.close();
   const frames: Uint8Array[] = [];
@@ -264,6 +266,7 @@ test('tryWrite on a full ring returns false and never waits', async (t) => {
   const sab = createRingBuffer(64);
   const w = new RingWriter(sab);
   const r = new RingReader(sab);
+  t.teardown(() => r.cancel());
   const f = new Uint8Array(8).fill(1); // 16 bytes with its header
   t.equal(w.tryWrite(f), true);
   t.equal(w.tryWrite(f), true);
@@ -296,6 +299,7 @@ test('tryWrite on a full ring returns false and never waits', async (t) => {
 test('waitReadable: timeouts, wake-ups and the event loop', async (t) => {
   const sab = createRingBuffer(256);
   const r = new RingReader(sab);
+  t.teardown(() => r.cancel());
   t.equal(await r.waitReadable(0), false, 'zero timeout on an empty ring');
   let t0 = performance.now();
   let ticks = 0;
@@ -320,6 +324,7 @@ test('waitReadable: timeouts, wake-ups and the event loop', async (t) => {
   const sab2 = createRingBuffer(1024);
   const w2 = new RingWriter(sab2);
   const r2 = new RingReader(sab2);
+  t.teardown(() => r2.cancel());
   for (let i = 0; i < 50; i++) w2.write(Uint8Array.of(i));
   t.equal(w2.notifyCount, 0, 'no notify while the reader is awake');
   r2.drain(() => {});

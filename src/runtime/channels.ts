@@ -11,6 +11,7 @@
 // every instance on one thread — cannot deadlock.
 import { Packr } from 'msgpackr';
 import { RingReader, RingWriter } from '../transport/ring.js';
+import { waitWord } from '../transport/doorbell.js';
 import { keyGroupOf } from './partition.js';
 import { subtaskForKeyGroup, type Partitioning } from '../flow/plan.js';
 
@@ -21,6 +22,23 @@ export const FRAME_EOI = 2;
 // written once per batch) decode about twice as fast as plain maps.
 const packr = new Packr({ useRecords: true, moreTypes: false, mapsAsObjects: true, useBigInt64: true, int64AsType: 'bigint', useBigIntExtension: true } as ConstructorParameters<typeof Packr>[0]);
 const EOI = new Uint8Array([FRAME_EOI]);
+
+/**
+ * A consumer's doorbell: Int32 [SEQ, SLEEPING] on a SharedArrayBuffer of its own.
+ * Every producer that writes a frame to any of the consumer's input rings bumps SEQ and
+ * notifies only if the consumer announced it is asleep, so an idle task instance with
+ * many inputs parks on one word instead of polling each ring.
+ *   consumer: SLEEPING=1; s=load(SEQ); poll rings; if nothing: waitAsync(SEQ, s); SLEEPING=0
+ *   producer: write frame; add(SEQ, 1); if load(SLEEPING): notify(SEQ)
+ */
+export function createBell(): SharedArrayBuffer {
+  return new SharedArrayBuffer(8);
+}
+
+function ring(bell: Int32Array): void {
+  Atomics.add(bell, 0, 1);
+  if (Atomics.load(bell, 1) !== 0) Atomics.notify(bell, 0);
+}
 
 export function encodeBatch(records: unknown[]): Uint8Array {
   const body = packr.pack(records);
@@ -46,8 +64,11 @@ export class Output {
   /** Ms the producer spent parked on full rings (backpressure). */
   blockedMs = 0;
 
+  private readonly bells: Int32Array[];
+
   constructor(
     private readonly writers: RingWriter[],
+    bells: SharedArrayBuffer[],
     private readonly partitioning: Partitioning,
     private readonly keyFn: ((r: never) => unknown) | undefined,
     private readonly keyGroups: number,
@@ -55,6 +76,7 @@ export class Output {
     private readonly producerSubtask: number,
   ) {
     this.buffers = writers.map(() => []);
+    this.bells = bells.map((b) => new Int32Array(b));
     this.next = producerSubtask % writers.length;
   }
 
@@ -87,17 +109,22 @@ export class Output {
       this.stats.batches++;
       const w = this.writers[i]!;
       if (!w.tryWrite(frame)) {
+        ring(this.bells[i]!); // the consumer must be awake to make room
         const t0 = performance.now();
         await w.writeAsync(frame);
         this.blockedMs += performance.now() - t0;
       }
+      ring(this.bells[i]!);
     }
   }
 
   /** Flushes, then tells every consumer this producer is done. */
   async end(): Promise<void> {
     await this.flush();
-    for (const w of this.writers) await w.writeAsync(EOI);
+    for (let i = 0; i < this.writers.length; i++) {
+      await this.writers[i]!.writeAsync(EOI);
+      ring(this.bells[i]!);
+    }
   }
 }
 
@@ -105,8 +132,10 @@ export class Output {
 export class Inputs {
   private readonly open: RingReader[];
   private turn = 0;
-  constructor(readers: RingReader[]) {
+  private readonly bell: Int32Array;
+  constructor(readers: RingReader[], bell: SharedArrayBuffer) {
     this.open = [...readers];
+    this.bell = new Int32Array(bell);
   }
 
   get done(): boolean {
@@ -134,11 +163,17 @@ export class Inputs {
     return null;
   }
 
-  /** Waits until some input may have data (short timed waits, rotating over inputs). */
-  async wait(): Promise<void> {
-    if (this.open.length === 0) return;
-    const r = this.open[this.turn % this.open.length]!;
-    this.turn = (this.turn + 1) % this.open.length;
-    await r.waitReadable(this.open.length === 1 ? 1000 : 2);
+  /**
+   * Parks on the doorbell until a producer writes to any input. Returns the frame that
+   * was found while announcing sleep, if any (it must not be lost).
+   */
+  async wait(): Promise<Uint8Array | null> {
+    if (this.open.length === 0) return null;
+    Atomics.store(this.bell, 1, 1);
+    const seq = Atomics.load(this.bell, 0);
+    const f = this.poll(); // re-check after announcing: a write may have raced the announcement
+    if (f === null) await waitWord(this.bell, 0, seq, 1000);
+    Atomics.store(this.bell, 1, 0);
+    return f;
   }
 }

@@ -17,6 +17,7 @@ import type { Flow } from '../flow/builder.js';
 import { createRingBuffer } from '../transport/ring.js';
 import { IoClient } from '../storage/io-client.js';
 import { TaskRunner, type TaskMetrics, type TaskSetup } from './task.js';
+import { createBell } from './channels.js';
 import { ProgressLine, buildSummary, type RunSummary } from './report.js';
 import { startMetricsServer, type MetricsServer } from './metrics.js';
 
@@ -50,12 +51,19 @@ interface Instance {
 }
 
 /** Rings per edge, and each instance's inputs and outputs. */
-function wire(plan: PhysicalPlan): Map<string, { inputs: SharedArrayBuffer[]; outputs: SharedArrayBuffer[] }> {
-  const io = new Map<string, { inputs: SharedArrayBuffer[]; outputs: SharedArrayBuffer[] }>();
+interface Wiring {
+  inputs: SharedArrayBuffer[];
+  outputs: SharedArrayBuffer[];
+  bell: SharedArrayBuffer;
+  outputBells: SharedArrayBuffer[];
+}
+
+function wire(plan: PhysicalPlan): Map<string, Wiring> {
+  const io = new Map<string, Wiring>();
   const at = (t: number, s: number) => {
     const k = `${t}/${s}`;
     let v = io.get(k);
-    if (!v) io.set(k, (v = { inputs: [], outputs: [] }));
+    if (!v) io.set(k, (v = { inputs: [], outputs: [], bell: createBell(), outputBells: [] }));
     return v;
   };
   for (const t of plan.tasks) for (let s = 0; s < t.parallelism; s++) at(t.index, s);
@@ -66,6 +74,7 @@ function wire(plan: PhysicalPlan): Map<string, { inputs: SharedArrayBuffer[]; ou
       for (let i = 0; i < pa; i++) {
         const ring = createRingBuffer(RING_BYTES);
         at(e.from, i).outputs.push(ring);
+        at(e.from, i).outputBells.push(at(e.to, i).bell);
         at(e.to, i).inputs.push(ring);
       }
     } else {
@@ -73,6 +82,7 @@ function wire(plan: PhysicalPlan): Map<string, { inputs: SharedArrayBuffer[]; ou
         for (let j = 0; j < pb; j++) {
           const ring = createRingBuffer(RING_BYTES);
           at(e.from, i).outputs.push(ring); // index j: downstream subtask j
+          at(e.from, i).outputBells.push(at(e.to, j).bell);
           at(e.to, j).inputs.push(ring);
         }
       }
@@ -136,8 +146,8 @@ async function prepareInstances(flow: Flow, plan: PhysicalPlan, config: Tidepool
   const instances: Instance[] = [];
   for (const t of plan.tasks) {
     for (let s = 0; s < t.parallelism; s++) {
-      const { inputs, outputs } = rings.get(`${t.index}/${s}`)!;
-      const setup: TaskSetup = { taskIndex: t.index, subtask: s, inputs, outputs, batchSize: config.batchSize };
+      const { inputs, outputs, bell, outputBells } = rings.get(`${t.index}/${s}`)!;
+      const setup: TaskSetup = { taskIndex: t.index, subtask: s, inputs, outputs, bell, outputBells, batchSize: config.batchSize };
       const transfer: TransferListItem[] = [];
       if (t.stateful) {
         const stateId = `${t.operators[0]}#${s}`;

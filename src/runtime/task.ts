@@ -38,6 +38,9 @@ export interface TaskSetup {
   inputs: SharedArrayBuffer[];
   /** One ring per downstream subtask. */
   outputs: SharedArrayBuffer[];
+  /** This instance's doorbell (its producers ring it), and the doorbell of each output's consumer. */
+  bell: SharedArrayBuffer;
+  outputBells: SharedArrayBuffer[];
   batchSize: number;
   state?: StateSetup;
 }
@@ -99,7 +102,7 @@ export class TaskRunner {
     } else {
       const edge = this.plan.edges.find((e) => e.from === task.index)!;
       const keyFn = edge.keyOperator ? this.flow.operator(edge.keyOperator)!.keyBy : undefined;
-      this.output = new Output(this.setup.outputs.map((s) => new RingWriter(s)), edge.partitioning, keyFn, this.plan.keyGroups, this.setup.batchSize, this.setup.subtask);
+      this.output = new Output(this.setup.outputs.map((s) => new RingWriter(s)), this.setup.outputBells, edge.partitioning, keyFn, this.plan.keyGroups, this.setup.batchSize, this.setup.subtask);
       const out = this.output;
       tail = (r) => {
         out.push(r);
@@ -115,7 +118,7 @@ export class TaskRunner {
     if (ops[0]!.kind === 'source') {
       this.source = await ops[0]!.source!.open({ ...ctx, operator: ops[0]!.name });
     } else {
-      this.inputs = new Inputs(this.setup.inputs.map((s) => new RingReader(s)));
+      this.inputs = new Inputs(this.setup.inputs.map((s) => new RingReader(s)), this.setup.bell);
     }
   }
 
@@ -135,11 +138,11 @@ export class TaskRunner {
     } else {
       const inputs = this.inputs!;
       while (!inputs.done) {
-        const frame = inputs.poll();
+        let frame = inputs.poll();
         if (frame === null) {
           await this.afterUnit(true); // idle: send partial batches before parking
-          await inputs.wait();
-          continue;
+          frame = await inputs.wait();
+          if (frame === null) continue;
         }
         if (frame[0] !== FRAME_DATA) continue; // EOI: Inputs dropped that input
         const batch = decodeBatch(frame);
