@@ -76,8 +76,9 @@ async function runChildFlow(): Promise<ChildResult> {
   const wallMs = performance.now() - t0;
   const cpu = process.cpuUsage(cpu0);
   const expectedOut = flow === 'keyed' ? flags.count : countStateless(flags.count, flags.kcount);
-  if (summary.recordsIn !== flags.count || summary.operators.at(-1)!.recordsIn !== expectedOut) {
-    throw new Error(`run saw ${summary.recordsIn} records in, sink ${summary.operators.at(-1)!.recordsIn} (expected ${flags.count}, ${expectedOut})`);
+  const sunk = summary.operators.at(-1)!.recordsOut; // the sink task's records handed to its sink
+  if (summary.recordsIn !== flags.count || sunk !== expectedOut) {
+    throw new Error(`run saw ${summary.recordsIn} records in, ${sunk} reached the sink (expected ${flags.count}, ${expectedOut})`);
   }
   return { wallMs, cpuMs: (cpu.user + cpu.system) / 1000, records: flags.count, summary, check: expectedOut };
 }

@@ -55,6 +55,25 @@ export class KeyScope {
     this.encoded = encodeKey([group, key as Key], Infinity);
     this.open = this.encoded.slice(0, -1);
   }
+
+  /**
+   * Same as set(), from the key's own encoding (already computed to find the key
+   * group): a tuple's encoding is TUPLE + element encodings + END, and an element's
+   * encoding is the key's encoding, so nothing is encoded twice.
+   */
+  setEncoded(key: unknown, group: number, encodedKey: string): void {
+    this.key = key;
+    this.group = group;
+    this.open = TUPLE + groupPrefix(group) + encodedKey;
+    this.encoded = this.open + END;
+  }
+}
+
+const TUPLE = '\x09';
+const END = '\x00';
+const groupCache: string[] = [];
+function groupPrefix(g: number): string {
+  return (groupCache[g] ??= encodeKey(g));
 }
 
 function withinKey(scope: KeyScope, mk: unknown): string {

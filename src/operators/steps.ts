@@ -7,7 +7,8 @@ import type { LogicalOperator } from '../flow/types.js';
 import { KeyScope, KeyedMapState, KeyedValueState, type ProcessContext } from './context.js';
 import type { StateEngine } from '../state/engine.js';
 import { fromStored, toStored } from '../state/values.js';
-import { keyGroupOf } from '../runtime/partition.js';
+import { hashEncoded } from '../runtime/partition.js';
+import { encodeKey, type Key } from '../state/keys.js';
 
 export type Emit = (record: unknown) => void;
 
@@ -84,7 +85,8 @@ function makeReduce(op: LogicalOperator, next: Emit, env: StepEnv): Emit {
   return (r) => {
     const key = keyOf(op, env, r);
     try {
-      scope.set(key, keyGroupOf(key, env.keyGroups));
+      const enc = encodeKey(key as Key, Infinity);
+      scope.setEncoded(key, hashEncoded(enc) % env.keyGroups, enc);
     } catch (e) {
       fail(op, env, r, e); // a key tidepool cannot store (NaN, an object…)
     }
@@ -134,7 +136,8 @@ function makeProcess(op: LogicalOperator, next: Emit, env: StepEnv): Emit {
   return (r) => {
     const key = keyOf(op, env, r);
     try {
-      scope.set(key, keyGroupOf(key, env.keyGroups));
+      const enc = encodeKey(key as Key, Infinity);
+      scope.setEncoded(key, hashEncoded(enc) % env.keyGroups, enc);
       fn(r, ctx);
     } catch (e) {
       if ((e as { code?: string }).code === 'TIDEPOOL_USER_CODE') throw e; // from a downstream step

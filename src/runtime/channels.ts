@@ -20,7 +20,11 @@ export const FRAME_EOI = 2;
 
 // Records are structurally similar within a batch: msgpackr records (structures
 // written once per batch) decode about twice as fast as plain maps.
-const packr = new Packr({ useRecords: true, moreTypes: false, mapsAsObjects: true, useBigInt64: true, int64AsType: 'bigint', useBigIntExtension: true } as ConstructorParameters<typeof Packr>[0]);
+// Separate instances for packing and unpacking: a records-mode Packr keeps structure
+// state, and a thread that both sends and receives must not mix the two streams.
+const PACK_OPTIONS = { useRecords: true, moreTypes: false, mapsAsObjects: true, useBigInt64: true, int64AsType: 'bigint', useBigIntExtension: true } as ConstructorParameters<typeof Packr>[0];
+const packr = new Packr(PACK_OPTIONS);
+const unpackr = new Packr(PACK_OPTIONS);
 const EOI = new Uint8Array([FRAME_EOI]);
 
 /**
@@ -49,7 +53,7 @@ export function encodeBatch(records: unknown[]): Uint8Array {
 }
 
 export function decodeBatch(frame: Uint8Array): unknown[] {
-  return packr.unpack(frame.subarray(1)) as unknown[];
+  return unpackr.unpack(frame.subarray(1)) as unknown[];
 }
 
 export interface OutputStats {

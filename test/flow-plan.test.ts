@@ -1,0 +1,186 @@
+// The physical plan (unit tests, no threads): chaining into tasks, edge partitioning,
+// parallelism caps, key group ranges and their inverse, the state hash; and the flow
+// builder's one-line TypeErrors for bad flows, and config operators that name no
+// operator.
+import t, { type Test } from 'tap';
+import { flow, sources, sinks, Flow, type SinkSpec } from '../src/index.js';
+import { planFlow, keyGroupRange, subtaskForKeyGroup, describePlan, type PlanOptions, type PhysicalPlan } from '../src/flow/plan.js';
+
+/** A sink with no parallelism preferences of its own (unlike file: 1, stdout: max 1). */
+function anySink<T>(): SinkSpec<T> {
+  return { kind: 'sink', type: 'test', open: () => ({ write() {}, prepare() {}, commit() {}, close() {} }) };
+}
+
+const opts = (o: Partial<PlanOptions> = {}): PlanOptions => ({ parallelism: 2, keyGroups: 128, chaining: true, operators: {}, ...o });
+
+/** src → m → f → keyBy → r → m2 → out */
+const pipeline = () =>
+  flow('pipeline')
+    .source('src', sources.generator({ count: 1000, make: (i) => i }))
+    .map('m', (x: number) => x + 1)
+    .filter('f', (x: number) => x % 3 !== 0)
+    .keyBy((x: number) => x % 10)
+    .reduce('r', (acc: number | undefined, x: number) => (acc ?? 0) + x)
+    .map('m2', (u) => u.value)
+    .sink('out', anySink<number>());
+
+const shape = (p: PhysicalPlan) => p.tasks.map((x) => `${x.operators.join('+')}×${x.parallelism}${x.stateful ? '!' : ''}`);
+const edges = (p: PhysicalPlan) => p.edges.map((e) => `${e.from}-${e.partitioning}${e.keyOperator ? `(${e.keyOperator})` : ''}->${e.to}`);
+
+t.test('chaining: stateless 1:1 operators share a task; a stateful one is alone; keyBy is a hash edge', async (t) => {
+  const plan = planFlow(pipeline(), opts());
+  t.same(shape(plan), ['src+m+f×2', 'r×2!', 'm2+out×2']);
+  t.same(edges(plan), ['0-hash(r)->1', '1-forward->2']);
+  t.same(plan.tasks.map((x) => x.label), ['src→m→f', 'r', 'm2→out']);
+  t.same(plan.tasks.map((x) => x.kinds), [['source', 'map', 'filter'], ['reduce'], ['map', 'sink']]);
+  t.same(plan.tasks.map((x) => x.index), [0, 1, 2]);
+  t.equal(plan.flow, 'pipeline');
+  t.equal(plan.keyGroups, 128);
+  t.equal(describePlan(plan), '[src→m→f]×2 --hash--> [r]×2 --forward--> [m2→out]×2');
+
+  // Two stateful operators in a row are two tasks (a keyBy between them: hash).
+  const two = flow('two')
+    .source('s', sources.generator({ count: 10, make: (i) => i }))
+    .keyBy((x: number) => x % 2)
+    .reduce('a', (acc: number | undefined, x: number) => (acc ?? 0) + x)
+    .keyBy((u) => u.key)
+    .process('b', (u, ctx) => ctx.emit(u))
+    .sink('out', anySink());
+  const p2 = planFlow(two, opts({ parallelism: 3 }));
+  t.same(shape(p2), ['s×3', 'a×3!', 'b×3!', 'out×3']);
+  t.same(edges(p2), ['0-hash(a)->1', '1-hash(b)->2', '2-forward->3']);
+
+  // A keyed sink: a hash edge into the sink, never chained to the stateful task.
+  const keyedSink = flow('ks').source('s', sources.generator({ count: 10, make: (i) => i })).keyBy((x: number) => x).sink('out', anySink());
+  t.same(edges(planFlow(keyedSink, opts())), ['0-hash(out)->1']);
+  t.same(shape(planFlow(keyedSink, opts())), ['s×2', 'out×2']);
+});
+
+t.test('different parallelism → rebalance, and operators.<name>.parallelism', async (t) => {
+  const plan = planFlow(pipeline(), opts({ operators: { m: { parallelism: 3 }, m2: { parallelism: 1 } } }));
+  t.same(shape(plan), ['src×2', 'm×3', 'f×2', 'r×2!', 'm2×1', 'out×2']);
+  t.same(edges(plan), ['0-rebalance->1', '1-rebalance->2', '2-hash(r)->3', '3-rebalance->4', '4-rebalance->5']);
+
+  // Caps: a source's maxParallelism, a sink's default and max, and keyGroups.
+  const small = flow('small').source('three', sources.array([1, 2, 3])).map('m', (x: number) => x).sink('out', sinks.stdout());
+  t.same(shape(planFlow(small, opts({ parallelism: 8 }))), ['three×3', 'm×8', 'out×1']);
+  const file = flow('file').source('s', sources.generator({ count: 100, make: (i) => i })).sink('out', sinks.file({ path: '/tmp/never-written.jsonl' }));
+  t.same(shape(planFlow(file, opts({ parallelism: 4 }))), ['s×4', 'out×1'], 'a file sink defaults to one instance');
+  t.same(shape(planFlow(file, opts({ parallelism: 4, operators: { out: { parallelism: 3 } } }))), ['s×4', 'out×3'], '…unless configured');
+  t.same(shape(planFlow(pipeline(), opts({ parallelism: 8, keyGroups: 4 }))), ['src+m+f×4', 'r×4!', 'm2+out×4'], 'parallelism ≤ keyGroups');
+});
+
+t.test('chaining off: one task per operator', async (t) => {
+  const plan = planFlow(pipeline(), opts({ chaining: false }));
+  t.same(shape(plan), ['src×2', 'm×2', 'f×2', 'r×2!', 'm2×2', 'out×2']);
+  t.same(edges(plan), ['0-forward->1', '1-forward->2', '2-hash(r)->3', '3-forward->4', '4-forward->5']);
+  t.equal(plan.tasks.length, pipeline().operators.length);
+});
+
+t.test('the state hash follows the stateful part of the flow only', async (t) => {
+  const base = planFlow(pipeline(), opts()).stateHash;
+  t.match(base, /^[0-9a-f]{16}$/);
+  t.equal(planFlow(pipeline(), opts({ parallelism: 4, chaining: false })).stateHash, base, 'parallelism and chaining do not change it');
+  t.not(planFlow(pipeline(), opts({ keyGroups: 256 })).stateHash, base, 'keyGroups does');
+  const renamed = flow('pipeline')
+    .source('src', sources.generator({ count: 1000, make: (i) => i }))
+    .keyBy((x: number) => x % 10)
+    .reduce('r2', (acc: number | undefined, x: number) => (acc ?? 0) + x)
+    .sink('out', anySink());
+  t.not(planFlow(renamed, opts()).stateHash, base, 'renaming a stateful operator does');
+});
+
+t.test('key groups: ranges cover 0..G-1 exactly once and subtaskForKeyGroup inverts them', async (t) => {
+  const mismatches: string[] = [];
+  for (const G of [8, 10, 13, 128, 1000, 32768]) {
+    for (let p = 1; p <= 8; p++) {
+      const owner = new Array<number>(G).fill(-1);
+      let prevEnd = 0;
+      for (let i = 0; i < p; i++) {
+        const [start, end] = keyGroupRange(i, p, G);
+        t.equal(start, prevEnd, `G=${G} p=${p}: range ${i} starts where ${i - 1} ended`);
+        t.ok(end > start, `G=${G} p=${p}: range ${i} is not empty`);
+        prevEnd = end;
+        for (let g = start; g < end; g++) {
+          if (owner[g] !== -1) t.fail(`G=${G} p=${p}: group ${g} in two ranges`);
+          owner[g] = i;
+          const back = subtaskForKeyGroup(g, p, G);
+          if (back !== i) mismatches.push(`G=${G} p=${p}: group ${g} is in subtask ${i}'s range but subtaskForKeyGroup says ${back}`);
+        }
+      }
+      t.equal(prevEnd, G, `G=${G} p=${p}: ranges end at G`);
+      t.notOk(owner.includes(-1), `G=${G} p=${p}: every group has an owner`);
+    }
+  }
+  t.same(mismatches.slice(0, 5), [], `subtaskForKeyGroup inverts keyGroupRange (${mismatches.length} mismatches)`);
+});
+
+/** The error fn throws; asserts a one-line TypeError whose message matches every fragment. */
+function typeError(t: Test, fn: () => unknown, ...fragments: (string | RegExp)[]): void {
+  let err: unknown;
+  try {
+    fn();
+  } catch (e) {
+    err = e;
+  }
+  if (!(err instanceof TypeError)) {
+    t.fail(`expected a TypeError matching ${fragments.join(', ')}, got ${err === undefined ? 'no error' : String(err)}`);
+    return;
+  }
+  t.notMatch(err.message, /\n/, `one line: ${err.message}`);
+  for (const f of fragments) t.match(err.message, f);
+}
+
+t.test('builder errors are one-line TypeErrors naming the problem', async (t) => {
+  const src = () => flow('f').source('s', sources.array([1, 2, 3]));
+  typeError(t, () => src().map('a', (x: number) => x).filter('a', () => true), "'a'", /twice|unique/);
+  typeError(t, () => src().map('s', (x: number) => x), "'s'", /twice|unique/, 'a step named like the source');
+  typeError(t, () => src().keyBy((x: number) => x).reduce('s', (a: number | undefined) => a ?? 0), "'s'", /twice|unique/);
+  typeError(t, () => src().sink('s', sinks.stdout()), "'s'", /twice|unique/);
+  for (const bad of ['', 'has space', 'a/b', '-leading', 'x'.repeat(101), 'ünïcode']) {
+    typeError(t, () => src().map(bad, (x: number) => x), JSON.stringify(bad), /name/);
+  }
+  typeError(t, () => src().map(42 as unknown as string, (x: number) => x), '42', /name/);
+  typeError(t, () => flow('has space'), '"has space"', /flow name/);
+  typeError(t, () => flow(''), /flow name/);
+  typeError(t, () => flow('f').source('bad name', sources.array([1])), '"bad name"');
+
+  // Missing or wrong connectors.
+  typeError(t, () => src().sink('out', undefined as never), "'out'", /sink/);
+  typeError(t, () => src().sink('out', sources.array([1]) as never), "'out'", /sink/);
+  typeError(t, () => src().keyBy((x: number) => x).sink('out', {} as never), "'out'", /sink/);
+  typeError(t, () => flow('f').source('in', sinks.stdout() as never), "'in'", /source/);
+  typeError(t, () => flow('f').source('in', undefined as never), "'in'", /source/);
+
+  // Functions.
+  typeError(t, () => src().map('m', 5 as never), "'m'", /function/);
+  typeError(t, () => src().filter('keep', 'yes' as never), "'keep'", /function/);
+  typeError(t, () => src().keyBy('id' as never), /keyBy/, /function/);
+  typeError(t, () => src().keyBy((x: number) => x).reduce('r', null as never), "'r'", /function/);
+
+  // A stream is immutable: two continuations are two flows, each with its own names.
+  const base = src().map('a', (x: number) => x * 2);
+  const f1 = base.map('b', (x: number) => x).sink('out', sinks.stdout());
+  const f2 = base.filter('b', () => true).sink('out', sinks.stdout());
+  t.same(f1.operators.map((o) => `${o.kind}:${o.name}`), ['source:s', 'map:a', 'map:b', 'sink:out']);
+  t.same(f2.operators.map((o) => `${o.kind}:${o.name}`), ['source:s', 'map:a', 'filter:b', 'sink:out']);
+
+  // A flow without a sink (only constructible by hand) cannot be planned.
+  const noSink = new Flow('nosink', src().map('m', (x: number) => x).sink('out', anySink()).operators.slice(0, 2));
+  t.throws(() => planFlow(noSink, opts()), { message: /sink/ });
+});
+
+t.test('config operators that name no operator are rejected, naming the name', async (t) => {
+  let err: (Error & { code?: string }) | undefined;
+  try {
+    planFlow(pipeline(), opts({ operators: { r: { parallelism: 2 }, nope: { parallelism: 2 } } }));
+  } catch (e) {
+    err = e as Error & { code?: string };
+  }
+  t.ok(err, 'rejected');
+  t.equal(err?.code, 'TIDEPOOL_CONFIG_INVALID');
+  t.match(err?.message, /'nope'/);
+  t.match(err?.message, /operators\.nope/);
+  t.notMatch(err?.message, /\n/);
+  t.doesNotThrow(() => planFlow(pipeline(), opts({ operators: { src: {}, out: { parallelism: 1 } } })), 'known names are fine');
+});
