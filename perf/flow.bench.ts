@@ -7,6 +7,9 @@
 //   --stateless-n 4M    records per stateless-pipeline run
 //   --keys 1000,1000000 distinct keys of the keyed-count runs
 //   --reps 2            runs per configuration (the fastest is kept)
+//   --big-cache 16384   with ≥ 100k keys, one more row: p=1 workers with this many cache
+//                       pages (enough to hold all state), to separate spilling from the rest
+//                       (0: no such row)
 //   --cases keyed,stateless[,profile]
 //                       profile: re-runs keyed count (p=1 and p=2, workers) and the stateless
 //                       pipeline (p=1) under `node --cpu-prof` (one profile per thread) and
@@ -41,9 +44,9 @@ import { count, large, makeEvents, price, project, userOf } from './flows/record
 const flags = parseFlags(
   process.argv.slice(2),
   {
-    n: 2_000_000, 'stateless-n': 4_000_000, keys: '1000,1000000', reps: 2, cases: 'keyed,stateless', 'profile-dir': '', quick: false,
+    n: 2_000_000, 'stateless-n': 4_000_000, keys: '1000,1000000', reps: 2, 'big-cache': 16384, cases: 'keyed,stateless', 'profile-dir': '', quick: false,
     // internal: one measured run in a child process
-    child: '', flow: '', exec: 'workers', p: 1, chaining: true, count: 0, kcount: 0,
+    child: '', flow: '', exec: 'workers', p: 1, chaining: true, count: 0, kcount: 0, 'cache-pages': 0,
   },
   { n: 200_000, 'stateless-n': 400_000, reps: 1 },
 );
@@ -69,7 +72,8 @@ async function runChildFlow(): Promise<ChildResult> {
   process.env.TIDEPOOL_BENCH_N = String(flags.count);
   process.env.TIDEPOOL_BENCH_KEYS = String(flags.kcount);
   const modulePath = fileURLToPath(new URL(`./flows/${FLOWS[flow]}.js`, import.meta.url));
-  const overrides = { parallelism: flags.p, execution: flags.exec, chaining: flags.chaining };
+  const overrides: Record<string, unknown> = { parallelism: flags.p, execution: flags.exec, chaining: flags.chaining };
+  if (flags['cache-pages'] > 0) overrides.state = { cachePages: flags['cache-pages'] };
   const cpu0 = process.cpuUsage();
   const t0 = performance.now();
   const summary = await run(modulePath, { overrides });
@@ -138,13 +142,14 @@ interface Config {
   exec: 'workers' | 'inline' | 'loop';
   p: number;
   chaining: boolean;
+  cachePages?: number;
 }
 
-const configKey = (c: Config) => `${c.flow}/${c.exec}/${c.p}/${c.chaining}`;
+const configKey = (c: Config) => `${c.flow}/${c.exec}/${c.p}/${c.chaining}/${c.cachePages ?? 0}`;
 
 function childArgs(c: Config, n: number, keys: number): string[] {
   return ['--child', c.exec === 'loop' ? 'loop' : 'run', '--flow', c.flow, '--exec', c.exec === 'loop' ? 'workers' : c.exec,
-    '--p', String(c.p), `--chaining=${c.chaining}`, '--count', String(n), '--kcount', String(keys)];
+    '--p', String(c.p), `--chaining=${c.chaining}`, '--count', String(n), '--kcount', String(keys), '--cache-pages', String(c.cachePages ?? 0)];
 }
 
 /** Threads a configuration runs on: one worker per task instance, plus the main thread and the I/O worker. */
@@ -234,15 +239,6 @@ interface CpuProfile {
   timeDeltas: number[];
 }
 
-const ROLES: [string, (fn: string, file: string) => boolean][] = [
-  ['coordinator', (fn, file) => file.endsWith('runtime/coordinator.js') && fn === 'runWorkers'],
-  ['I/O worker', (_fn, file) => file.endsWith('workers/io.js')],
-  ['source', (fn, file) => file.endsWith('connectors/sources.js') && fn === 'next'],
-  ['reduce', (fn, file) => file.endsWith('runtime/partition.js') && fn === 'keyGroupOf' ],
-  ['map/filter', (fn, file) => file.endsWith('flows/records.js') && (fn === 'price' || fn === 'large')],
-  ['sink', (fn, file) => file.endsWith('flows/records.js') && fn === 'write'],
-];
-
 function shortFile(url: string): string {
   if (!url) return '';
   const path = url.startsWith('file:') ? fileURLToPath(url) : url;
@@ -250,11 +246,28 @@ function shortFile(url: string): string {
   return m ? m[1]! : path.split('/').slice(-2).join('/');
 }
 
-/** Top self-time functions of one .cpuprofile, and what the thread was (from the functions it ran). */
-function summarizeProfile(file: string, top: number): { label: string; totalMs: number; rows: [string, number][] } {
+/**
+ * What a thread was, from the functions in its call tree: the main thread (coordinator),
+ * the I/O worker, or a task instance — source, map/filter steps, reduce (B+tree access),
+ * and a sink when the instance has no output channel (it hands records to its sink).
+ */
+function threadRole(nodes: ProfileNode[], tid: string): string {
+  const has = (file: string, ...fns: string[]) =>
+    nodes.some((n) => shortFile(n.callFrame.url).endsWith(file) && (fns.length === 0 || fns.includes(n.callFrame.functionName)));
+  if (tid === '0') return 'main thread (coordinator)';
+  if (has('workers/io.js')) return 'I/O worker';
+  if (!has('runtime/task.js', 'run')) return 'other';
+  const roles: string[] = [];
+  if (has('connectors/sources.js', 'next')) roles.push('source');
+  if (has('flows/records.js', 'price', 'large', 'project')) roles.push('map/filter');
+  if (has('state/btree.js', 'get', 'set')) roles.push('reduce');
+  if (!has('runtime/channels.js', 'push', 'flush', 'encodeBatch')) roles.push('sink');
+  return `task: ${roles.join(' → ')}`;
+}
+
+/** Top self-time functions of one .cpuprofile, and what the thread was. */
+function summarizeProfile(file: string, top: number): { label: string; totalMs: number; idleMs: number; rows: [string, number][] } {
   const prof = JSON.parse(readFileSync(file, 'utf8')) as CpuProfile;
-  const byId = new Map<number, ProfileNode>();
-  for (const node of prof.nodes) byId.set(node.id, node);
   const self = new Map<number, number>();
   let total = 0;
   for (let i = 0; i < prof.samples.length; i++) {
@@ -263,28 +276,18 @@ function summarizeProfile(file: string, top: number): { label: string; totalMs: 
     total += dt;
   }
   const byFn = new Map<string, number>();
-  const roles = new Set<string>();
-  // Roles are read from the call tree (keyGroupOf runs on the sending side too: a
-  // source thread feeding a keyed operator routes by key group; reduce is told apart
-  // by its table access below).
-  let reduce = false;
   for (const node of prof.nodes) {
-    const { functionName, url, lineNumber } = node.callFrame;
-    const f = shortFile(url);
-    for (const [role, test] of ROLES) if (role !== 'reduce' && test(functionName, f)) roles.add(role);
-    if (f.endsWith('state/btree.js') && (functionName === 'get' || functionName === 'set')) reduce = true;
     const us = self.get(node.id);
     if (!us) continue;
+    const { functionName, url, lineNumber } = node.callFrame;
+    const f = shortFile(url);
     const name = `${functionName || '(anonymous)'}${f ? ` ${f}:${lineNumber + 1}` : ''}`;
     byFn.set(name, (byFn.get(name) ?? 0) + us);
   }
-  if (reduce && !roles.has('I/O worker')) roles.add('reduce');
-  const order = ['coordinator', 'source', 'map/filter', 'reduce', 'sink', 'I/O worker'];
   const tid = /\.(\d+)\.\d+\.cpuprofile$/.exec(file)?.[1] ?? '?';
-  let label = [...roles].sort((a, b) => order.indexOf(a) - order.indexOf(b)).join(' + ') || 'other';
-  if (tid === '0') label = `main thread${roles.has('coordinator') ? ' (coordinator)' : ` (${label})`}`;
+  const idleMs = (byFn.get('(idle)') ?? 0) / 1000;
   const rows = [...byFn.entries()].sort((a, b) => b[1] - a[1]).slice(0, top).map(([k, us]) => [k, us / 1000] as [string, number]);
-  return { label: `${label}, thread ${tid}`, totalMs: total / 1000, rows };
+  return { label: `${threadRole(prof.nodes, tid)}, thread ${tid}`, totalMs: total / 1000, idleMs, rows };
 }
 
 async function profileCase(name: string, c: Config, n: number, keys: number, root: string): Promise<void> {
@@ -294,11 +297,9 @@ async function profileCase(name: string, c: Config, n: number, keys: number, roo
   const res = await runChild<ChildResult>(fileURLToPath(import.meta.url), childArgs(c, n, keys), ['--cpu-prof', `--cpu-prof-dir=${dir}`]);
   console.log(`\n#### Profile: ${name} (${fmtInt(n)} records, wall ${fmtMs(res.wallMs)} under the profiler, ${fmtInt(perSec(n, res.wallMs))} records/s)\n`);
   const files = readdirSync(dir).filter((f) => f.endsWith('.cpuprofile')).sort();
-  const threads = files.map((f) => summarizeProfile(join(dir, f), 12)).sort((a, b) => a.label.localeCompare(b.label));
+  const threads = files.map((f) => summarizeProfile(join(dir, f), 14)).sort((a, b) => a.label.localeCompare(b.label));
   for (const t of threads) {
-    const busy = t.rows.filter(([k]) => k !== '(idle)' && !k.startsWith('(program)')).reduce((a, [, ms]) => a + ms, 0);
-    void busy;
-    console.log(`${t.label}: ${fmtMs(t.totalMs)} sampled`);
+    console.log(`${t.label}: ${fmtMs(t.totalMs)} sampled, ${fmtMs(t.totalMs - t.idleMs)} not idle`);
     console.log(table(['self time', '%', 'function (compiled file:line)'], t.rows.map(([k, ms]) => [fmtMs(ms), `${((ms / t.totalMs) * 100).toFixed(1)}%`, k])));
     console.log('');
   }
@@ -332,16 +333,20 @@ async function main(): Promise<void> {
     ];
     for (const keys of keySets) {
       const rows: Row[] = [];
+      const bigCache = flags['big-cache'] > 0 && keys >= 100_000;
+      const all: Config[] = bigCache
+        ? [...configs, { flow: 'keyed', label: `tidepool p=1, workers, cachePages ${flags['big-cache']}`, exec: 'workers', p: 1, chaining: true, cachePages: flags['big-cache'] }]
+        : configs;
       // Take turns between configurations, so a noisy moment on a shared machine does not hit one row only.
       const best = new Map<Config, ChildResult>();
       for (let r = 0; r < flags.reps; r++) {
-        for (const c of configs) {
+        for (const c of all) {
           const res = await measure(c, n, keys, 1);
           const b = best.get(c);
           if (!b || res.wallMs < b.wallMs) best.set(c, res);
         }
       }
-      for (const c of configs) rows.push({ c, keys, res: best.get(c)!, fixed: await fixedCost(c) });
+      for (const c of all) rows.push({ c, keys, res: best.get(c)!, fixed: await fixedCost(c) });
       console.log(`\n### Keyed count: ${fmtInt(n)} records, ${fmtInt(keys)} distinct keys (best of ${flags.reps})\n`);
       printRows(rows, rows[0]!);
       const [loop, p1, p2, inline] = rows.map((r) => perSec(r.res.records, r.res.wallMs)) as [number, number, number, number];
@@ -391,7 +396,7 @@ state is never flushed to LMDB, only spilled when the 1024-page cache overflows)
 process.cpuUsage() of that process over the call, all threads together (the loop: its one thread).
 "fixed cost" is the same configuration with ${fmtInt(FIXED_N)} records; "records/s excl. fixed cost" divides the
 records by (wall − fixed cost). Default state settings: lmdb storage in a temporary directory, pageSize 16384,
-cachePages 1024, keyGroups 128, batchSize ${BATCH}. The sink is a discard sink (counts records) on both sides.
+cachePages 1024 (unless the row says otherwise), keyGroups 128, batchSize ${BATCH}. The sink is a discard sink (counts records) on both sides.
 p=1 workers runs 3 task instances (source, reduce, sink: a stateful operator is never chained) on their own
 threads, plus the main thread and the I/O worker; the machine has ${cores} cores.`);
 

@@ -91,28 +91,31 @@ t.test('the state hash follows the stateful part of the flow only', async (t) =>
 });
 
 t.test('key groups: ranges cover 0..G-1 exactly once and subtaskForKeyGroup inverts them', async (t) => {
+  const layout: string[] = [];
   const mismatches: string[] = [];
   for (const G of [8, 10, 13, 128, 1000, 32768]) {
     for (let p = 1; p <= 8; p++) {
-      const owner = new Array<number>(G).fill(-1);
-      let prevEnd = 0;
+      let next = 0; // the ranges, in subtask order, must tile [0, G)
       for (let i = 0; i < p; i++) {
         const [start, end] = keyGroupRange(i, p, G);
-        t.equal(start, prevEnd, `G=${G} p=${p}: range ${i} starts where ${i - 1} ended`);
-        t.ok(end > start, `G=${G} p=${p}: range ${i} is not empty`);
-        prevEnd = end;
+        if (start !== next || end <= start) layout.push(`G=${G} p=${p}: range ${i} is [${start}, ${end}) after ${next}`);
+        next = end;
         for (let g = start; g < end; g++) {
-          if (owner[g] !== -1) t.fail(`G=${G} p=${p}: group ${g} in two ranges`);
-          owner[g] = i;
           const back = subtaskForKeyGroup(g, p, G);
-          if (back !== i) mismatches.push(`G=${G} p=${p}: group ${g} is in subtask ${i}'s range but subtaskForKeyGroup says ${back}`);
+          if (back !== i) mismatches.push(`G=${G} p=${p}: group ${g} is in subtask ${i}'s range [${start}, ${end}) but subtaskForKeyGroup says ${back}`);
         }
       }
-      t.equal(prevEnd, G, `G=${G} p=${p}: ranges end at G`);
-      t.notOk(owner.includes(-1), `G=${G} p=${p}: every group has an owner`);
+      if (next !== G) layout.push(`G=${G} p=${p}: ranges end at ${next}`);
     }
   }
+  t.same(layout, [], 'the ranges of p subtasks cover every group exactly once, in order');
   t.same(mismatches.slice(0, 5), [], `subtaskForKeyGroup inverts keyGroupRange (${mismatches.length} mismatches)`);
+  // The router (subtaskForKeyGroup) alone: every subtask owns ⌊G/p⌋ or ⌈G/p⌉ groups.
+  for (const [G, p] of [[128, 3], [10, 4], [1000, 7]] as const) {
+    const sizes = new Array<number>(p).fill(0);
+    for (let g = 0; g < G; g++) sizes[subtaskForKeyGroup(g, p, G)]!++;
+    t.ok(sizes.every((n) => n === Math.floor(G / p) || n === Math.ceil(G / p)), `G=${G} p=${p}: balanced ${sizes.join('/')}`);
+  }
 });
 
 /** The error fn throws; asserts a one-line TypeError whose message matches every fragment. */
@@ -134,7 +137,7 @@ function typeError(t: Test, fn: () => unknown, ...fragments: (string | RegExp)[]
 t.test('builder errors are one-line TypeErrors naming the problem', async (t) => {
   const src = () => flow('f').source('s', sources.array([1, 2, 3]));
   typeError(t, () => src().map('a', (x: number) => x).filter('a', () => true), "'a'", /twice|unique/);
-  typeError(t, () => src().map('s', (x: number) => x), "'s'", /twice|unique/, 'a step named like the source');
+  typeError(t, () => src().map('s', (x: number) => x), "'s'", /twice|unique/); // a step named like the source
   typeError(t, () => src().keyBy((x: number) => x).reduce('s', (a: number | undefined) => a ?? 0), "'s'", /twice|unique/);
   typeError(t, () => src().sink('s', sinks.stdout()), "'s'", /twice|unique/);
   for (const bad of ['', 'has space', 'a/b', '-leading', 'x'.repeat(101), 'ünïcode']) {

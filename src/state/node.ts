@@ -103,7 +103,7 @@ class Writer {
   latin1(s: string): void {
     this.varint(s.length);
     this.ensure(s.length);
-    this.pos += this.buf.write(s, this.pos, s.length, 'latin1');
+    this.pos += (this.buf as LatinBuffer).latin1Write(s, this.pos, s.length);
   }
   f64be(v: number): void {
     this.ensure(8);
@@ -236,6 +236,9 @@ export function materializeLeaf(n: LeafNode): void {
   n.voff = undefined;
 }
 
+/** Node's Buffer has these fast paths (undocumented in @types/node, stable since v0.x). */
+type LatinBuffer = Buffer & { latin1Slice(start: number, end: number): string; latin1Write(s: string, offset: number, length: number): number };
+
 export function deserializeNode(id: number, raw: Uint8Array): TreeNode {
   const buf = Buffer.isBuffer(raw) ? raw : Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength);
   let pos = 0;
@@ -256,7 +259,7 @@ export function deserializeNode(id: number, raw: Uint8Array): TreeNode {
   const latin1 = (): string => {
     const n = varint();
     need(n);
-    const s = buf.toString('latin1', pos, pos + n);
+    const s = (buf as LatinBuffer).latin1Slice(pos, pos + n); // toString() adds checks per call
     pos += n;
     return s;
   };
