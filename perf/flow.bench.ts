@@ -184,8 +184,13 @@ async function fixedCost(c: Config): Promise<ChildResult | undefined> {
   if (c.exec === 'loop') return undefined;
   const k = configKey(c);
   if (!fixedCache.has(k)) {
-    progress(`${c.flow}: ${c.label}, fixed cost (${fmtInt(FIXED_N)} records)`);
-    fixedCache.set(k, await runChild<ChildResult>(fileURLToPath(import.meta.url), childArgs(c, FIXED_N, FIXED_N)));
+    let best: ChildResult | undefined;
+    for (let r = 0; r < flags.reps; r++) {
+      progress(`${c.flow}: ${c.label}, fixed cost (${fmtInt(FIXED_N)} records), run ${r + 1} of ${flags.reps}`);
+      const res = await runChild<ChildResult>(fileURLToPath(import.meta.url), childArgs(c, FIXED_N, FIXED_N));
+      if (!best || res.wallMs < best.wallMs) best = res;
+    }
+    fixedCache.set(k, best!);
   }
   return fixedCache.get(k);
 }
@@ -200,11 +205,12 @@ function printRows(rows: Row[], base: Row): void {
     rows.map((r) => {
       const rate = perSec(r.res.records, r.res.wallMs);
       const cpuRate = perSec(r.res.records, r.res.cpuMs);
-      const steady = r.fixed ? perSec(r.res.records, Math.max(1, r.res.wallMs - r.fixed.wallMs)) : rate;
+      // Only meaningful when the fixed cost is a minor part of the run.
+      const steady = r.fixed && r.res.wallMs - r.fixed.wallMs > r.res.wallMs / 4 ? fmtInt(perSec(r.res.records, r.res.wallMs - r.fixed.wallMs)) : 'n/a';
       return [
         r.c.label, threadsOf(r.c, r.res.summary), fmtMs(r.res.wallMs), fmtInt(rate), fmtRatio(rate / baseRate),
         fmtMs(r.res.cpuMs), fmtInt(cpuRate), fmtRatio(cpuRate / baseCpuRate),
-        r.fixed ? fmtMs(r.fixed.wallMs) : '—', r.fixed ? fmtInt(steady) : '—',
+        r.fixed ? fmtMs(r.fixed.wallMs) : '—', r.fixed ? steady : '—',
       ];
     }),
   ));
@@ -394,8 +400,8 @@ Notes: every row is a separate child process; "wall" is the whole \`run()\` call
 I/O worker start-up, records, end-of-input drain, shutdown; no checkpoints — the runtime has none yet — so
 state is never flushed to LMDB, only spilled when the 1024-page cache overflows). CPU time is
 process.cpuUsage() of that process over the call, all threads together (the loop: its one thread).
-"fixed cost" is the same configuration with ${fmtInt(FIXED_N)} records; "records/s excl. fixed cost" divides the
-records by (wall − fixed cost). Default state settings: lmdb storage in a temporary directory, pageSize 16384,
+"fixed cost" is the same configuration with ${fmtInt(FIXED_N)} records (best of ${flags.reps}); "records/s excl. fixed cost"
+divides the records by (wall − fixed cost), n/a where the fixed cost is more than 3/4 of the wall time. Default state settings: lmdb storage in a temporary directory, pageSize 16384,
 cachePages 1024 (unless the row says otherwise), keyGroups 128, batchSize ${BATCH}. The sink is a discard sink (counts records) on both sides.
 p=1 workers runs 3 task instances (source, reduce, sink: a stateful operator is never chained) on their own
 threads, plus the main thread and the I/O worker; the machine has ${cores} cores.`);

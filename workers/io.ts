@@ -46,9 +46,13 @@ interface AttachedState {
   gc: GcEntry[];
   detaching: boolean;
   unawaitedBytes: number;
+  /** Replaced by a newer attachment of the same state: write nothing more. */
+  abandoned: boolean;
 }
 
 const envs = new Map<string, Env>();
+/** Attached states by directory and id: a re-attach (a restarted flow) abandons the old one. */
+const attached = new Map<string, AttachedState>();
 
 function openEnv(dir: string, noSync: boolean): { env: Env; key: string } {
   const key = `${dir}\0${noSync}`;
@@ -93,19 +97,45 @@ function deleteVersions(env: Env, stateId: string, from: number, to: number): nu
 }
 
 async function attach(req: AttachRequest): Promise<void> {
+  const stateKey = `${req.dir}\0${req.stateId}`;
+  const previous = attached.get(stateKey);
+  if (previous) {
+    // The owner of the previous attachment is gone (its worker was stopped for a
+    // restart): drop whatever it left in its ring, and let its queued writes land
+    // before the cleanup below looks at what is stored.
+    previous.abandoned = true;
+    await previous.env.root.flushed;
+  }
   const { env, key } = openEnv(req.dir, req.noSync);
-  const last = lastCommitOf(env, req.stateId);
+  let last = lastCommitOf(env, req.stateId);
+  let cleaned = 0;
+  if (req.restoreVersion !== undefined && req.restoreVersion !== (last?.version ?? 0)) {
+    // Restoring an older checkpoint: drop everything written after it.
+    const target = req.restoreVersion === 0 ? undefined : env.commits.get([req.stateId, req.restoreVersion]);
+    if (req.restoreVersion !== 0 && target === undefined) {
+      env.users--;
+      throw new Error(`state '${req.stateId}' has no flush ${req.restoreVersion} to restore (it was collected or never completed)`);
+    }
+    const newest = Math.max(last?.version ?? 0, env.attempts.get(req.stateId) ?? 0);
+    cleaned = deleteVersions(env, req.stateId, req.restoreVersion + 1, newest);
+    for (const k of env.commits.getKeys({ start: [req.stateId, req.restoreVersion + 1], end: [req.stateId, Number.MAX_SAFE_INTEGER] })) {
+      await env.commits.remove(k);
+    }
+    await env.attempts.put(req.stateId, req.restoreVersion);
+    last = target;
+  }
   const lastVersion = last?.version ?? 0;
   const attempt = env.attempts.get(req.stateId) ?? 0;
-  let cleaned = 0;
   if (attempt > lastVersion) {
-    cleaned = deleteVersions(env, req.stateId, lastVersion + 1, attempt);
+    cleaned += deleteVersions(env, req.stateId, lastVersion + 1, attempt);
     await env.attempts.put(req.stateId, lastVersion);
   }
   const st: AttachedState = {
     stateId: req.stateId, env, envKey: key, reader: new RingReader(req.ring), port: req.port,
     retain: req.retain, attempt: lastVersion, written: [], freed: [], gc: [], detaching: false, unawaitedBytes: 0,
+    abandoned: false,
   };
+  attached.set(stateKey, st);
   for (const { value } of env.commits.getRange({ start: [req.stateId, 0], end: [req.stateId, Number.MAX_SAFE_INTEGER] })) {
     st.gc.push({ version: value.version, written: value.gcWritten ?? [], freed: value.gcFreed ?? [] });
   }
@@ -114,6 +144,7 @@ async function attach(req: AttachRequest): Promise<void> {
     if (m.type === 'detach') st.detaching = true;
   });
   if (last) {
+    last = { ...last };
     delete last.gcWritten;
     delete last.gcFreed;
   }
@@ -124,6 +155,10 @@ async function attach(req: AttachRequest): Promise<void> {
 async function pump(st: AttachedState): Promise<void> {
   try {
     for (;;) {
+      if (st.abandoned) {
+        st.env.users--;
+        return;
+      }
       const frame = st.reader.read();
       if (frame) {
         await handle(st, frame);
@@ -141,6 +176,7 @@ async function pump(st: AttachedState): Promise<void> {
 }
 
 function detachDone(st: AttachedState): void {
+  for (const [k, v] of attached) if (v === st) attached.delete(k);
   reply(st.port, { type: 'detached' });
   st.port.close();
   if (--st.env.users === 0) {

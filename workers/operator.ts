@@ -16,7 +16,15 @@ let timer: NodeJS.Timeout | undefined;
 
 try {
   const flow = await importFlow(url);
-  runner = new TaskRunner(flow, plan, setup);
+  runner = new TaskRunner(flow, plan, setup, {
+    ack: (ack) => port.postMessage({ type: 'ack', ack }),
+    exhausted: () => port.postMessage({ type: 'exhausted' }),
+  });
+  const r = runner;
+  port.on('message', (m: { type: string; id: number; final?: boolean }) => {
+    if (m.type === 'checkpoint') r.requestCheckpoint(m.id, !!m.final);
+    else if (m.type === 'commit') r.commit(m.id);
+  });
   await runner.init();
   port.postMessage({ type: 'ready' });
   timer = setInterval(() => port.postMessage({ type: 'metrics', metrics: runner!.metrics() }), 250);
@@ -25,6 +33,7 @@ try {
   const metrics = runner.metrics(); // before close: state pages are released there
   await runner.close();
   port.postMessage({ type: 'done', metrics });
+  port.removeAllListeners('message');
 } catch (e) {
   if (timer) clearInterval(timer);
   const err = e as { message?: string; code?: string; stack?: string };

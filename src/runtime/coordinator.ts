@@ -16,7 +16,8 @@ import { planFlow, describePlan, type PhysicalPlan } from '../flow/plan.js';
 import type { Flow } from '../flow/builder.js';
 import { createRingBuffer } from '../transport/ring.js';
 import { IoClient } from '../storage/io-client.js';
-import { TaskRunner, type TaskMetrics, type TaskSetup } from './task.js';
+import { TaskRunner, type CheckpointAck, type TaskControl, type TaskMetrics, type TaskSetup } from './task.js';
+import { CheckpointCoordinator, listManifests, readManifest, type Manifest } from './checkpoints.js';
 import { createBell } from './channels.js';
 import { ProgressLine, buildSummary, type RunSummary } from './report.js';
 import { startMetricsServer, type MetricsServer } from './metrics.js';
@@ -34,7 +35,7 @@ export interface RunOptions {
   progress?: boolean;
   /** Write the run summary as JSON to this file. */
   summary?: string;
-  /** Accepted for forward compatibility; checkpoints arrive with the recovery release. */
+  /** Restore this retained checkpoint instead of the newest. */
   fromCheckpoint?: number;
   verbose?: boolean;
 }
@@ -104,57 +105,152 @@ export async function run(modulePath: string, options: RunOptions = {}): Promise
 
   const tempState = options.state === undefined;
   const stateRoot = tempState ? mkdtempSync(join(tmpdir(), 'tidepool-state-')) : resolve(options.state!);
-  // Until checkpoints and recovery land, every run starts from empty state: the
-  // flow's state directory is recreated, other files in --state are left alone.
   const stateDir = join(stateRoot, flow.name);
-  rmSync(stateDir, { recursive: true, force: true });
-  mkdirSync(stateDir, { recursive: true });
-
-  for (const t of plan.tasks) {
-    for (const name of t.operators) await flow.operator(name)!.sink?.reset?.(t.parallelism);
-  }
-
+  // Only lmdb state survives a run; temp and memory state start empty every time.
+  const durable = config.state.storage === 'lmdb';
   const metricsServer = config.metrics.port ? await startMetricsServer(config.metrics.port) : undefined;
+  let attempt = 0;
+  let restarts = 0;
   try {
-    const instances = await prepareInstances(flow, plan, config, stateDir);
-    const exec = config.execution === 'inline' ? runInline(flow, plan, instances) : runWorkers(url, plan, instances);
-    const progress = options.progress && process.stderr.isTTY ? new ProgressLine(plan) : undefined;
-    const latest = new Map<string, TaskMetrics>();
-    const tick = setInterval(() => {
-      for (const m of exec.poll()) latest.set(`${m.task}/${m.subtask}`, m);
-      progress?.draw([...latest.values()], performance.now() - started);
-      metricsServer?.update(flow.name, [...latest.values()]);
-    }, 250);
-    let final: TaskMetrics[];
-    try {
-      final = await exec.done;
-    } finally {
-      clearInterval(tick);
-      progress?.clear();
+    for (;;) {
+      const restore = durable ? chooseCheckpoint(stateDir, plan, options.fromCheckpoint, attempt === 0) : undefined;
+      if (restore?.final && attempt === 0) {
+        // Sources were exhausted and the final checkpoint completed: nothing to do.
+        const summary = buildSummary(flow.name, plan, [], performance.now() - started, config);
+        summary.restoredFrom = restore.id;
+        summary.alreadyComplete = true;
+        if (options.summary) writeFileSync(options.summary, JSON.stringify(summary, null, 2) + '\n');
+        return summary;
+      }
+      if (!restore) {
+        rmSync(stateDir, { recursive: true, force: true });
+        for (const t of plan.tasks) for (const name of t.operators) await flow.operator(name)!.sink?.reset?.(t.parallelism);
+      }
+      mkdirSync(stateDir, { recursive: true });
+      try {
+        const summary = await execute(flow, url, plan, config, stateDir, restore, options, metricsServer, started);
+        summary.restarts = restarts;
+        if (options.summary) writeFileSync(options.summary, JSON.stringify(summary, null, 2) + '\n');
+        return summary;
+      } catch (e) {
+        const code = (e as { code?: string }).code;
+        const retriable = code === 'TIDEPOOL_USER_CODE' || code === 'TIDEPOOL_WORKER' || code === 'TIDEPOOL_IO';
+        if (!retriable || !durable || attempt >= config.restart.maxAttempts) throw e;
+        attempt++;
+        restarts++;
+        const wait = config.restart.backoffMs * 2 ** (attempt - 1);
+        process.stderr.write(`tidepool: ${(e as Error).message.split('\n')[0]} — restarting from the last checkpoint in ${wait} ms (attempt ${attempt} of ${config.restart.maxAttempts})\n`);
+        await new Promise((r) => setTimeout(r, wait));
+      }
     }
-    const summary = buildSummary(flow.name, plan, final, performance.now() - started, config);
-    if (options.summary) writeFileSync(options.summary, JSON.stringify(summary, null, 2) + '\n');
-    return summary;
   } finally {
     await metricsServer?.close();
     if (tempState) rmSync(stateRoot, { recursive: true, force: true });
   }
 }
 
-async function prepareInstances(flow: Flow, plan: PhysicalPlan, config: TidepoolConfig, stateDir: string): Promise<Instance[]> {
+/** The checkpoint to restore, checked against the plan; undefined for a fresh start. */
+function chooseCheckpoint(stateDir: string, plan: PhysicalPlan, fromCheckpoint: number | undefined, first: boolean): Manifest | undefined {
+  const ids = listManifests(stateDir);
+  if (fromCheckpoint !== undefined && first) {
+    if (!ids.includes(fromCheckpoint)) {
+      throw errors.input(`--from-checkpoint ${fromCheckpoint}`, ids.length ? `no such checkpoint (retained: ${ids.join(', ')})` : 'no checkpoint in this state directory');
+    }
+  }
+  const id = first && fromCheckpoint !== undefined ? fromCheckpoint : ids[ids.length - 1];
+  if (id === undefined) return undefined;
+  const m = readManifest(stateDir, id);
+  if (m.keyGroups !== plan.keyGroups) {
+    throw errors.config('keyGroups', `the state in ${stateDir} was written with ${m.keyGroups} key groups, this run has ${plan.keyGroups}; keyGroups cannot change`);
+  }
+  // Every stateful operator of the checkpoint must exist with the same kind, and stateful
+  // tasks must keep their parallelism (rescaling needs the key-group redistribution).
+  for (const t of m.tasks) {
+    t.operators.forEach((name, i) => {
+      const kind = t.kinds[i];
+      if (kind !== 'reduce' && kind !== 'process') return;
+      const now = plan.tasks.find((x) => x.operators.includes(name));
+      if (!now) throw errors.input(`operator '${name}'`, `its state is in checkpoint ${m.id} but the flow has no such operator; restoring would drop it`);
+      const nowKind = now.kinds[now.operators.indexOf(name)];
+      if (nowKind !== kind) throw errors.input(`operator '${name}'`, `was a ${kind} in checkpoint ${m.id}, is now a ${nowKind}; its state cannot be restored`);
+      if (now.parallelism !== t.parallelism) {
+        throw errors.input(`operator '${name}'`, `checkpoint ${m.id} has parallelism ${t.parallelism}, this run ${now.parallelism}: rescaling a restored operator is not supported yet (set operators.${name}.parallelism=${t.parallelism})`);
+      }
+    });
+  }
+  for (const t of plan.tasks) {
+    if (t.kinds[0] !== 'source') continue;
+    const old = m.tasks.find((x) => x.operators[0] === t.operators[0]);
+    if (old && old.parallelism !== t.parallelism) {
+      throw errors.input(`source '${t.operators[0]}'`, `checkpoint ${m.id} has parallelism ${old.parallelism}, this run ${t.parallelism}; source positions cannot be split differently`);
+    }
+  }
+  return m;
+}
+
+async function execute(
+  flow: Flow, url: string, plan: PhysicalPlan, config: TidepoolConfig, stateDir: string,
+  restore: Manifest | undefined, options: RunOptions, metricsServer: MetricsServer | undefined, started: number,
+): Promise<RunSummary> {
+  const instances = await prepareInstances(plan, config, stateDir, restore);
+  const control: ExecutionControl = {};
+  const exec = config.execution === 'inline' ? runInline(flow, plan, instances, control) : runWorkers(url, plan, instances, control);
+  const checkpoints = new CheckpointCoordinator(plan, stateDir, {
+    intervalMs: config.state.storage === 'lmdb' ? config.checkpoint.intervalMs : 0,
+    timeoutMs: config.checkpoint.timeoutMs,
+    retain: config.checkpoint.retain,
+    tolerableFailures: config.checkpoint.tolerableFailures,
+    minPauseMs: Math.min(config.checkpoint.intervalMs, 50),
+  }, restore?.id ?? 0, { checkpoint: exec.checkpoint, commit: exec.commit });
+  control.ack = (a) => checkpoints.ack(a);
+  control.exhausted = (t, s) => checkpoints.sourceExhausted(t, s);
+  checkpoints.start();
+  const progress = options.progress && process.stderr.isTTY ? new ProgressLine(plan) : undefined;
+  const latest = new Map<string, TaskMetrics>();
+  const tick = setInterval(() => {
+    for (const m of exec.poll()) latest.set(`${m.task}/${m.subtask}`, m);
+    progress?.draw([...latest.values()], performance.now() - started);
+    metricsServer?.update(flow.name, [...latest.values()]);
+  }, 250);
+  let final: TaskMetrics[];
+  try {
+    // A failed checkpoint (timeouts beyond tolerableFailures) fails the run too.
+    const failedCheckpoint = checkpoints.finished.then(() => new Promise<never>(() => undefined));
+    final = await Promise.race([exec.done, failedCheckpoint]);
+    await checkpoints.finished;
+  } catch (e) {
+    await exec.stop();
+    throw e;
+  } finally {
+    checkpoints.stop();
+    clearInterval(tick);
+    progress?.clear();
+  }
+  const summary = buildSummary(flow.name, plan, final, performance.now() - started, config);
+  summary.checkpoints = { ...checkpoints.stats };
+  if (restore) summary.restoredFrom = restore.id;
+  return summary;
+}
+
+async function prepareInstances(plan: PhysicalPlan, config: TidepoolConfig, stateDir: string, restore: Manifest | undefined): Promise<Instance[]> {
   const rings = wire(plan);
   const instances: Instance[] = [];
   for (const t of plan.tasks) {
+    const old = restore?.tasks.find((x) => x.operators[0] === t.operators[0]);
     for (let s = 0; s < t.parallelism; s++) {
       const { inputs, outputs, bell, outputBells } = rings.get(`${t.index}/${s}`)!;
       const setup: TaskSetup = { taskIndex: t.index, subtask: s, inputs, outputs, bell, outputBells, batchSize: config.batchSize };
+      const saved = old?.instances.find((i) => i.subtask === s);
+      if (restore) setup.restoredCheckpoint = restore.id;
+      if (saved?.position !== undefined && t.kinds[0] === 'source') setup.sourcePosition = saved.position;
       const transfer: TransferListItem[] = [];
       if (t.stateful) {
         const stateId = `${t.operators[0]}#${s}`;
         const st = config.state;
-        setup.state = { storage: st.storage, stateId, pageSize: st.pageSize, cachePages: st.cachePages, compression: st.compression };
+        setup.state = { storage: st.storage, stateId, pageSize: st.pageSize, cachePages: st.cachePages, compression: st.compression, retain: config.checkpoint.retain };
         if (st.storage !== 'memory') {
-          const a = await IoClient.shared().attachRaw({ stateId, dir: stateDir, noSync: st.storage === 'temp', retain: 1, ringBytes: 8 << 20 });
+          const restoreVersion = restore ? saved?.version ?? 0 : undefined;
+          const a = await IoClient.shared().attachRaw({ stateId, dir: stateDir, noSync: st.storage === 'temp', retain: config.checkpoint.retain, ringBytes: 8 << 20, restoreVersion });
           Object.assign(setup.state, { dir: stateDir, ring: a.ring, port: a.port, lastCommit: a.lastCommit });
           transfer.push(a.port as unknown as TransferListItem);
         }
@@ -162,19 +258,27 @@ async function prepareInstances(flow: Flow, plan: PhysicalPlan, config: Tidepool
       instances.push({ task: t.index, subtask: s, setup, transfer });
     }
   }
-  void flow;
   return instances;
+}
+
+interface ExecutionControl {
+  ack?: (a: CheckpointAck) => void;
+  exhausted?: (task: number, subtask: number) => void;
 }
 
 interface Execution {
   done: Promise<TaskMetrics[]>;
   poll(): TaskMetrics[];
+  checkpoint(task: number, subtask: number, id: number, final: boolean): void;
+  commit(task: number, subtask: number, id: number): void;
+  stop(): Promise<void>;
 }
 
-function runWorkers(url: string, plan: PhysicalPlan, instances: Instance[]): Execution {
+function runWorkers(url: string, plan: PhysicalPlan, instances: Instance[], control: ExecutionControl): Execution {
   const workerUrl = new URL('../../workers/operator.js', import.meta.url);
   const latest: TaskMetrics[] = [];
-  const workers: Worker[] = [];
+  const workers = new Map<string, Worker>();
+  const all: Worker[] = [];
   const done = new Promise<TaskMetrics[]>((resolveAll, rejectAll) => {
     let remaining = instances.length;
     const final: TaskMetrics[] = [];
@@ -182,16 +286,19 @@ function runWorkers(url: string, plan: PhysicalPlan, instances: Instance[]): Exe
     const fail = (e: Error) => {
       if (failed) return;
       failed = true;
-      for (const w of workers) void w.terminate();
+      for (const w of all) void w.terminate();
       rejectAll(e);
     };
     for (const inst of instances) {
       const label = `${plan.tasks[inst.task]!.label}#${inst.subtask}`;
       const w = new Worker(workerUrl, { workerData: { url, plan, setup: inst.setup }, transferList: inst.transfer as never });
-      workers.push(w);
+      workers.set(`${inst.task}/${inst.subtask}`, w);
+      all.push(w);
       let finished = false;
-      w.on('message', (m: { type: string; metrics?: TaskMetrics; message?: string; code?: string; stack?: string }) => {
+      w.on('message', (m: { type: string; metrics?: TaskMetrics; ack?: CheckpointAck; message?: string; code?: string; stack?: string }) => {
         if (m.type === 'metrics') latest.push(m.metrics!);
+        else if (m.type === 'ack') control.ack?.(m.ack!);
+        else if (m.type === 'exhausted') control.exhausted?.(inst.task, inst.subtask);
         else if (m.type === 'done') {
           finished = true;
           final.push(m.metrics!);
@@ -208,24 +315,46 @@ function runWorkers(url: string, plan: PhysicalPlan, instances: Instance[]): Exe
       });
     }
   });
+  const stop = async () => {
+    await Promise.all(all.map((w) => w.terminate()));
+  };
   return {
-    done: done.finally(() => Promise.all(workers.map((w) => w.terminate()))),
+    done: done.finally(stop),
     poll: () => latest.splice(0),
+    checkpoint: (t, s, id, final) => workers.get(`${t}/${s}`)?.postMessage({ type: 'checkpoint', id, final }),
+    commit: (t, s, id) => workers.get(`${t}/${s}`)?.postMessage({ type: 'commit', id }),
+    stop,
   };
 }
 
-function runInline(flow: Flow, plan: PhysicalPlan, instances: Instance[]): Execution {
-  const runners = instances.map((i) => new TaskRunner(flow, plan, i.setup));
+function runInline(flow: Flow, plan: PhysicalPlan, instances: Instance[], control: ExecutionControl): Execution {
+  const taskControl: TaskControl = {
+    ack: (a) => control.ack?.(a),
+    exhausted: (t, s) => control.exhausted?.(t, s),
+  };
+  const runners = new Map<string, TaskRunner>();
+  for (const i of instances) runners.set(`${i.task}/${i.subtask}`, new TaskRunner(flow, plan, i.setup, taskControl));
+  const list = [...runners.values()];
+  let stopped = false;
   const done = (async () => {
-    await Promise.all(runners.map((r) => r.init()));
+    await Promise.all(list.map((r) => r.init()));
     let metrics: TaskMetrics[];
     try {
-      await Promise.all(runners.map((r) => r.run()));
-      metrics = runners.map((r) => r.metrics());
+      await Promise.all(list.map((r) => r.run()));
+      metrics = list.map((r) => r.metrics());
     } finally {
-      await Promise.all(runners.map((r) => r.close().catch(() => undefined)));
+      stopped = true;
+      await Promise.all(list.map((r) => r.close().catch(() => undefined)));
     }
     return metrics;
   })();
-  return { done, poll: () => runners.map((r) => r.metrics()) };
+  return {
+    done,
+    poll: () => list.map((r) => r.metrics()),
+    checkpoint: (t, s, id, final) => runners.get(`${t}/${s}`)?.requestCheckpoint(id, final),
+    commit: (t, s, id) => runners.get(`${t}/${s}`)?.commit(id),
+    stop: async () => {
+      if (!stopped) await Promise.all(list.map((r) => r.close().catch(() => undefined)));
+    },
+  };
 }

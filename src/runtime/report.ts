@@ -27,6 +27,14 @@ export interface RunSummary {
   recordsIn: number;
   recordsOut: number;
   operators: OperatorSummary[];
+  /** Checkpoints completed and aborted in the last attempt, longest snapshot pause. */
+  checkpoints?: { completed: number; aborted: number; lastDurationMs: number; maxPauseMs: number };
+  /** The checkpoint this run restored, if any. */
+  restoredFrom?: number;
+  /** The state directory held a final checkpoint: the run had nothing left to do. */
+  alreadyComplete?: boolean;
+  /** In-process restarts after failures. */
+  restarts?: number;
 }
 
 function aggregate(plan: PhysicalPlan, metrics: TaskMetrics[], wallMs: number): OperatorSummary[] {

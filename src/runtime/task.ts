@@ -11,7 +11,7 @@ import type { PhysicalPlan } from '../flow/plan.js';
 import type { InstanceContext, SinkWriter, SourceReader } from '../flow/types.js';
 import { makeStep, type Emit, type StepEnv } from '../operators/steps.js';
 import { RingReader, RingWriter } from '../transport/ring.js';
-import { Inputs, Output, decodeBatch, FRAME_DATA } from './channels.js';
+import { Inputs, Output, decodeBatch, barrierId, FRAME_BARRIER, FRAME_DATA } from './channels.js';
 import { StateEngine } from '../state/engine.js';
 import { codecResolver, loadCodec, type CompressionSpec } from '../state/codecs.js';
 import { MemoryBackend } from '../storage/memory-backend.js';
@@ -30,6 +30,9 @@ export interface StateSetup {
   ring?: SharedArrayBuffer;
   port?: MessagePort;
   lastCommit?: CommitRecord;
+  /** Restore the state as of this flush version (from the checkpoint manifest). */
+  restoreVersion?: number;
+  retain?: number;
 }
 
 export interface TaskSetup {
@@ -43,6 +46,31 @@ export interface TaskSetup {
   outputBells: SharedArrayBuffer[];
   batchSize: number;
   state?: StateSetup;
+  /** Restored from this checkpoint: sources seek, sinks re-commit it first. */
+  restoredCheckpoint?: number;
+  /** The source position recorded by the restored checkpoint. */
+  sourcePosition?: unknown;
+}
+
+/** What an instance reports when it has taken its part of checkpoint `id`. */
+export interface CheckpointAck {
+  id: number;
+  task: number;
+  subtask: number;
+  /** The state flush version that holds this instance's snapshot (stateful tasks). */
+  version?: number;
+  stateId?: string;
+  /** The source position after the last record before the barrier (source tasks). */
+  position?: unknown;
+  bytes?: number;
+  pauseMs: number;
+}
+
+/** How a task instance talks to the coordinator (a worker's port, or direct calls inline). */
+export interface TaskControl {
+  ack(a: CheckpointAck): void;
+  /** A source instance has no more input and waits for the final checkpoint. */
+  exhausted(task: number, subtask: number): void;
 }
 
 export interface TaskMetrics {
@@ -72,12 +100,41 @@ export class TaskRunner {
   private done = false;
   private readonly label: string;
 
+  /** Checkpoints the coordinator asked this source instance to inject. */
+  private readonly requested: { id: number; final: boolean }[] = [];
+  private wakeSource?: () => void;
+  /** Commits the coordinator sent (sink tasks), and the one the final barrier waits for. */
+  private committed = 0;
+  private lastBarrier = 0;
+  private commitWaiter?: { id: number; resolve: () => void };
+  private failure?: Error;
+
   constructor(
     private readonly flow: Flow,
     private readonly plan: PhysicalPlan,
     private readonly setup: TaskSetup,
+    private readonly control: TaskControl,
   ) {
     this.label = plan.tasks[setup.taskIndex]!.label;
+  }
+
+  /** Coordinator → source: inject barrier `id` (the last one when `final`). */
+  requestCheckpoint(id: number, final: boolean): void {
+    this.requested.push({ id, final });
+    this.wakeSource?.();
+  }
+
+  /** Coordinator → sink: checkpoint `id` is complete; publish its epoch. */
+  commit(id: number): void {
+    if (!this.sink) return;
+    const sink = this.sink;
+    void Promise.resolve(sink.commit(id)).then(
+      () => {
+        this.committed = Math.max(this.committed, id);
+        if (this.commitWaiter && this.committed >= this.commitWaiter.id) this.commitWaiter.resolve();
+      },
+      (e: Error) => (this.failure = e),
+    );
   }
 
   async init(): Promise<void> {
@@ -115,8 +172,14 @@ export class TaskRunner {
       emit = makeStep(op, emit, env);
     }
     this.head = emit;
+    if (this.sink && this.setup.restoredCheckpoint !== undefined) {
+      // Publish what the restored checkpoint prepared (idempotent), drop anything later.
+      await this.sink.commit(this.setup.restoredCheckpoint);
+      this.committed = this.setup.restoredCheckpoint;
+    }
     if (ops[0]!.kind === 'source') {
       this.source = await ops[0]!.source!.open({ ...ctx, operator: ops[0]!.name });
+      if (this.setup.sourcePosition !== undefined) await this.source.seek(this.setup.sourcePosition);
     } else {
       this.inputs = new Inputs(this.setup.inputs.map((s) => new RingReader(s)), this.setup.bell);
     }
@@ -127,31 +190,106 @@ export class TaskRunner {
     const head = this.head;
     if (this.source) {
       const src = this.source;
+      let exhausted = false;
       for (;;) {
+        while (this.requested.length) {
+          const req = this.requested.shift()!;
+          await this.onBarrier(req.id, src.position());
+          if (req.final) {
+            await src.close();
+            return this.finish();
+          }
+        }
+        if (exhausted) {
+          // Wait for the coordinator's final checkpoint (or a regular one first).
+          await new Promise<void>((resolve) => {
+            this.wakeSource = resolve;
+            if (this.requested.length) resolve();
+          });
+          this.wakeSource = undefined;
+          continue;
+        }
         const batch = await src.next(this.setup.batchSize);
-        if (batch === null) break;
+        if (batch === null) {
+          exhausted = true;
+          await this.afterUnit(true);
+          this.control.exhausted(this.setup.taskIndex, this.setup.subtask);
+          continue;
+        }
         for (let i = 0; i < batch.length; i++) head(batch[i]);
         this.recordsIn += batch.length;
         await this.afterUnit(batch.length === 0);
-      }
-      await src.close();
-    } else {
-      const inputs = this.inputs!;
-      while (!inputs.done) {
-        let frame = inputs.poll();
-        if (frame === null) {
-          await this.afterUnit(true); // idle: send partial batches before parking
-          frame = await inputs.wait();
-          if (frame === null) continue;
-        }
-        if (frame[0] !== FRAME_DATA) continue; // EOI: Inputs dropped that input
-        const batch = decodeBatch(frame);
-        for (let i = 0; i < batch.length; i++) head(batch[i]);
-        this.recordsIn += batch.length;
-        await this.afterUnit(false);
+        await this.yieldSometimes();
       }
     }
+    const inputs = this.inputs!;
+    while (!inputs.done) {
+      if (this.failure) throw this.failure;
+      let frame = inputs.poll();
+      if (frame === null) {
+        await this.afterUnit(true); // idle: send partial batches before parking
+        frame = await inputs.wait();
+        if (frame === null) continue;
+      }
+      if (frame[0] === FRAME_BARRIER) {
+        await this.onBarrier(barrierId(frame), undefined);
+        continue;
+      }
+      if (frame[0] !== FRAME_DATA) continue; // EOI: Inputs dropped that input
+      const batch = decodeBatch(frame);
+      for (let i = 0; i < batch.length; i++) head(batch[i]);
+      this.recordsIn += batch.length;
+      await this.afterUnit(false);
+      await this.yieldSometimes();
+    }
     await this.finish();
+  }
+
+  private lastYield = performance.now();
+
+  /**
+   * While records flow, every await resolves as a microtask and the event loop never
+   * gets to control messages (checkpoint requests, commits). Give it a turn every few
+   * milliseconds.
+   */
+  private async yieldSometimes(): Promise<void> {
+    const now = performance.now();
+    if (now - this.lastYield < 5) return;
+    this.lastYield = now;
+    await new Promise<void>((resolve) => setImmediate(resolve));
+  }
+
+  /**
+   * Barrier `id` is aligned here: snapshot this instance's part of the checkpoint and
+   * forward the barrier. Records stop only for the synchronous part of the snapshot
+   * (dirty pages serialized); the write to LMDB goes on while processing resumes.
+   */
+  private async onBarrier(id: number, position: unknown): Promise<void> {
+    const t0 = performance.now();
+    await this.afterUnit(true); // records before the barrier go out before it
+    const ack: CheckpointAck = { id, task: this.setup.taskIndex, subtask: this.setup.subtask, pauseMs: 0 };
+    if (position !== undefined) ack.position = position;
+    let durable: Promise<unknown> | undefined;
+    if (this.engine) {
+      await this.engine.idle(); // the previous checkpoint's pages are durable
+      durable = this.engine.checkpoint().then((info) => {
+        ack.version = info.version;
+        ack.stateId = this.setup.state!.stateId;
+        ack.bytes = info.bytes;
+      });
+    }
+    if (this.sink) await this.sink.prepare(id);
+    this.lastBarrier = id;
+    if (this.output) await this.output.barrier(id);
+    ack.pauseMs = performance.now() - t0;
+    if (durable) {
+      durable.then(
+        () => this.control.ack(ack),
+        (e: Error) => (this.failure = e),
+      );
+    } else {
+      this.control.ack(ack);
+    }
   }
 
   private async afterUnit(idle: boolean): Promise<void> {
@@ -167,12 +305,17 @@ export class TaskRunner {
   private async finish(): Promise<void> {
     await this.afterUnit(true);
     if (this.output) await this.output.end();
+    if (this.engine) await this.engine.idle();
     if (this.sink) {
-      // Without checkpoints the whole run is one epoch, published at end of input.
-      await this.sink.prepare(1);
-      await this.sink.commit(1);
+      // The final barrier preceded end of input: wait until its checkpoint completes
+      // and the coordinator says publish, then close.
+      if (this.committed < this.lastBarrier) {
+        await new Promise<void>((resolve) => (this.commitWaiter = { id: this.lastBarrier, resolve }));
+      }
+      if (this.failure) throw this.failure;
       await this.sink.close();
     }
+    if (this.failure) throw this.failure;
     this.done = true;
   }
 
@@ -206,7 +349,7 @@ async function openEngine(s: StateSetup): Promise<StateEngine> {
     backend = new MemoryBackend();
   } else {
     const io = new IoAttachment(undefined, s.stateId, s.ring, s.port, s.lastCommit);
-    backend = await LmdbBackend.withAttachment({ kind: s.storage, dir: s.dir, stateId: s.stateId, retain: 1, removeOnClose: false }, io);
+    backend = await LmdbBackend.withAttachment({ kind: s.storage, dir: s.dir, stateId: s.stateId, retain: s.retain ?? 1, removeOnClose: false }, io);
   }
   if (!backend) throw errors.worker(s.stateId, 'no state backend');
   return new StateEngine({ name: s.stateId.replace(/[^A-Za-z0-9._-]/g, '_'), pageSize: s.pageSize, cachePages: s.cachePages, codec, codecFor: codecResolver(codec), backend });

@@ -79,11 +79,32 @@ export class StateEngine {
     return run;
   }
 
-  private async flushNow(): Promise<FlushInfo> {
-    if (this.failure) throw this.failure;
+  /** Resolves when no flush is in flight (the previous checkpoint is durable). */
+  async idle(): Promise<void> {
+    await this.chain;
+  }
+
+  /**
+   * A checkpoint's snapshot: taken synchronously in this call — so it holds exactly
+   * the mutations made before it, whatever the caller does next — and written in the
+   * background. Call only when idle(); the promise resolves once it is durable.
+   */
+  checkpoint(): Promise<FlushInfo> {
+    const run = this.flushNow();
+    this.chain = run.catch(() => undefined);
+    return run;
+  }
+
+  private flushNow(): Promise<FlushInfo> {
+    if (this.failure) return Promise.reject(this.failure);
     if (this.mutations === this.flushedMutations) {
-      return { version: this.version, pages: 0, bytes: 0, skipped: true };
+      return Promise.resolve({ version: this.version, pages: 0, bytes: 0, skipped: true });
     }
+    return this.writeSnapshot();
+  }
+
+  /** Snapshot (synchronous, before the first await) and write of one flush. */
+  private async writeSnapshot(): Promise<FlushInfo> {
     const version = this.version + 1;
     const mutations = this.mutations;
     const { pages, freed } = this.pager.snapshot(version);

@@ -15,6 +15,8 @@ export interface AttachOptions {
   noSync: boolean;
   retain: number;
   ringBytes: number;
+  /** See AttachRequest.restoreVersion. */
+  restoreVersion?: number;
 }
 
 /** One attached state: its ring, and the replies of the I/O worker for it. */
@@ -134,7 +136,7 @@ export class IoClient {
   async attach(opts: AttachOptions): Promise<IoAttachment> {
     const ring = createRingBuffer(opts.ringBytes);
     const { port1, port2 } = new MessageChannel();
-    const req: AttachRequest = { type: 'attach', stateId: opts.stateId, dir: opts.dir, noSync: opts.noSync, retain: opts.retain, ring, port: port2 };
+    const req: AttachRequest = { type: 'attach', stateId: opts.stateId, dir: opts.dir, noSync: opts.noSync, retain: opts.retain, restoreVersion: opts.restoreVersion, ring, port: port2 };
     this.users++;
     this.worker.ref();
     let reply: IoReply;

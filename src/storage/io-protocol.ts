@@ -24,6 +24,11 @@ export interface AttachRequest {
   dir: string;
   noSync: boolean;
   retain: number;
+  /**
+   * Open the state as of this flush version (a checkpoint being restored) instead of
+   * the newest: every newer page version and commit record is deleted first.
+   */
+  restoreVersion?: number;
   ring: SharedArrayBuffer;
   port: import('node:worker_threads').MessagePort;
 }

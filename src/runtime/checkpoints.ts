@@ -1,0 +1,262 @@
+// Checkpoints: the coordinator's state machine and the manifests it writes.
+//
+//   idle ──trigger(N)──> in flight N ──all acks──> write manifest N ──> complete N
+//     ▲                      │ timeout                                   │ commit N → sinks,
+//     └──────────────────────┴─ aborted (ignored; N+1 is next) ──────────┘ old manifests removed
+//
+// Rules:
+// - Never two checkpoints at once; at least `minPauseMs` between the end of one and
+//   the start of the next.
+// - An instance acks N once its part is durable: sources with their position,
+//   stateful instances with the state flush version holding their snapshot, sinks
+//   once the epoch is prepared (durable, invisible).
+// - Checkpoint N exists if and only if its manifest exists. The manifest is written
+//   to a temporary file, fsynced, renamed into place and the directory fsynced.
+// - Sinks publish N only after its manifest exists.
+import { closeSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { join } from 'node:path';
+import { errors } from '../errors.js';
+import type { PhysicalPlan } from '../flow/plan.js';
+import type { CheckpointAck } from './task.js';
+
+export interface ManifestInstance {
+  subtask: number;
+  stateId?: string;
+  version?: number;
+  position?: unknown;
+}
+
+export interface Manifest {
+  format: 1;
+  id: number;
+  flow: string;
+  time: number;
+  durationMs: number;
+  /** The checkpoint taken at end of input: the run is complete. */
+  final: boolean;
+  keyGroups: number;
+  stateHash: string;
+  bytesWritten: number;
+  tasks: { index: number; operators: string[]; kinds: string[]; parallelism: number; stateful: boolean; instances: ManifestInstance[] }[];
+}
+
+const NAME = /^chk-(\d+)\.json$/;
+
+export function checkpointDir(stateDir: string): string {
+  return join(stateDir, 'checkpoints');
+}
+
+export function listManifests(stateDir: string): number[] {
+  let names: string[];
+  try {
+    names = readdirSync(checkpointDir(stateDir));
+  } catch {
+    return [];
+  }
+  return names.map((n) => NAME.exec(n)).filter((m): m is RegExpExecArray => m !== null).map((m) => Number(m[1])).sort((a, b) => a - b);
+}
+
+export function readManifest(stateDir: string, id: number): Manifest {
+  const path = join(checkpointDir(stateDir), `chk-${String(id).padStart(10, '0')}.json`);
+  let m: Manifest;
+  try {
+    m = JSON.parse(readFileSync(path, 'utf8')) as Manifest;
+  } catch (e) {
+    throw errors.input(`checkpoint manifest ${path}`, `unreadable or corrupted (${(e as Error).message.split('\n')[0]})`);
+  }
+  if (m?.format !== 1 || m.id !== id || !Array.isArray(m.tasks)) throw errors.input(`checkpoint manifest ${path}`, 'corrupted (unexpected content)');
+  return m;
+}
+
+function writeDurably(dir: string, name: string, body: string): void {
+  const tmp = join(dir, `.${name}.tmp`);
+  const fd = openSync(tmp, 'w');
+  try {
+    writeSync(fd, body);
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+  renameSync(tmp, join(dir, name));
+  const dfd = openSync(dir, 'r');
+  try {
+    fsyncSync(dfd);
+  } finally {
+    closeSync(dfd);
+  }
+}
+
+export interface CheckpointOptions {
+  intervalMs: number;
+  timeoutMs: number;
+  retain: number;
+  tolerableFailures: number;
+  minPauseMs: number;
+}
+
+export interface CheckpointStats {
+  completed: number;
+  aborted: number;
+  lastDurationMs: number;
+  maxPauseMs: number;
+}
+
+interface InFlight {
+  id: number;
+  final: boolean;
+  started: number;
+  waiting: Set<string>;
+  acks: CheckpointAck[];
+  timer: NodeJS.Timeout;
+}
+
+export class CheckpointCoordinator {
+  private nextId: number;
+  private inflight: InFlight | undefined;
+  private lastEnd = 0;
+  private consecutiveFailures = 0;
+  private finalRequested = false;
+  private exhaustedSources = new Set<string>();
+  private interval: NodeJS.Timeout | undefined;
+  readonly stats: CheckpointStats = { completed: 0, aborted: 0, lastDurationMs: 0, maxPauseMs: 0 };
+  /** Resolves when the final checkpoint is complete. */
+  readonly finished: Promise<void>;
+  private resolveFinished!: () => void;
+  private rejectFinished!: (e: Error) => void;
+
+  constructor(
+    private readonly plan: PhysicalPlan,
+    private readonly stateDir: string,
+    private readonly opts: CheckpointOptions,
+    lastCompleted: number,
+    private readonly send: {
+      checkpoint(task: number, subtask: number, id: number, final: boolean): void;
+      commit(task: number, subtask: number, id: number): void;
+    },
+  ) {
+    this.nextId = lastCompleted + 1;
+    this.finished = new Promise((resolve, reject) => {
+      this.resolveFinished = resolve;
+      this.rejectFinished = reject;
+    });
+    this.finished.catch(() => undefined);
+    mkdirSync(checkpointDir(stateDir), { recursive: true });
+  }
+
+  start(): void {
+    if (this.opts.intervalMs > 0) this.interval = setInterval(() => this.maybeTrigger(false), Math.min(this.opts.intervalMs, 50));
+  }
+
+  stop(): void {
+    if (this.interval) clearInterval(this.interval);
+    if (this.inflight) clearTimeout(this.inflight.timer);
+  }
+
+  private instances(): string[] {
+    const out: string[] = [];
+    for (const t of this.plan.tasks) for (let s = 0; s < t.parallelism; s++) out.push(`${t.index}/${s}`);
+    return out;
+  }
+
+  private sources(): [number, number][] {
+    const out: [number, number][] = [];
+    for (const t of this.plan.tasks) if (t.kinds[0] === 'source') for (let s = 0; s < t.parallelism; s++) out.push([t.index, s]);
+    return out;
+  }
+
+  /** A source instance ran out of input; when all have, the final checkpoint starts. */
+  sourceExhausted(task: number, subtask: number): void {
+    this.exhaustedSources.add(`${task}/${subtask}`);
+    if (this.exhaustedSources.size === this.sources().length) {
+      this.finalRequested = true;
+      this.maybeTrigger(true);
+    }
+  }
+
+  private maybeTrigger(final: boolean): void {
+    if (this.inflight) return;
+    const now = performance.now();
+    if (!final && !this.finalRequested) {
+      if (now - this.lastEnd < this.opts.minPauseMs) return;
+      if (now - this.lastEnd < this.opts.intervalMs) return;
+    }
+    const isFinal = final || this.finalRequested;
+    const id = this.nextId++;
+    const timer = setTimeout(() => this.abort(id, `timed out after ${this.opts.timeoutMs} ms`), this.opts.timeoutMs);
+    timer.unref();
+    this.inflight = { id, final: isFinal, started: now, waiting: new Set(this.instances()), acks: [], timer };
+    for (const [t, s] of this.sources()) this.send.checkpoint(t, s, id, isFinal);
+  }
+
+  ack(a: CheckpointAck): void {
+    const f = this.inflight;
+    if (!f || f.id !== a.id) return; // an aborted checkpoint's late ack
+    f.acks.push(a);
+    f.waiting.delete(`${a.task}/${a.subtask}`);
+    this.stats.maxPauseMs = Math.max(this.stats.maxPauseMs, a.pauseMs);
+    if (f.waiting.size === 0) this.complete(f);
+  }
+
+  private abort(id: number, why: string): void {
+    const f = this.inflight;
+    if (!f || f.id !== id) return;
+    this.inflight = undefined;
+    this.lastEnd = performance.now();
+    this.stats.aborted++;
+    if (++this.consecutiveFailures > this.opts.tolerableFailures) {
+      this.rejectFinished(errors.worker(`checkpoint ${id}`, `${why} (${this.consecutiveFailures} consecutive failures, checkpoint.tolerableFailures is ${this.opts.tolerableFailures})`));
+      return;
+    }
+    // The final checkpoint must happen: ask again with a new id. Sources that already
+    // injected the aborted final barrier are gone, so this only helps periodic ones.
+    if (f.final) this.rejectFinished(errors.worker(`final checkpoint ${id}`, why));
+  }
+
+  private complete(f: InFlight): void {
+    clearTimeout(f.timer);
+    const durationMs = performance.now() - f.started;
+    const manifest: Manifest = {
+      format: 1,
+      id: f.id,
+      flow: this.plan.flow,
+      time: Date.now(),
+      durationMs: Math.round(durationMs),
+      final: f.final,
+      keyGroups: this.plan.keyGroups,
+      stateHash: this.plan.stateHash,
+      bytesWritten: f.acks.reduce((a, x) => a + (x.bytes ?? 0), 0),
+      tasks: this.plan.tasks.map((t) => ({
+        index: t.index,
+        operators: t.operators,
+        kinds: t.kinds,
+        parallelism: t.parallelism,
+        stateful: t.stateful,
+        instances: f.acks
+          .filter((a) => a.task === t.index)
+          .sort((a, b) => a.subtask - b.subtask)
+          .map((a) => ({ subtask: a.subtask, stateId: a.stateId, version: a.version, position: a.position })),
+      })),
+    };
+    try {
+      writeDurably(checkpointDir(this.stateDir), `chk-${String(f.id).padStart(10, '0')}.json`, JSON.stringify(manifest));
+    } catch (e) {
+      this.rejectFinished(errors.io(`writing checkpoint manifest ${f.id}`, e));
+      return;
+    }
+    this.inflight = undefined;
+    this.lastEnd = performance.now();
+    this.consecutiveFailures = 0;
+    this.stats.completed++;
+    this.stats.lastDurationMs = durationMs;
+    // Publish, then forget manifests no longer retained.
+    for (const t of this.plan.tasks) {
+      if (t.kinds[t.kinds.length - 1] === 'sink') for (let s = 0; s < t.parallelism; s++) this.send.commit(t.index, s, f.id);
+    }
+    const ids = listManifests(this.stateDir);
+    for (const old of ids.slice(0, Math.max(0, ids.length - this.opts.retain))) {
+      rmSync(join(checkpointDir(this.stateDir), `chk-${String(old).padStart(10, '0')}.json`), { force: true });
+    }
+    if (f.final) this.resolveFinished();
+    else if (this.finalRequested) this.maybeTrigger(true);
+  }
+}

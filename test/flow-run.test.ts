@@ -1,0 +1,508 @@
+// Running flows programmatically with `run(modulePath, options)`: real worker threads,
+// real files under a temp directory, results checked against plain JS references.
+//
+// Fixtures are raw flow modules in test-fixtures/flows/run/ that read their parameters
+// from the environment. A module is imported once per process by the coordinator
+// (ESM cache), so each fixture is always run with the same environment in this file
+// (FIXTURE_ENV); only values read while records flow (TP_EXPLODE_AT) change per run.
+import t from 'tap';
+import { spawn } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync, existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { run, type RunOptions, type RunSummary } from '../src/index.js';
+
+const FIX = fileURLToPath(new URL('../../test-fixtures/flows/run/', import.meta.url));
+const CLI = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
+const INDEX_URL = new URL('../src/index.js', import.meta.url).href;
+
+const tmp = mkdtempSync(join(tmpdir(), 'tidepool-flow-run-'));
+const prevCache = process.env.TIDEPOOL_MODULE_CACHE;
+process.env.TIDEPOOL_MODULE_CACHE = join(tmp, 'module-cache');
+t.teardown(() => {
+  if (prevCache === undefined) delete process.env.TIDEPOOL_MODULE_CACHE;
+  else process.env.TIDEPOOL_MODULE_CACHE = prevCache;
+  rmSync(tmp, { recursive: true, force: true });
+});
+
+const KEYED_N = 50_000;
+const PROCESS_N = 20_000;
+const PROCESS_USERS = 97;
+
+/** Each fixture's environment, fixed for the whole file (see the top). */
+const FIXTURE_ENV: Record<string, Record<string, string>> = {
+  'wordcount.ts': { TP_INPUT: join(tmp, 'words.txt'), TP_OUTPUT: join(tmp, 'wc/counts.jsonl') },
+  'keyed-sum.ts': { TP_COUNT: String(KEYED_N), TP_OUTPUT: join(tmp, 'keyed/sums.jsonl') },
+  'keyed-process.ts': { TP_COUNT: String(PROCESS_N), TP_USERS: String(PROCESS_USERS), TP_OUTPUT: join(tmp, 'process/out.jsonl') },
+  'typed-flow.ts': { TP_OUTPUT: join(tmp, 'typed/out.jsonl') },
+  'plain-flow.js': { TP_OUTPUT: join(tmp, 'plain/out.jsonl') },
+  'explode.ts': { TP_OUTPUT: join(tmp, 'explode/out.jsonl') },
+  'backpressure.ts': { TP_OUTPUT: join(tmp, 'bp/out.jsonl'), TP_PAYLOAD: '4000', TP_SPIN_US: '0', TP_COUNT: '3000' },
+};
+
+function useFixture(name: string): { path: string; env: Record<string, string> } {
+  const env = FIXTURE_ENV[name]!;
+  Object.assign(process.env, env);
+  return { path: join(FIX, name), env };
+}
+
+function runFixture(name: string, options: RunOptions = {}): Promise<RunSummary> {
+  return run(useFixture(name).path, options);
+}
+
+function readJsonl<T = Record<string, unknown>>(path: string): T[] {
+  const text = readFileSync(path, 'utf8');
+  if (text === '') return [];
+  if (!text.endsWith('\n')) throw new Error(`${path} does not end with a newline`);
+  return text.slice(0, -1).split('\n').map((l) => JSON.parse(l) as T);
+}
+
+/** Deterministic RNG (mulberry32). */
+function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let x = a;
+    x = Math.imul(x ^ (x >>> 15), x | 1);
+    x ^= x + Math.imul(x ^ (x >>> 7), x | 61);
+    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** Per key, the values of `{ key, value }` records in output order. */
+function updatesByKey<V>(records: { key: unknown; value: V }[]): Map<string, V[]> {
+  const m = new Map<string, V[]>();
+  for (const r of records) {
+    const k = JSON.stringify(r.key);
+    let a = m.get(k);
+    if (!a) m.set(k, (a = []));
+    a.push(r.value);
+  }
+  return m;
+}
+
+function threadCount(): number {
+  return readdirSync('/proc/self/task').length;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+interface ChildResult {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+  ms: number;
+  timedOut: boolean;
+}
+
+function child(args: string[], opts: { env?: Record<string, string>; cwd?: string; timeoutMs?: number } = {}): Promise<ChildResult> {
+  return new Promise((resolve, reject) => {
+    const t0 = performance.now();
+    const c = spawn(process.execPath, args, { cwd: opts.cwd ?? tmp, env: { ...process.env, ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    let timedOut = false;
+    c.stdout.on('data', (d: Buffer) => (stdout += d));
+    c.stderr.on('data', (d: Buffer) => (stderr += d));
+    const timer = setTimeout(() => {
+      timedOut = true;
+      c.kill('SIGKILL');
+    }, opts.timeoutMs ?? 60_000);
+    c.on('error', reject);
+    c.on('close', (code, signal) => {
+      clearTimeout(timer);
+      resolve({ code, signal, stdout, stderr, ms: performance.now() - t0, timedOut });
+    });
+  });
+}
+
+// ---- word count -------------------------------------------------------------------
+
+const VOCAB = (() => {
+  const r = rng(7);
+  const letters = "abcdefghijklmnopqrstuvwxyz'";
+  const words = new Set<string>();
+  while (words.size < 400) {
+    const len = 1 + Math.floor(r() * 9);
+    let w = '';
+    for (let i = 0; i < len; i++) w += letters[Math.floor(r() * (i === 0 ? 26 : 27))];
+    words.add(w);
+  }
+  return [...words];
+})();
+
+function writeText(path: string, lines: number, seed: number): string[] {
+  const r = rng(seed);
+  const out: string[] = [];
+  const seps = [' ', ' ', ' ', ', ', '. ', '! ', ' — ', ' (', ') ', ' café ', '\t', ' 42 '];
+  for (let i = 0; i < lines; i++) {
+    if (r() < 0.05) {
+      out.push(r() < 0.5 ? '' : '   ');
+      continue;
+    }
+    const n = Math.floor(r() * 14);
+    let line = '';
+    for (let j = 0; j < n; j++) {
+      // Skewed: low indices far more often (a few very common words, a long tail).
+      let w = VOCAB[Math.floor(VOCAB.length * r() ** 3)]!;
+      if (r() < 0.15) w = w[0]!.toUpperCase() + w.slice(1);
+      if (r() < 0.03) w = w.toUpperCase();
+      line += (j ? seps[Math.floor(r() * seps.length)] : '') + w;
+    }
+    out.push(line);
+  }
+  writeFileSync(path, out.join('\n') + '\n');
+  return out;
+}
+
+t.test('word count over a generated text file matches a plain JS reference', async (t) => {
+  const { env } = useFixture('wordcount.ts');
+  const lines = writeText(env.TP_INPUT!, 5000, 2024);
+  const reference = new Map<string, number>();
+  let occurrences = 0;
+  for (const line of lines) {
+    for (const w of line.toLowerCase().match(/[a-z']+/g) ?? []) {
+      reference.set(w, (reference.get(w) ?? 0) + 1);
+      occurrences++;
+    }
+  }
+  t.ok(occurrences > 20_000 && reference.size > 300, `input: ${lines.length} lines, ${occurrences} words, ${reference.size} distinct`);
+
+  const summary = await runFixture('wordcount.ts', { overrides: { parallelism: 3 } });
+  const out = readJsonl<{ key: string; value: number }>(env.TP_OUTPUT!);
+  t.equal(out.length, occurrences, 'one output line per word occurrence');
+  const byKey = updatesByKey(out);
+  t.equal(byKey.size, reference.size, 'every word has updates');
+  const wrong: string[] = [];
+  for (const [word, count] of reference) {
+    const seq = byKey.get(JSON.stringify(word)) ?? [];
+    if (seq.at(-1) !== count) wrong.push(`${word}: final ${seq.at(-1)}, expected ${count}`);
+    else if (!seq.every((v, i) => v === i + 1)) wrong.push(`${word}: updates ${seq.slice(0, 10).join(',')}… not 1,2,3…`);
+  }
+  t.same(wrong.slice(0, 5), [], `final counts and per-word sequences (${wrong.length} wrong)`);
+  t.equal(summary.recordsIn, lines.length, 'the source read every line');
+  t.equal(summary.recordsOut, occurrences);
+  t.equal(summary.operators.find((o) => o.operators.includes('lines'))?.parallelism, 3, 'the file source ran with 3 instances');
+});
+
+// ---- keyed sums at every parallelism, chaining on/off, inline ------------------------
+
+interface SumLine { k: string; n: number; sum: number; i: number }
+const valueOf = (i: number) => ((i * 7) % 13) + 1;
+
+const KEYED_REFERENCE = (() => {
+  const ref = new Map<string, { n: number; sum: number }>();
+  for (let i = 0; i < KEYED_N; i++) {
+    const k = `k${i % 997}`;
+    const a = ref.get(k) ?? { n: 0, sum: 0 };
+    ref.set(k, { n: a.n + 1, sum: a.sum + valueOf(i) });
+  }
+  return ref;
+})();
+
+/** Problems with a keyed-sum output (empty when correct). */
+function checkKeyedSums(lines: SumLine[], sourceParallelism: number): string[] {
+  const problems: string[] = [];
+  if (lines.length !== KEYED_N) problems.push(`${lines.length} lines, expected ${KEYED_N}`);
+  const seen = new Uint8Array(KEYED_N);
+  const state = new Map<string, { n: number; sum: number; lastBySubtask: number[] }>();
+  for (const l of lines) {
+    if (!Number.isInteger(l.i) || l.i < 0 || l.i >= KEYED_N || seen[l.i]) {
+      problems.push(`record ${l.i} is unknown or counted twice`);
+      continue;
+    }
+    seen[l.i] = 1;
+    if (l.k !== `k${l.i % 997}`) problems.push(`record ${l.i} updated ${l.k}`);
+    const s = state.get(l.k) ?? { n: 0, sum: 0, lastBySubtask: [] };
+    if (l.n !== s.n + 1) problems.push(`${l.k}: update n=${l.n} after n=${s.n}`);
+    if (l.sum !== s.sum + valueOf(l.i)) problems.push(`${l.k}: sum ${l.sum} after ${s.sum} + ${valueOf(l.i)} (record ${l.i})`);
+    // Records of one source instance reach a key in the order that instance made them.
+    const sub = l.i % sourceParallelism;
+    if ((s.lastBySubtask[sub] ?? -1) >= l.i) problems.push(`${l.k}: record ${l.i} after ${s.lastBySubtask[sub]} from source subtask ${sub}`);
+    s.lastBySubtask[sub] = l.i;
+    s.n = l.n;
+    s.sum = l.sum;
+    state.set(l.k, s);
+  }
+  for (const [k, ref] of KEYED_REFERENCE) {
+    const s = state.get(k);
+    if (!s || s.n !== ref.n || s.sum !== ref.sum) problems.push(`${k}: final ${JSON.stringify(s && { n: s.n, sum: s.sum })}, expected ${JSON.stringify(ref)}`);
+  }
+  return problems;
+}
+
+t.test('keyed sums: the same per-key results and in-order updates for every parallelism, chaining, execution', async (t) => {
+  const { env } = useFixture('keyed-sum.ts');
+  const settings: { label: string; p: number; options: RunOptions; tasks: number }[] = [];
+  for (const p of [1, 2, 3, 4]) {
+    settings.push({ label: `p=${p} chained`, p, options: { overrides: { parallelism: p } }, tasks: p === 1 ? 3 : 4 });
+    settings.push({ label: `p=${p} unchained`, p, options: { set: [`parallelism=${p}`, 'chaining=false'] }, tasks: 5 });
+  }
+  settings.push({ label: 'p=1 inline', p: 1, options: { overrides: { parallelism: 1, execution: 'inline' } }, tasks: 3 });
+  settings.push({ label: 'p=3 inline unchained', p: 3, options: { set: ['parallelism=3', 'execution=inline', 'chaining=false'] }, tasks: 5 });
+  for (const s of settings) {
+    const t0 = performance.now();
+    const summary = await run(join(FIX, 'keyed-sum.ts'), s.options);
+    const ms = Math.round(performance.now() - t0);
+    const problems = checkKeyedSums(readJsonl<SumLine>(env.TP_OUTPUT!), s.p);
+    t.same(problems.slice(0, 5), [], `${s.label} (${ms} ms): ${problems.length} problems`);
+    t.equal(summary.parallelism, s.p, `${s.label}: summary parallelism`);
+    t.equal(summary.execution, s.options.overrides?.execution ?? (s.options.set?.includes('execution=inline') ? 'inline' : 'workers'), `${s.label}: execution`);
+    t.equal(summary.operators.length, s.tasks, `${s.label}: tasks ${summary.operators.map((o) => `${o.task}×${o.parallelism}`).join(' ')}`);
+    t.equal(summary.recordsIn, KEYED_N, `${s.label}: records in`);
+    t.equal(summary.recordsOut, KEYED_N, `${s.label}: records out`);
+  }
+});
+
+// ---- process with value and map state, spilling ------------------------------------
+
+interface Ev { u: string; item: string; amount: number }
+function event(i: number): Ev {
+  return { u: `u${(i * 31) % PROCESS_USERS}`, item: `it-${(i * i + 3 * i) % 211}`, amount: (i % 10) + 1 };
+}
+
+/** What the keyed-process flow emits per user, in order. */
+const PROCESS_REFERENCE = (() => {
+  const users = new Map<string, { total: number; distinct: number; items: Map<string, number>; out: unknown[] }>();
+  const user = (u: string) => {
+    let s = users.get(u);
+    if (!s) users.set(u, (s = { total: 0, distinct: 0, items: new Map(), out: [] }));
+    return s;
+  };
+  for (let i = 0; i < PROCESS_N; i++) {
+    const e = event(i);
+    const s = user(e.u);
+    s.total += e.amount;
+    if (e.amount === 10) {
+      if (s.items.delete(e.item)) s.distinct--;
+    } else {
+      const c = s.items.get(e.item);
+      if (c === undefined) s.distinct++;
+      s.items.set(e.item, (c ?? 0) + 1);
+    }
+    s.out.push({ kind: 'update', u: e.u, total: s.total, distinct: s.distinct });
+  }
+  for (let k = 0; k < PROCESS_USERS; k++) {
+    const s = user(`u${k}`);
+    const items = [...s.items].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    s.out.push({ kind: 'final', u: `u${k}`, total: s.total, distinct: s.distinct, size: items.length, items });
+  }
+  return users;
+})();
+
+for (const storage of ['lmdb', 'memory'] as const) {
+  t.test(`process with value and map state, spilling (storage ${storage})`, async (t) => {
+    const { env } = useFixture('keyed-process.ts');
+    const summary = await runFixture('keyed-process.ts', {
+      overrides: { parallelism: 2, operators: { events: { parallelism: 1 } }, state: { storage, cachePages: 4, pageSize: 1024 } },
+    });
+    const out = readJsonl<{ u: string }>(env.TP_OUTPUT!);
+    t.equal(out.length, PROCESS_N + PROCESS_USERS, 'one update per event and one final record per user');
+    const byUser = new Map<string, unknown[]>();
+    for (const r of out) {
+      let a = byUser.get(r.u);
+      if (!a) byUser.set(r.u, (a = []));
+      a.push(r);
+    }
+    const wrong: string[] = [];
+    for (const [u, ref] of PROCESS_REFERENCE) {
+      const got = byUser.get(u) ?? [];
+      if (JSON.stringify(got) !== JSON.stringify(ref.out)) {
+        const at = ref.out.findIndex((r, i) => JSON.stringify(r) !== JSON.stringify(got[i]));
+        wrong.push(`${u}: record ${at}: ${JSON.stringify(got[at])?.slice(0, 160)} expected ${JSON.stringify(ref.out[at]).slice(0, 160)}`);
+      }
+    }
+    t.same(wrong.slice(0, 3), [], `every user's updates and final state match the reference (${wrong.length} users differ)`);
+    const totals = summary.operators.find((o) => o.operators.includes('totals'))!;
+    t.ok(totals, 'the process task is in the summary');
+    t.equal(totals.parallelism, 2);
+    t.ok(totals.statePages > 2 * 4, `state outgrew the cache: ${totals.statePages} pages for 2 × 4 cached`);
+    t.ok(totals.stateSpilledPages > 0, `pages spilled: ${totals.stateSpilledPages}`);
+    t.ok(totals.cacheHitRate !== null && totals.cacheHitRate < 1, `cache misses happened: hit rate ${totals.cacheHitRate}`);
+  });
+}
+
+// ---- TypeScript and JavaScript modules ---------------------------------------------
+
+t.test('a TypeScript flow module (types, interface, .ts helper) and a JavaScript flow module run', async (t) => {
+  {
+    const { env } = useFixture('typed-flow.ts');
+    await runFixture('typed-flow.ts', { overrides: { parallelism: 2 } });
+    const ref = new Map<string, number>();
+    for (let i = 0; i < 200; i++) {
+      const c = (i * 13) % 40;
+      const band = c < 5 ? 'cold' : c < 25 ? 'mild' : 'hot';
+      if (band !== 'mild') ref.set(band, (ref.get(band) ?? 0) + 1);
+    }
+    const out = readJsonl<{ key: string; value: number }>(env.TP_OUTPUT!);
+    t.equal(out.length, [...ref.values()].reduce((a, b) => a + b, 0), 'TS: one update per non-mild reading');
+    const final = Object.fromEntries([...updatesByKey(out)].map(([k, v]) => [JSON.parse(k) as string, v.at(-1)]));
+    t.same(final, Object.fromEntries(ref), 'TS: counts per band (the helper enum and filter ran)');
+  }
+  {
+    const { env } = useFixture('plain-flow.js');
+    await runFixture('plain-flow.js', { overrides: { parallelism: 2 } });
+    const ref = new Map<number, number>();
+    for (let n = 1; n < 1000; n += 2) ref.set(n % 10, (ref.get(n % 10) ?? 0) + n);
+    const out = readJsonl<{ key: number; value: number }>(env.TP_OUTPUT!);
+    t.equal(out.length, 500, 'JS: one update per odd number');
+    const final = Object.fromEntries([...updatesByKey(out)].map(([k, v]) => [k, v.at(-1)]));
+    t.same(final, Object.fromEntries([...ref].map(([k, v]) => [String(k), v])), 'JS: sums per last digit');
+  }
+});
+
+// ---- backpressure and memory ---------------------------------------------------------
+
+t.test('backpressure: a fast source into a slow map parks the source and keeps memory bounded', async (t) => {
+  const preload = join(tmp, 'max-rss.mjs');
+  writeFileSync(
+    preload,
+    "import { writeFileSync } from 'node:fs';\n" +
+      "process.on('exit', () => writeFileSync(process.env.TP_RSS_FILE, String(process.resourceUsage().maxRSS * 1024)));\n",
+  );
+  const payload = 2000;
+  const runOnce = async (count: number, spinUs: number) => {
+    const dir = join(tmp, `bp-${count}`);
+    mkdirSync(dir, { recursive: true });
+    const env = { TP_COUNT: String(count), TP_PAYLOAD: String(payload), TP_SPIN_US: String(spinUs), TP_OUTPUT: join(dir, 'out.jsonl'), TP_RSS_FILE: join(dir, 'rss') };
+    const r = await child(
+      ['--import', pathToFileURL(preload).href, CLI, 'run', join(FIX, 'backpressure.ts'), '--set', 'parallelism=1', '--set', 'chaining=false',
+        '--set', 'batchSize=128', '--summary', join(dir, 'summary.json')],
+      { env, timeoutMs: 60_000 },
+    );
+    t.equal(r.code, 0, `run of ${count} records exits 0 (${Math.round(r.ms)} ms) ${r.stderr}`);
+    return {
+      maxRss: Number(readFileSync(env.TP_RSS_FILE, 'utf8')),
+      summary: JSON.parse(readFileSync(join(dir, 'summary.json'), 'utf8')) as RunSummary,
+      out: readFileSync(env.TP_OUTPUT, 'utf8'),
+    };
+  };
+  const base = await runOnce(1000, 0);
+  const N = 300_000;
+  const big = await runOnce(N, 3);
+  const lines = big.out.split('\n');
+  t.equal(lines.length - 1, N, 'every record reached the sink');
+  t.same(JSON.parse(lines[N - 1]!), { i: N - 1, n: payload }, 'the last one in order');
+  const fast = big.summary.operators.find((o) => o.operators.includes('fast'))!;
+  const slow = big.summary.operators.find((o) => o.operators.includes('slow'))!;
+  t.same(fast.operators, ['fast'], 'the source is a task of its own');
+  t.ok(fast.backpressureMs > 0, `the source was parked on full rings for ${fast.backpressureMs} ms`);
+  t.equal(slow.recordsIn, N);
+  const data = N * payload;
+  const growth = big.maxRss - base.maxRss;
+  t.ok(growth < 0.4 * data, `peak RSS grew by ${(growth / 2 ** 20).toFixed(0)} MiB (base ${(base.maxRss / 2 ** 20).toFixed(0)} MiB) for ${(data / 2 ** 20).toFixed(0)} MiB of records`);
+});
+
+t.test('records larger than a ring fit through (a batch bigger than the 1 MiB ring)', async (t) => {
+  // 3000 records of 4 KB, batches of 512: a 2 MB frame.
+  const { env } = useFixture('backpressure.ts');
+  const summary = await runFixture('backpressure.ts', { overrides: { parallelism: 1, chaining: false } });
+  t.equal(summary.recordsOut, 3000);
+  t.equal(readJsonl(env.TP_OUTPUT!).length, 3000);
+});
+
+// ---- failures ------------------------------------------------------------------------
+
+t.test('a throwing operator rejects run() with TIDEPOOL_USER_CODE naming operator, subtask and record; no worker is left', async (t) => {
+  const { path, env } = useFixture('explode.ts');
+  const state = join(tmp, 'explode-state');
+  process.env.TP_EXPLODE_AT = '-1';
+  await run(path, { overrides: { parallelism: 2 }, state }); // warm: module compiled, I/O worker started
+  await sleep(300);
+  const before = threadCount();
+
+  process.env.TP_EXPLODE_AT = '777';
+  let err: (Error & { code?: string }) | undefined;
+  try {
+    await run(path, { overrides: { parallelism: 2 }, state });
+  } catch (e) {
+    err = e as Error & { code?: string };
+  }
+  t.ok(err, 'run() rejected');
+  t.equal(err?.code, 'TIDEPOOL_USER_CODE');
+  t.match(err?.message, /operator 'explode'/, 'names the operator');
+  t.match(err?.message, /subtask 1\b/, 'names the subtask (777 is made by generator subtask 1 of 2)');
+  t.match(err?.message, /\{"id":777\}/, 'names the record');
+  t.match(err?.message, /RangeError: record 777 is cursed/, 'and what was thrown');
+  t.notMatch(err?.message, /\n/, 'one line');
+
+  let threads = threadCount();
+  for (let i = 0; i < 50 && threads > before; i++) {
+    await sleep(100);
+    threads = threadCount();
+  }
+  t.ok(threads <= before, `threads after the failure: ${threads} (before: ${before})`);
+
+  // The same state directory runs again cleanly in this process.
+  process.env.TP_EXPLODE_AT = '-1';
+  await run(path, { overrides: { parallelism: 2 }, state });
+  const final = Object.fromEntries([...updatesByKey(readJsonl<{ key: number; value: number }>(env.TP_OUTPUT!))].map(([k, v]) => [k, v.at(-1)]));
+  t.same(final, { 0: 400, 1: 400, 2: 400, 3: 400, 4: 400 }, 'a later run on the same state directory is complete');
+  delete process.env.TP_EXPLODE_AT;
+});
+
+t.test('after run() rejects, a process with nothing else to do exits by itself', async (t) => {
+  const script = join(tmp, 'reject-and-idle.mjs');
+  writeFileSync(
+    script,
+    `import { run } from ${JSON.stringify(INDEX_URL)};\n` +
+      `try { await run(${JSON.stringify(join(FIX, 'explode.ts'))}, { overrides: { parallelism: 2 } }); console.log('resolved'); }\n` +
+      `catch (e) { console.log(JSON.stringify({ code: e.code, message: e.message })); }\n`,
+  );
+  const r = await child([script], { env: { ...FIXTURE_ENV['explode.ts']!, TP_EXPLODE_AT: '777' }, timeoutMs: 20_000 });
+  t.notOk(r.timedOut, `the process exited by itself (${Math.round(r.ms)} ms)`);
+  t.equal(r.code, 0);
+  const reported = JSON.parse(r.stdout.trim() || '{}') as { code?: string; message?: string };
+  t.equal(reported.code, 'TIDEPOOL_USER_CODE', r.stdout + r.stderr);
+});
+
+t.test('the CLI with a throwing operator exits non-zero within seconds, one line on stderr', async (t) => {
+  const r = await child([CLI, 'run', join(FIX, 'explode.ts'), '--set', 'parallelism=2'], { env: { ...FIXTURE_ENV['explode.ts']!, TP_EXPLODE_AT: '777' }, timeoutMs: 20_000 });
+  t.notOk(r.timedOut);
+  t.ok(r.ms < 10_000, `exited after ${Math.round(r.ms)} ms`);
+  t.not(r.code, 0, 'non-zero exit');
+  const lines = r.stderr.trimEnd().split('\n');
+  t.equal(lines.length, 1, `one line on stderr: ${r.stderr}`);
+  t.match(lines[0], /^tidepool: operator 'explode' \(subtask 1\) threw RangeError: record 777 is cursed on record \{"id":777\}$/);
+});
+
+// ---- summary -------------------------------------------------------------------------
+
+t.test('the summary option writes per-operator counts, wall time, state pages and cache hit rate', async (t) => {
+  const file = join(tmp, 'summary/keyed.json');
+  mkdirSync(join(tmp, 'summary'), { recursive: true });
+  const state = join(tmp, 'summary/state');
+  const t0 = performance.now();
+  const returned = await runFixture('keyed-sum.ts', { summary: file, state, overrides: { parallelism: 2, state: { cachePages: 8, pageSize: 1024 } } });
+  const elapsed = performance.now() - t0;
+  t.ok(existsSync(file), 'written');
+  const s = JSON.parse(readFileSync(file, 'utf8')) as RunSummary;
+  t.same(s, returned, 'the file holds the summary run() returned');
+  t.equal(s.flow, 'keyed-sum');
+  t.ok(s.wallMs > 0 && s.wallMs <= elapsed + 1, `wallMs ${s.wallMs} (measured ${Math.round(elapsed)})`);
+  t.equal(s.parallelism, 2);
+  t.equal(s.execution, 'workers');
+  t.equal(s.recordsIn, KEYED_N);
+  t.equal(s.recordsOut, KEYED_N);
+  t.same(s.operators.map((o) => o.operators), [['gen', 'tag'], ['sums'], ['fmt'], ['out']]);
+  t.same(s.operators.map((o) => o.task), ['gen→tag', 'sums', 'fmt', 'out']);
+  t.same(s.operators.map((o) => o.parallelism), [2, 2, 2, 1]);
+  for (const o of s.operators) {
+    t.equal(o.recordsIn, KEYED_N, `${o.task}: records in`);
+    t.equal(o.recordsOut, KEYED_N, `${o.task}: records out`);
+    t.ok(o.recordsInPerSec > 0, `${o.task}: rate`);
+    t.ok(o.backpressureMs >= 0);
+  }
+  const sums = s.operators[1]!;
+  t.ok(sums.statePages > 2 * 8, `the stateful task reports its pages: ${sums.statePages}`);
+  t.ok(sums.stateSpilledPages > 0, `…and spills: ${sums.stateSpilledPages}`);
+  t.ok(typeof sums.cacheHitRate === 'number' && sums.cacheHitRate > 0 && sums.cacheHitRate < 1, `cache hit rate ${sums.cacheHitRate}`);
+  for (const o of [s.operators[0]!, s.operators[2]!, s.operators[3]!]) {
+    t.equal(o.statePages, 0, `${o.task}: no state`);
+    t.equal(o.cacheHitRate, null, `${o.task}: no cache`);
+  }
+  t.ok(readdirSync(state).includes('keyed-sum'), 'the state directory holds the flow\'s state');
+  t.same(checkKeyedSums(readJsonl<SumLine>(FIXTURE_ENV['keyed-sum.ts']!.TP_OUTPUT!), 2).slice(0, 3), [], 'and the output is right');
+});
