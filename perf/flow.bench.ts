@@ -162,14 +162,10 @@ function threadsOf(c: Config, s?: RunSummary): string {
   return `${instances} + main${io ? ' + I/O' : ''}`;
 }
 
-async function measure(c: Config, n: number, keys: number, reps: number): Promise<ChildResult> {
-  let best: ChildResult | undefined;
-  for (let r = 0; r < reps; r++) {
-    progress(`${c.flow}: ${c.label}, ${fmtInt(n)} records, ${fmtInt(keys)} keys, run ${r + 1} of ${reps}`);
-    const res = await runChild<ChildResult>(fileURLToPath(import.meta.url), childArgs(c, n, keys));
-    if (!best || res.wallMs < best.wallMs) best = res;
-  }
-  return best!;
+/** One run of a configuration (run `rep` of `reps`, for the progress line). */
+async function measure(c: Config, n: number, keys: number, rep: number, reps: number): Promise<ChildResult> {
+  progress(`${c.flow}: ${c.label}, ${fmtInt(n)} records, ${fmtInt(keys)} keys, run ${rep + 1} of ${reps}`);
+  return runChild<ChildResult>(fileURLToPath(import.meta.url), childArgs(c, n, keys));
 }
 
 interface Row {
@@ -260,7 +256,10 @@ function shortFile(url: string): string {
 function threadRole(nodes: ProfileNode[], tid: string): string {
   const has = (file: string, ...fns: string[]) =>
     nodes.some((n) => shortFile(n.callFrame.url).endsWith(file) && (fns.length === 0 || fns.includes(n.callFrame.functionName)));
-  if (tid === '0') return 'main thread (coordinator)';
+  if (tid === '0') {
+    if (has('perf/flow.bench.js', 'runChildLoop')) return 'main thread (plain loop)';
+    return has('runtime/task.js', 'run') ? 'main thread (coordinator; every task, inline)' : 'main thread (coordinator)';
+  }
   if (has('workers/io.js')) return 'I/O worker';
   if (!has('runtime/task.js', 'run')) return 'other';
   const roles: string[] = [];
@@ -347,7 +346,7 @@ async function main(): Promise<void> {
       const best = new Map<Config, ChildResult>();
       for (let r = 0; r < flags.reps; r++) {
         for (const c of all) {
-          const res = await measure(c, n, keys, 1);
+          const res = await measure(c, n, keys, r, flags.reps);
           const b = best.get(c);
           if (!b || res.wallMs < b.wallMs) best.set(c, res);
         }
@@ -380,7 +379,7 @@ async function main(): Promise<void> {
     const best = new Map<Config, ChildResult>();
     for (let r = 0; r < flags.reps; r++) {
       for (const c of configs) {
-        const res = await measure(c, n, keys, 1);
+        const res = await measure(c, n, keys, r, flags.reps);
         const b = best.get(c);
         if (!b || res.wallMs < b.wallMs) best.set(c, res);
       }
@@ -412,10 +411,15 @@ threads, plus the main thread and the I/O worker; the machine has ${cores} cores
     const keysMany = keySets[1] ?? keySets[0] ?? 1000;
     const n = flags.n;
     console.log(`\n### CPU profiles (node --cpu-prof, one profile per thread; top self time)\n`);
-    await profileCase(`keyed count p=1 workers, ${fmtInt(keysFew)} keys`, { flow: 'keyed', label: '', exec: 'workers', p: 1, chaining: true }, n, keysFew, root);
-    await profileCase(`keyed count p=1 workers, ${fmtInt(keysMany)} keys`, { flow: 'keyed', label: '', exec: 'workers', p: 1, chaining: true }, n, keysMany, root);
-    await profileCase(`keyed count p=2 workers, ${fmtInt(keysFew)} keys`, { flow: 'keyed', label: '', exec: 'workers', p: 2, chaining: true }, n, keysFew, root);
-    await profileCase(`plain loop keyed count, ${fmtInt(keysFew)} keys`, { flow: 'keyed', label: '', exec: 'loop', p: 1, chaining: true }, n, keysFew, root);
+    const keyed = (exec: Config['exec'], p: number, cachePages?: number): Config => ({ flow: 'keyed', label: '', exec, p, chaining: true, cachePages });
+    await profileCase(`keyed count p=1 workers, ${fmtInt(keysFew)} keys`, keyed('workers', 1), n, keysFew, root);
+    await profileCase(`keyed count p=1 inline (every task on one thread), ${fmtInt(keysFew)} keys`, keyed('inline', 1), n, keysFew, root);
+    await profileCase(`keyed count p=2 workers, ${fmtInt(keysFew)} keys`, keyed('workers', 2), n, keysFew, root);
+    await profileCase(`keyed count p=1 workers, ${fmtInt(keysMany)} keys (default 1024-page cache)`, keyed('workers', 1), n, keysMany, root);
+    if (flags['big-cache'] > 0) {
+      await profileCase(`keyed count p=1 workers, ${fmtInt(keysMany)} keys, cachePages ${flags['big-cache']}`, keyed('workers', 1, flags['big-cache']), n, keysMany, root);
+    }
+    await profileCase(`plain loop keyed count, ${fmtInt(keysFew)} keys`, keyed('loop', 1), n, keysFew, root);
     await profileCase(`stateless p=1 chained`, { flow: 'stateless', label: '', exec: 'workers', p: 1, chaining: true }, flags['stateless-n'], keysFew, root);
     if (!flags['profile-dir']) removeDir(root);
     else console.log(`(profiles kept in ${root})`);

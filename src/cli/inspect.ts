@@ -1,6 +1,7 @@
 // `tidepool inspect <state-dir>`: what a state directory holds, read without a lock
 // (LMDB readers never block the writer, so this is safe against a live process).
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
+import { listManifests, readManifest } from '../runtime/checkpoints.js';
 import { join } from 'node:path';
 import { open } from 'lmdb';
 import { COMMITS_DB, PAGES_DB, envOptions } from '../storage/io-protocol.js';
@@ -16,6 +17,55 @@ export interface StateReport {
   storedBytes: number;
   /** Page versions newer than the last complete flush (a flush cut off by a crash). */
   unfinishedVersions: number;
+}
+
+export interface FlowReport {
+  flow: string;
+  dir: string;
+  checkpoints: { id: number; time: string; durationMs: number; bytesWritten: number; final: boolean; complete: true }[];
+  /** From the newest checkpoint: tasks, instances, state versions, source positions. */
+  operators: { operators: string[]; parallelism: number; stateful: boolean; instances: { subtask: number; stateVersion?: number; sourcePosition?: unknown; keys?: Record<string, number> }[] }[];
+  /** Per state partition: stored pages, versions and bytes, and versions of unfinished checkpoints. */
+  states: StateReport[];
+}
+
+export interface DirReport {
+  stores: StateReport[];
+  flows: FlowReport[];
+}
+
+/** A directory of embedded stores (data.mdb) and/or flows run with --state (one subfolder per flow). */
+export function inspectDir(dir: string): DirReport {
+  if (!existsSync(dir)) throw errors.badOption('state-dir', `${dir} does not exist`);
+  const stores = existsSync(join(dir, 'data.mdb')) ? inspectStateDir(dir) : [];
+  const flows: FlowReport[] = [];
+  for (const name of readdirSync(dir)) {
+    const sub = join(dir, name);
+    if (!existsSync(join(sub, 'checkpoints'))) continue;
+    const ids = listManifests(sub);
+    const manifests = ids.map((id) => readManifest(sub, id));
+    const newest = manifests[manifests.length - 1];
+    const states = existsSync(join(sub, 'data.mdb')) ? inspectStateDir(sub) : [];
+    flows.push({
+      flow: newest?.flow ?? name,
+      dir: sub,
+      checkpoints: manifests.map((m) => ({ id: m.id, time: new Date(m.time).toISOString(), durationMs: m.durationMs, bytesWritten: m.bytesWritten, final: m.final, complete: true as const })),
+      operators: (newest?.tasks ?? []).map((t) => ({
+        operators: t.operators,
+        parallelism: t.parallelism,
+        stateful: t.stateful,
+        instances: t.instances.map((i) => ({
+          subtask: i.subtask,
+          stateVersion: i.version,
+          sourcePosition: i.position,
+          keys: i.stateId ? states.find((x) => x.stateId === i.stateId)?.tables && Object.fromEntries(Object.entries(states.find((x) => x.stateId === i.stateId)!.tables).map(([k, v]) => [k, v.keys])) : undefined,
+        })),
+      })),
+      states,
+    });
+  }
+  if (stores.length === 0 && flows.length === 0) throw errors.badOption('state-dir', `${dir} holds no tidepool state (no data.mdb, no flow checkpoints)`);
+  return { stores, flows };
 }
 
 export function inspectStateDir(dir: string): StateReport[] {
@@ -52,6 +102,30 @@ export function inspectStateDir(dir: string): StateReport[] {
   } finally {
     void root.close();
   }
+}
+
+export function formatDirReport(r: DirReport): string {
+  const out: string[] = [];
+  if (r.stores.length) out.push(formatReport(r.stores));
+  for (const f of r.flows) {
+    out.push(`flow ${f.flow} (${f.dir})`);
+    if (f.checkpoints.length === 0) out.push('  no complete checkpoint');
+    for (const c of f.checkpoints) out.push(`  checkpoint ${c.id}: ${c.time}, ${c.durationMs} ms, ${c.bytesWritten} bytes written${c.final ? ', final (run complete)' : ''}`);
+    for (const o of f.operators) {
+      out.push(`  [${o.operators.join('→')}] ×${o.parallelism}${o.stateful ? ' (stateful)' : ''}`);
+      for (const i of o.instances) {
+        const parts = [`#${i.subtask}`];
+        if (i.stateVersion !== undefined) parts.push(`state version ${i.stateVersion}`);
+        if (i.keys) parts.push(Object.entries(i.keys).map(([t, n]) => `${t}: ${n} keys`).join(', '));
+        if (i.sourcePosition !== undefined) parts.push(`source position ${JSON.stringify(i.sourcePosition)}`);
+        out.push(`    ${parts.join(', ')}`);
+      }
+    }
+    for (const st of f.states) {
+      out.push(`  state ${st.stateId}: ${st.storedPages} pages, ${st.storedVersions} page versions, ${(st.storedBytes / 2 ** 20).toFixed(2)} MiB${st.unfinishedVersions ? `, ${st.unfinishedVersions} versions of an unfinished checkpoint (ignored)` : ''}`);
+    }
+  }
+  return out.join('\n');
 }
 
 export function formatReport(reports: StateReport[]): string {

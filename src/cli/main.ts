@@ -3,7 +3,7 @@
 import { parseArgs } from 'node:util';
 import { readFileSync } from 'node:fs';
 import { TidepoolError } from '../errors.js';
-import { formatReport, inspectStateDir } from './inspect.js';
+import { formatDirReport, inspectDir } from './inspect.js';
 import { runCommand } from './run-command.js';
 import { profileCommand } from './profile-command.js';
 
@@ -11,12 +11,15 @@ const HELP = `tidepool — durable, partitioned state for Node.js stream process
 
 Usage:
   tidepool run <flow-module> [--state <dir>] [--config <file.json>] [--set key=value]…
+                             [--from-checkpoint <id>] [--allow-dropped-state]
                              [--progress] [--summary <file.json>] [--verbose]
-      runs a flow module (.ts or .js) until every bounded source is exhausted
+      runs a flow module (.ts or .js) until every bounded source is exhausted;
+      on a --state directory with checkpoints it resumes from the newest one
   tidepool profile <doctor|flame|bubbleprof|heapprofiler|cpu> -- <run arguments>
       clinic tools run the flow inline (one thread); cpu writes one profile per worker thread
   tidepool inspect <state-dir> [--json]
-      what a state directory holds: stores, versions, pages
+      what a state directory holds: checkpoints, operators and instances, key counts,
+      pages and bytes per state, source positions; or an embedded store's flushes
   tidepool --version | --help
 
 Config keys (--config file.json, --set path=value): parallelism, keyGroups, chaining,
@@ -47,8 +50,8 @@ async function main(argv: string[]): Promise<void> {
     if (cmd === 'inspect') {
       const { values, positionals } = parseArgs({ args: rest, options: { json: { type: 'boolean', default: false } }, allowPositionals: true });
       if (positionals.length !== 1) throw new TidepoolError('TIDEPOOL_BAD_OPTION', 'usage: tidepool inspect <state-dir> [--json]');
-      const reports = inspectStateDir(positionals[0]!);
-      console.log(values.json ? JSON.stringify(reports, null, 2) : formatReport(reports));
+      const report = inspectDir(positionals[0]!);
+      console.log(values.json ? JSON.stringify(report, null, 2) : formatDirReport(report));
       return;
     }
     if (cmd === 'run') {

@@ -4,7 +4,7 @@ import { parseArgs } from 'node:util';
 import { errors } from '../errors.js';
 import { run } from '../runtime/coordinator.js';
 
-export const RUN_USAGE = 'usage: tidepool run <flow-module> [--state <dir>] [--config <file.json>] [--set key=value]… [--from-checkpoint <id>] [--progress] [--summary <file.json>] [--verbose]';
+export const RUN_USAGE = 'usage: tidepool run <flow-module> [--state <dir>] [--config <file.json>] [--set key=value]… [--from-checkpoint <id>] [--progress] [--summary <file.json>] [--allow-dropped-state] [--verbose]';
 
 export async function runCommand(args: string[]): Promise<void> {
   let parsed;
@@ -20,6 +20,7 @@ export async function runCommand(args: string[]): Promise<void> {
         progress: { type: 'boolean', default: false },
         summary: { type: 'string' },
         verbose: { type: 'boolean', default: false },
+        'allow-dropped-state': { type: 'boolean', default: false },
       },
     });
   } catch (e) {
@@ -40,6 +41,7 @@ export async function runCommand(args: string[]): Promise<void> {
     summary: values.summary,
     verbose: values.verbose,
     fromCheckpoint,
+    allowDroppedState: values['allow-dropped-state'],
   });
   if (values.verbose) {
     process.stderr.write(`tidepool: ${summary.flow}: ${summary.recordsIn} records in, ${summary.recordsOut} out, ${summary.wallMs} ms\n`);

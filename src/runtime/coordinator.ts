@@ -37,6 +37,8 @@ export interface RunOptions {
   summary?: string;
   /** Restore this retained checkpoint instead of the newest. */
   fromCheckpoint?: number;
+  /** Restore even if stateful operators of the checkpoint are gone from the flow (their state is dropped). */
+  allowDroppedState?: boolean;
   verbose?: boolean;
 }
 
@@ -113,7 +115,7 @@ export async function run(modulePath: string, options: RunOptions = {}): Promise
   let restarts = 0;
   try {
     for (;;) {
-      const restore = durable ? chooseCheckpoint(stateDir, plan, options.fromCheckpoint, attempt === 0) : undefined;
+      const restore = durable ? chooseCheckpoint(stateDir, plan, options.fromCheckpoint, attempt === 0, !!options.allowDroppedState) : undefined;
       if (restore?.final && attempt === 0) {
         // Sources were exhausted and the final checkpoint completed: nothing to do.
         const summary = buildSummary(flow.name, plan, [], performance.now() - started, config);
@@ -150,7 +152,7 @@ export async function run(modulePath: string, options: RunOptions = {}): Promise
 }
 
 /** The checkpoint to restore, checked against the plan; undefined for a fresh start. */
-function chooseCheckpoint(stateDir: string, plan: PhysicalPlan, fromCheckpoint: number | undefined, first: boolean): Manifest | undefined {
+function chooseCheckpoint(stateDir: string, plan: PhysicalPlan, fromCheckpoint: number | undefined, first: boolean, allowDropped: boolean): Manifest | undefined {
   const ids = listManifests(stateDir);
   if (fromCheckpoint !== undefined && first) {
     if (!ids.includes(fromCheckpoint)) {
@@ -170,7 +172,10 @@ function chooseCheckpoint(stateDir: string, plan: PhysicalPlan, fromCheckpoint: 
       const kind = t.kinds[i];
       if (kind !== 'reduce' && kind !== 'process') return;
       const now = plan.tasks.find((x) => x.operators.includes(name));
-      if (!now) throw errors.input(`operator '${name}'`, `its state is in checkpoint ${m.id} but the flow has no such operator; restoring would drop it`);
+      if (!now) {
+        if (allowDropped) return;
+        throw errors.input(`operator '${name}'`, `its state is in checkpoint ${m.id} but the flow has no such operator; restoring would drop it (--allow-dropped-state to accept)`);
+      }
       const nowKind = now.kinds[now.operators.indexOf(name)];
       if (nowKind !== kind) throw errors.input(`operator '${name}'`, `was a ${kind} in checkpoint ${m.id}, is now a ${nowKind}; its state cannot be restored`);
       if (now.parallelism !== t.parallelism) {

@@ -57,21 +57,13 @@ import { errors } from '../errors.js';
 import { waitWord } from './doorbell.js';
 
 const MAGIC = 0x52494e47; // 'RING'
-const I_MAGIC = 0;
-const I_CAPACITY = 1;
-const I_HEAD = 16;
-const I_W_WAIT = 17;
-const I_W_WANT = 18;
-const I_TAIL = 32;
-const I_R_WAIT = 33;
+// Int32 indexes of the header words (one 64-byte line per writer):
+const I_MAGIC = 0, I_CAPACITY = 1, I_HEAD = 16, I_W_WAIT = 17, I_W_WANT = 18, I_TAIL = 32, I_R_WAIT = 33;
 const HEADER_BYTES = 192;
 const REC = 8; // record header bytes
-const MIN_CAPACITY = 64;
-const MAX_CAPACITY = 1 << 30;
-const MORE = 0x80000000 | 0;
-const LEN_MASK = 0x7fffffff;
-const FLAG = 1;
-const POS_MASK = ~7;
+const MIN_CAPACITY = 64, MAX_CAPACITY = 1 << 30;
+const MORE = 0x80000000 | 0, LEN_MASK = 0x7fffffff;
+const FLAG = 1, POS_MASK = ~7;
 const START = 0x7fff0000;
 const SPIN = 1024;
 
@@ -79,12 +71,8 @@ const pad8 = (n: number) => (n + 7) & ~7;
 
 /** Allocate a ring with `capacityBytes` of data space (a power of two, 64 B .. 1 GiB). */
 export function createRingBuffer(capacityBytes: number): SharedArrayBuffer {
-  if (
-    !Number.isInteger(capacityBytes) ||
-    capacityBytes < MIN_CAPACITY ||
-    capacityBytes > MAX_CAPACITY ||
-    (capacityBytes & (capacityBytes - 1)) !== 0
-  ) {
+  const pow2 = Number.isInteger(capacityBytes) && (capacityBytes & (capacityBytes - 1)) === 0;
+  if (!pow2 || capacityBytes < MIN_CAPACITY || capacityBytes > MAX_CAPACITY) {
     throw errors.badOption('capacityBytes', `must be a power of two from ${MIN_CAPACITY} to ${MAX_CAPACITY}, got ${capacityBytes}`);
   }
   const sab = new SharedArrayBuffer(HEADER_BYTES + capacityBytes);
@@ -142,7 +130,9 @@ export class RingWriter extends RingEnd {
   #frames = 0;
   #blocked = 0;
   #blockedMs = 0;
+  #blockedSince = 0;
   #notifies = 0;
+  #need = 0; // ring bytes the chunk #putSome stopped at needs
 
   constructor(sab: SharedArrayBuffer) {
     super(sab);
@@ -232,32 +222,29 @@ export class RingWriter extends RingEnd {
   }
 
   #putSync(frame: Uint8Array): void {
-    const len = frame.length;
-    let start = 0;
-    do {
-      const n = Math.min(this.maxChunk, len - start);
-      const need = REC + pad8(n);
-      if (!this.#hasRoom(need)) this.#waitRoomSync(need);
-      this.#put(frame, start, n);
-      start += n;
-    } while (start < len);
-    this.#frames++;
-    this.#bytes += len;
+    for (let at = 0; (at = this.#putSome(frame, at)) >= 0; ) this.#waitRoomSync();
   }
 
   async #putAsync(frame: Uint8Array): Promise<void> {
+    for (let at = 0; (at = this.#putSome(frame, at)) >= 0; ) await this.#waitRoomAsync();
+    this.#publish();
+  }
+
+  /**
+   * Copy the chunks of `frame` from byte `at` on while they fit. Returns -1 when the
+   * frame is complete, else where to resume (and sets #need to the space required).
+   */
+  #putSome(frame: Uint8Array, at: number): number {
     const len = frame.length;
-    let start = 0;
     do {
-      const n = Math.min(this.maxChunk, len - start);
-      const need = REC + pad8(n);
-      while (!this.#hasRoom(need)) await this.#waitRoomAsync();
-      this.#put(frame, start, n);
-      start += n;
-    } while (start < len);
+      const n = Math.min(this.maxChunk, len - at);
+      if (!this.#hasRoom((this.#need = REC + pad8(n)))) return at;
+      this.#put(frame, at, n);
+      at += n;
+    } while (at < len);
     this.#frames++;
     this.#bytes += len;
-    this.#publish();
+    return -1;
   }
 
   #hasRoom(need: number): boolean {
@@ -293,14 +280,45 @@ export class RingWriter extends RingEnd {
     }
   }
 
-  /** Publish, count the block, and announce the tail we need: half the ring free. */
+  /** Park until half the ring is free (every record needs at most half), after a short spin. */
+  #waitRoomSync(): void {
+    this.#publish();
+    for (let i = 0; i < SPIN; i++) if (this.#hasRoom(this.#need)) return;
+    const want = this.#announce();
+    try {
+      for (let w = Atomics.load(this.i32, I_TAIL); !this.#reached(want, w); w = Atomics.load(this.i32, I_TAIL)) {
+        Atomics.wait(this.i32, I_TAIL, w);
+      }
+    } finally {
+      this.#unannounce();
+    }
+  }
+
+  async #waitRoomAsync(): Promise<void> {
+    const want = this.#announce();
+    try {
+      for (let w = Atomics.load(this.i32, I_TAIL); !this.#reached(want, w); w = Atomics.load(this.i32, I_TAIL)) {
+        await waitWord(this.i32, I_TAIL, w);
+      }
+    } finally {
+      this.#unannounce();
+    }
+  }
+
+  /** Publish, then tell the reader which tail to ring us at: half the ring free. */
   #announce(): number {
     this.#publish();
     this.#blocked++;
+    this.#blockedSince = performance.now();
     const want = (this.#head - (this.capacity >> 1)) | 0;
     Atomics.store(this.i32, I_W_WANT, want);
     Atomics.store(this.i32, I_W_WAIT, 1);
     return want;
+  }
+
+  #unannounce(): void {
+    Atomics.store(this.i32, I_W_WAIT, 0);
+    this.#blockedMs += performance.now() - this.#blockedSince;
   }
 
   /** True once the tail reached `want`; throws if the reader cancelled. */
@@ -309,45 +327,18 @@ export class RingWriter extends RingEnd {
     this.#tail = w & POS_MASK;
     return ((this.#tail - want) | 0) >= 0;
   }
-
-  #waitRoomSync(need: number): void {
-    this.#publish();
-    for (let i = 0; i < SPIN; i++) if (this.#hasRoom(need)) return;
-    const t0 = performance.now();
-    const want = this.#announce();
-    try {
-      for (let w = Atomics.load(this.i32, I_TAIL); !this.#reached(want, w); w = Atomics.load(this.i32, I_TAIL)) {
-        Atomics.wait(this.i32, I_TAIL, w);
-      }
-    } finally {
-      Atomics.store(this.i32, I_W_WAIT, 0);
-      this.#blockedMs += performance.now() - t0;
-    }
-  }
-
-  async #waitRoomAsync(): Promise<void> {
-    const t0 = performance.now();
-    const want = this.#announce();
-    try {
-      for (let w = Atomics.load(this.i32, I_TAIL); !this.#reached(want, w); w = Atomics.load(this.i32, I_TAIL)) {
-        await waitWord(this.i32, I_TAIL, w);
-      }
-    } finally {
-      Atomics.store(this.i32, I_W_WAIT, 0);
-      this.#blockedMs += performance.now() - t0;
-    }
-  }
 }
 
 export class RingReader extends RingEnd {
-  #tail: number; // local tail; published by #release()
+  #tail: number; // published tail: the writer may reuse everything before it
+  #pos: number; // consumed up to here; views handed out lie in [#tail, #pos)
   #head: number; // last head seen
   #eos = false; // the writer's close flag was seen
   #cancelled = false;
   #asm = new Uint8Array(0); // reassembly of a chunked frame
   #asmLen = 0;
-  #asmGiven = false; // #asm was returned by read(): allocate a new one
-  #straddle: Uint8Array | null = null; // drain() scratch for records split by the end
+  #asmGiven = false; // #asm went to a read() caller: allocate a new one
+  #straddle: Uint8Array | null = null; // scratch for drain() views of records split by the end
   #parked = 0;
   #bytes = 0;
   #frames = 0;
@@ -355,8 +346,7 @@ export class RingReader extends RingEnd {
 
   constructor(sab: SharedArrayBuffer) {
     super(sab);
-    this.#tail = Atomics.load(this.i32, I_TAIL) & POS_MASK;
-    this.#head = this.#tail;
+    this.#tail = this.#pos = this.#head = Atomics.load(this.i32, I_TAIL) & POS_MASK;
   }
 
   get bytesRead(): number { return this.#bytes; }
@@ -366,34 +356,16 @@ export class RingReader extends RingEnd {
 
   /** True once the writer closed and every frame written before close() was consumed. */
   get closed(): boolean {
-    if (this.#tail === this.#head) this.#refresh();
-    return this.#eos && this.#tail === this.#head && this.#asmLen === 0;
+    if (this.#pos === this.#head) this.#refresh();
+    return this.#eos && this.#pos === this.#head && this.#asmLen === 0;
   }
 
   /** The next frame as a copy the caller owns, or null if no complete frame is there. */
   read(): Uint8Array | null {
     if (this.#cancelled) return null;
-    for (;;) {
-      if (this.#tail === this.#head && !this.#refresh()) return null;
-      const off = this.#tail & this.mask;
-      const word = this.words[off >> 2]!;
-      const len = word & LEN_MASK;
-      const p = (off + REC) & this.mask;
-      let out: Uint8Array | null = null;
-      if (word >= 0 && this.#asmLen === 0) {
-        out = p + len <= this.capacity ? this.data.slice(p, p + len) : this.#unwrap(p, len, new Uint8Array(len));
-      } else {
-        this.#append(p, len, this.words[(off >> 2) + 1]!);
-        if (word >= 0) out = this.#finish(true);
-      }
-      this.#tail = (this.#tail + REC + pad8(len)) | 0;
-      this.#release();
-      if (out !== null) {
-        this.#frames++;
-        this.#bytes += out.length;
-        return out;
-      }
-    }
+    const frame = this.#take(true);
+    this.#release();
+    return frame;
   }
 
   /**
@@ -405,43 +377,10 @@ export class RingReader extends RingEnd {
   drain(fn: (view: Uint8Array) => void, max = Infinity): number {
     if (this.#cancelled) return 0;
     let n = 0;
-    let pos = this.#tail;
-    if (pos === this.#head) this.#refresh();
-    let end = this.#head;
     try {
-      while (n < max) {
-        if (pos === end) {
-          if (pos !== this.#tail) {
-            this.#tail = pos;
-            this.#release();
-          }
-          if (!this.#refresh()) break;
-          end = this.#head;
-        }
-        const off = pos & this.mask;
-        const word = this.words[off >> 2]!;
-        const len = word & LEN_MASK;
-        const p = (off + REC) & this.mask;
-        pos = (pos + REC + pad8(len)) | 0;
-        let view: Uint8Array;
-        if (word >= 0 && this.#asmLen === 0) {
-          if (p + len <= this.capacity) view = this.data.subarray(p, p + len);
-          else view = this.#unwrap(p, len, (this.#straddle ??= new Uint8Array(this.maxChunk)));
-        } else {
-          this.#append(p, len, this.words[(off >> 2) + 1]!);
-          if (word < 0) continue;
-          view = this.#finish(false);
-        }
-        n++;
-        this.#frames++;
-        this.#bytes += view.length;
-        fn(view);
-      }
+      for (let view; n < max && (view = this.#take(false)) !== null; n++) fn(view);
     } finally {
-      if (pos !== this.#tail) {
-        this.#tail = pos;
-        this.#release();
-      }
+      this.#release();
     }
     return n;
   }
@@ -453,7 +392,7 @@ export class RingReader extends RingEnd {
    */
   waitReadable(timeoutMs = Infinity): Promise<boolean> {
     if (this.#cancelled) return Promise.resolve(false);
-    for (let i = 0; i < SPIN; i++) if (this.#tail !== this.#head || this.#refresh() || this.#eos) return Promise.resolve(true);
+    for (let i = 0; i < SPIN; i++) if (this.#pos !== this.#head || this.#refresh() || this.#eos) return Promise.resolve(true);
     if (timeoutMs <= 0) return Promise.resolve(false);
     return this.#park(timeoutMs);
   }
@@ -467,6 +406,36 @@ export class RingReader extends RingEnd {
     Atomics.notify(this.i32, I_HEAD); // our own pending waitReadable() calls: they resolve false
   }
 
+  /**
+   * Consume records up to the next complete frame: an owned copy (`give`) or a view
+   * valid until the next call. Publishes the tail before looking at the head again.
+   */
+  #take(give: boolean): Uint8Array | null {
+    for (;;) {
+      if (this.#pos === this.#head) {
+        this.#release();
+        if (!this.#refresh()) return null;
+      }
+      const off = this.#pos & this.mask;
+      const word = this.words[off >> 2]!;
+      const len = word & LEN_MASK;
+      const p = (off + REC) & this.mask;
+      this.#pos = (this.#pos + REC + pad8(len)) | 0;
+      let frame: Uint8Array;
+      if (word >= 0 && this.#asmLen === 0) {
+        if (p + len <= this.capacity) frame = give ? this.data.slice(p, p + len) : this.data.subarray(p, p + len);
+        else frame = this.#unwrap(p, len, give ? new Uint8Array(len) : (this.#straddle ??= new Uint8Array(this.maxChunk)));
+      } else {
+        this.#append(p, len, this.words[(off >> 2) + 1]!);
+        if (word < 0) continue;
+        frame = this.#finish(give);
+      }
+      this.#frames++;
+      this.#bytes += frame.length;
+      return frame;
+    }
+  }
+
   async #park(timeoutMs: number): Promise<boolean> {
     const deadline = performance.now() + timeoutMs;
     this.#parked++;
@@ -474,7 +443,7 @@ export class RingReader extends RingEnd {
       for (;;) {
         Atomics.store(this.i32, I_R_WAIT, 1); // (re-)arm: the writer disarms it when it rings
         const w = Atomics.load(this.i32, I_HEAD);
-        if ((w & POS_MASK) !== this.#tail || (w & FLAG) !== 0) break;
+        if ((w & POS_MASK) !== this.#pos || (w & FLAG) !== 0) break;
         const left = deadline - performance.now();
         if (left <= 0) break;
         this.#waits++;
@@ -492,11 +461,14 @@ export class RingReader extends RingEnd {
     const w = Atomics.load(this.i32, I_HEAD);
     this.#head = w & POS_MASK;
     if ((w & FLAG) !== 0) this.#eos = true;
-    return this.#head !== this.#tail;
+    return this.#head !== this.#pos;
   }
 
+  /** Publish the tail (everything consumed so far) and wake the writer if it waits for it. */
   #release(): void {
-    const tail = this.#tail;
+    const tail = this.#pos;
+    if (tail === this.#tail || this.#cancelled) return;
+    this.#tail = tail;
     Atomics.store(this.i32, I_TAIL, tail);
     if (Atomics.load(this.i32, I_W_WAIT) !== 0 && ((tail - Atomics.load(this.i32, I_W_WANT)) | 0) >= 0) {
       Atomics.notify(this.i32, I_TAIL);
