@@ -407,16 +407,17 @@ t.test('records larger than a ring fit through (a batch bigger than the 1 MiB ri
 
 t.test('a throwing operator rejects run() with TIDEPOOL_USER_CODE naming operator, subtask and record; no worker is left', async (t) => {
   const { path, env } = useFixture('explode.ts');
-  const state = join(tmp, 'explode-state');
   process.env.TP_EXPLODE_AT = '-1';
-  await run(path, { overrides: { parallelism: 2 }, state }); // warm: module compiled, I/O worker started
+  await run(path, { overrides: { parallelism: 2 } }); // warm: module compiled, I/O worker started
   await sleep(300);
   const before = threadCount();
 
+  // One restart (quick), then the error surfaces.
+  const state = join(tmp, 'explode-state');
   process.env.TP_EXPLODE_AT = '777';
   let err: (Error & { code?: string }) | undefined;
   try {
-    await run(path, { overrides: { parallelism: 2 }, state });
+    await run(path, { overrides: { parallelism: 2, restart: { maxAttempts: 1, backoffMs: 10 } }, state });
   } catch (e) {
     err = e as Error & { code?: string };
   }
@@ -435,11 +436,14 @@ t.test('a throwing operator rejects run() with TIDEPOOL_USER_CODE naming operato
   }
   t.ok(threads <= before, `threads after the failure: ${threads} (before: ${before})`);
 
-  // The same state directory runs again cleanly in this process.
+  // The same state directory runs again in this process, to a complete, exactly-once output.
   process.env.TP_EXPLODE_AT = '-1';
   await run(path, { overrides: { parallelism: 2 }, state });
-  const final = Object.fromEntries([...updatesByKey(readJsonl<{ key: number; value: number }>(env.TP_OUTPUT!))].map(([k, v]) => [k, v.at(-1)]));
-  t.same(final, { 0: 400, 1: 400, 2: 400, 3: 400, 4: 400 }, 'a later run on the same state directory is complete');
+  const out = readJsonl<{ key: number; value: number }>(env.TP_OUTPUT!);
+  t.equal(out.length, 2000, 'one output line per record');
+  const byKey = updatesByKey(out);
+  t.same([...byKey.keys()].sort(), ['0', '1', '2', '3', '4']);
+  for (const [k, seq] of byKey) t.ok(seq.length === 400 && seq.every((v, i) => v === i + 1), `key ${k}: updates 1…400 in order`);
   delete process.env.TP_EXPLODE_AT;
 });
 
@@ -448,7 +452,7 @@ t.test('after run() rejects, a process with nothing else to do exits by itself',
   writeFileSync(
     script,
     `import { run } from ${JSON.stringify(INDEX_URL)};\n` +
-      `try { await run(${JSON.stringify(join(FIX, 'explode.ts'))}, { overrides: { parallelism: 2 } }); console.log('resolved'); }\n` +
+      `try { await run(${JSON.stringify(join(FIX, 'explode.ts'))}, { overrides: { parallelism: 2, restart: { maxAttempts: 0 } } }); console.log('resolved'); }\n` +
       `catch (e) { console.log(JSON.stringify({ code: e.code, message: e.message })); }\n`,
   );
   const r = await child([script], { env: { ...FIXTURE_ENV['explode.ts']!, TP_EXPLODE_AT: '777' }, timeoutMs: 20_000 });
@@ -459,13 +463,23 @@ t.test('after run() rejects, a process with nothing else to do exits by itself',
 });
 
 t.test('the CLI with a throwing operator exits non-zero within seconds, one line on stderr', async (t) => {
-  const r = await child([CLI, 'run', join(FIX, 'explode.ts'), '--set', 'parallelism=2'], { env: { ...FIXTURE_ENV['explode.ts']!, TP_EXPLODE_AT: '777' }, timeoutMs: 20_000 });
+  const env = { ...FIXTURE_ENV['explode.ts']!, TP_EXPLODE_AT: '777' };
+  const ERROR = /^tidepool: operator 'explode' \(subtask 1\) threw RangeError: record 777 is cursed on record \{"id":777\}$/;
+  const r = await child([CLI, 'run', join(FIX, 'explode.ts'), '--set', 'parallelism=2', '--set', 'restart.maxAttempts=0'], { env, timeoutMs: 20_000 });
   t.notOk(r.timedOut);
-  t.ok(r.ms < 10_000, `exited after ${Math.round(r.ms)} ms`);
+  t.ok(r.ms < 8_000, `exited after ${Math.round(r.ms)} ms`);
   t.not(r.code, 0, 'non-zero exit');
   const lines = r.stderr.trimEnd().split('\n');
   t.equal(lines.length, 1, `one line on stderr: ${r.stderr}`);
-  t.match(lines[0], /^tidepool: operator 'explode' \(subtask 1\) threw RangeError: record 777 is cursed on record \{"id":777\}$/);
+  t.match(lines[0], ERROR);
+
+  // With restarts (quick ones here), each attempt is announced on a line of its own;
+  // the last line is the error.
+  const r2 = await child([CLI, 'run', join(FIX, 'explode.ts'), '--set', 'parallelism=2', '--set', 'restart.backoffMs=10'], { env, timeoutMs: 30_000 });
+  t.not(r2.code, 0);
+  const lines2 = r2.stderr.trimEnd().split('\n');
+  t.match(lines2.at(-1), ERROR, 'the last line is the error');
+  t.ok(lines2.slice(0, -1).every((l) => /restarting from the last checkpoint/.test(l)), `the others announce restarts: ${r2.stderr}`);
 });
 
 // ---- summary -------------------------------------------------------------------------
