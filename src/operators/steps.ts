@@ -19,7 +19,12 @@ export interface StepEnv {
   engine?: StateEngine;
   /** Called after every record that touched state: evicts down to the cache bound. */
   afterState?: () => void;
+  /** Steps register here what must reach the state tables before a snapshot. */
+  beforeSnapshot?: (() => void)[];
 }
+
+/** Primitive accumulators of hot keys kept decoded in front of the B+tree (per instance). */
+const HOT_KEYS = 65536;
 
 function fail(op: LogicalOperator, env: StepEnv, record: unknown, e: unknown): never {
   throw errors.userCode(op.name, env.subtask, record, e);
@@ -82,25 +87,52 @@ function makeReduce(op: LogicalOperator, next: Emit, env: StepEnv): Emit {
   const table = engine.table(op.name);
   const scope = new KeyScope();
   const fn = op.fn as (acc: unknown, r: unknown) => unknown;
+  // Write-back cache of primitive accumulators (counts, sums, strings): a hot key costs
+  // a Map lookup instead of a tree descent and msgpack round trip. Objects always go
+  // through the tree, which hands out fresh copies (a buffered emitted record must not
+  // change when the next record's reduce mutates the accumulator). Bounded; written back
+  // before every snapshot, so checkpoints see exactly the state before the barrier.
+  const hot = new Map<string, number | string | boolean | bigint | null>();
+  const writeBack = () => {
+    if (hot.size === 0) return;
+    for (const [k, v] of hot) table.set(k, v);
+    engine.mutations++;
+    hot.clear();
+    env.afterState?.();
+  };
+  env.beforeSnapshot?.push(writeBack);
   return (r) => {
     const key = keyOf(op, env, r);
+    let enc: string;
     try {
-      const enc = encodeKey(key as Key, Infinity);
-      scope.setEncoded(key, hashEncoded(enc) % env.keyGroups, enc);
+      const kenc = encodeKey(key as Key, Infinity);
+      scope.setEncoded(key, hashEncoded(kenc) % env.keyGroups, kenc);
+      enc = scope.encoded;
     } catch (e) {
       fail(op, env, r, e); // a key tidepool cannot store (NaN, an object…)
     }
-    const old = table.get(scope.encoded);
+    let old: unknown = hot.get(enc);
+    if (old === undefined) {
+      const stored = table.get(enc);
+      old = stored === undefined ? undefined : fromStored(stored);
+    }
     let acc: unknown;
     try {
-      acc = fn(old === undefined ? undefined : fromStored(old), r);
+      acc = fn(old, r);
       if (acc === undefined) throw new TypeError('reduce returned undefined');
-      table.set(scope.encoded, toStored(acc));
+      const t = typeof acc;
+      if (acc === null || t === 'number' || t === 'string' || t === 'boolean' || t === 'bigint') {
+        if (hot.size >= HOT_KEYS && !hot.has(enc)) writeBack();
+        hot.set(enc, acc as number);
+      } else {
+        hot.delete(enc);
+        table.set(enc, toStored(acc));
+        engine.mutations++;
+        env.afterState?.();
+      }
     } catch (e) {
       fail(op, env, r, e);
     }
-    engine.mutations++;
-    env.afterState?.();
     next({ key, value: acc });
   };
 }

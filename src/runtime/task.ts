@@ -108,6 +108,7 @@ export class TaskRunner {
   private lastBarrier = 0;
   private commitWaiter?: { id: number; resolve: () => void };
   private failure?: Error;
+  private readonly beforeSnapshot: (() => void)[] = [];
 
   constructor(
     private readonly flow: Flow,
@@ -147,6 +148,7 @@ export class TaskRunner {
       keyGroups: this.plan.keyGroups,
       engine: this.engine,
       afterState: this.engine ? () => this.engine!.pager.evict() : undefined,
+      beforeSnapshot: this.beforeSnapshot,
     };
     // Tail first: the sink, or the output toward the next task.
     const last = ops[ops.length - 1]!;
@@ -272,6 +274,7 @@ export class TaskRunner {
     let durable: Promise<unknown> | undefined;
     if (this.engine) {
       await this.engine.idle(); // the previous checkpoint's pages are durable
+      for (const f of this.beforeSnapshot) f();
       durable = this.engine.checkpoint().then((info) => {
         ack.version = info.version;
         ack.stateId = this.setup.state!.stateId;
