@@ -4,7 +4,7 @@
 //   npm run build && node dist/perf/flow.bench.js [flags]
 //
 //   --n 2M              records per keyed-count run (both key counts)
-//   --stateless-n 4M    records per stateless-pipeline run
+//   --stateless-n 10M   records per stateless-pipeline run
 //   --keys 1000,1000000 distinct keys of the keyed-count runs
 //   --reps 2            runs per configuration (the fastest is kept)
 //   --big-cache 16384   with ≥ 100k keys, one more row: p=1 workers with this many cache
@@ -25,10 +25,11 @@
 // get/set of the count, an `{ key, value }` object per record pushed into a batch array
 // that is dropped every 512 records (the runtime's default batch size).
 //
-// Every run is a child process: `run(modulePath, { overrides })` with the default state
+// Every run is a child process: `run(modulePath, { overrides })` with the default
 // settings (lmdb storage in a temporary state directory, 16 KiB pages, 1024-page cache,
-// 128 key groups). Wall time is the whole `run()` call — loading the module, starting
-// the workers and the I/O worker, the records, the end-of-input drain and shutdown;
+// 128 key groups, a checkpoint every second and a final one at end of input). Wall time
+// is the whole `run()` call — loading the module, starting the workers and the I/O
+// worker, the records, checkpoints, the end-of-input drain and shutdown;
 // CPU time is the child's process.cpuUsage() over that call (all its threads). The
 // fixed cost of a configuration is measured with 1,000 records and shown separately.
 import { mkdirSync, readdirSync, readFileSync } from 'node:fs';
@@ -44,7 +45,7 @@ import { count, large, makeEvents, price, project, userOf } from './flows/record
 const flags = parseFlags(
   process.argv.slice(2),
   {
-    n: 2_000_000, 'stateless-n': 4_000_000, keys: '1000,1000000', reps: 2, 'big-cache': 16384, cases: 'keyed,stateless', 'profile-dir': '', quick: false,
+    n: 2_000_000, 'stateless-n': 10_000_000, keys: '1000,1000000', reps: 2, 'big-cache': 16384, cases: 'keyed,stateless', 'profile-dir': '', quick: false,
     // internal: one measured run in a child process
     child: '', flow: '', exec: 'workers', p: 1, chaining: true, count: 0, kcount: 0, 'cache-pages': 0,
   },
@@ -222,10 +223,11 @@ function printDetails(rows: Row[]): void {
         r.c.label, `${o.task} ×${o.parallelism}`, fmtInt(o.recordsIn), fmtInt(o.recordsOut), fmtMs(o.backpressureMs),
         o.statePages ? fmtInt(o.statePages) : '—', o.statePages ? fmtInt(o.stateSpilledPages) : '—',
         o.cacheHitRate === null ? '—' : `${(o.cacheHitRate * 100).toFixed(1)}%`,
+        o === s.operators[0] && s.checkpoints ? `${s.checkpoints.completed} (last ${fmtMs(s.checkpoints.lastDurationMs)}, max pause ${fmtMs(s.checkpoints.maxPauseMs)})` : '',
       ]);
     }
   }
-  console.log(table(['run', 'task', 'records in', 'records out', 'backpressure (sum)', 'state pages', 'spilled pages', 'cache hit rate'], lines));
+  console.log(table(['run', 'task', 'records in', 'records out', 'backpressure (sum)', 'state pages', 'spilled pages', 'cache hit rate', 'checkpoints completed'], lines));
 }
 
 // ====================================================================== profiles
@@ -396,8 +398,8 @@ async function main(): Promise<void> {
 
   console.log(`
 Notes: every row is a separate child process; "wall" is the whole \`run()\` call (module load, worker and
-I/O worker start-up, records, end-of-input drain, shutdown; no checkpoints — the runtime has none yet — so
-state is never flushed to LMDB, only spilled when the 1024-page cache overflows). CPU time is
+I/O worker start-up, records, checkpoints — default interval 1000 ms, plus the final one at end of input —,
+end-of-input drain, shutdown). CPU time is
 process.cpuUsage() of that process over the call, all threads together (the loop: its one thread).
 "fixed cost" is the same configuration with ${fmtInt(FIXED_N)} records (best of ${flags.reps}); "records/s excl. fixed cost"
 divides the records by (wall − fixed cost), n/a where the fixed cost is more than 3/4 of the wall time. Default state settings: lmdb storage in a temporary directory, pageSize 16384,

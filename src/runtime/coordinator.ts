@@ -12,7 +12,7 @@ import { errors, TidepoolError } from '../errors.js';
 import { loadConfig } from '../config/load.js';
 import type { TidepoolConfig } from '../config/schema.js';
 import { loadFlowModule } from '../flow/module-loader.js';
-import { planFlow, describePlan, type PhysicalPlan } from '../flow/plan.js';
+import { planFlow, describePlan, keyGroupRange, type PhysicalPlan } from '../flow/plan.js';
 import type { Flow } from '../flow/builder.js';
 import { createRingBuffer } from '../transport/ring.js';
 import { IoClient } from '../storage/io-client.js';
@@ -178,9 +178,6 @@ function chooseCheckpoint(stateDir: string, plan: PhysicalPlan, fromCheckpoint: 
       }
       const nowKind = now.kinds[now.operators.indexOf(name)];
       if (nowKind !== kind) throw errors.input(`operator '${name}'`, `was a ${kind} in checkpoint ${m.id}, is now a ${nowKind}; its state cannot be restored`);
-      if (now.parallelism !== t.parallelism) {
-        throw errors.input(`operator '${name}'`, `checkpoint ${m.id} has parallelism ${t.parallelism}, this run ${now.parallelism}: rescaling a restored operator is not supported yet (set operators.${name}.parallelism=${t.parallelism})`);
-      }
     });
   }
   for (const t of plan.tasks) {
@@ -250,11 +247,24 @@ async function prepareInstances(plan: PhysicalPlan, config: TidepoolConfig, stat
       if (saved?.position !== undefined && t.kinds[0] === 'source') setup.sourcePosition = saved.position;
       const transfer: TransferListItem[] = [];
       if (t.stateful) {
-        const stateId = `${t.operators[0]}#${s}`;
+        // Rescaled (restored at another parallelism): a new generation of partitions,
+        // each copying its key groups from the old ones it overlaps.
+        const rescaled = old !== undefined && old.parallelism !== t.parallelism;
+        const stateId = rescaled ? `${t.operators[0]}#${s}.g${restore!.id}` : saved?.stateId ?? `${t.operators[0]}#${s}`;
         const st = config.state;
         setup.state = { storage: st.storage, stateId, pageSize: st.pageSize, cachePages: st.cachePages, compression: st.compression, retain: config.checkpoint.retain };
+        if (rescaled) {
+          const [a, b] = keyGroupRange(s, t.parallelism, plan.keyGroups);
+          setup.state.groups = [a, b];
+          setup.state.rescaleFrom = old!.instances
+            .filter((i) => {
+              const [oa, ob] = keyGroupRange(i.subtask, old!.parallelism, plan.keyGroups);
+              return i.stateId !== undefined && i.version !== undefined && oa < b && a < ob;
+            })
+            .map((i) => ({ stateId: i.stateId!, version: i.version! }));
+        }
         if (st.storage !== 'memory') {
-          const restoreVersion = restore ? saved?.version ?? 0 : undefined;
+          const restoreVersion = restore ? (rescaled ? 0 : saved?.version ?? 0) : undefined;
           const a = await IoClient.shared().attachRaw({ stateId, dir: stateDir, noSync: st.storage === 'temp', retain: config.checkpoint.retain, ringBytes: 8 << 20, restoreVersion });
           Object.assign(setup.state, { dir: stateDir, ring: a.ring, port: a.port, lastCommit: a.lastCommit });
           transfer.push(a.port as unknown as TransferListItem);

@@ -18,6 +18,8 @@ import { MemoryBackend } from '../storage/memory-backend.js';
 import { LmdbBackend } from '../storage/lmdb-backend.js';
 import { IoAttachment } from '../storage/io-client.js';
 import type { CommitRecord, StateBackend } from '../storage/backend.js';
+import { SnapshotReader } from '../storage/snapshot-reader.js';
+import { prefixBounds } from '../state/keys.js';
 
 export interface StateSetup {
   storage: 'lmdb' | 'temp' | 'memory';
@@ -32,6 +34,12 @@ export interface StateSetup {
   lastCommit?: CommitRecord;
   /** Restore the state as of this flush version (from the checkpoint manifest). */
   restoreVersion?: number;
+  /**
+   * Rescaling: this instance owns key groups [groups[0], groups[1]) and copies them from
+   * these old partitions (at their checkpoint versions) before processing anything.
+   */
+  rescaleFrom?: { stateId: string; version: number }[];
+  groups?: [number, number];
   retain?: number;
 }
 
@@ -142,7 +150,10 @@ export class TaskRunner {
     const task = this.plan.tasks[this.setup.taskIndex]!;
     const ops = task.operators.map((n) => this.flow.operator(n)!);
     const ctx: InstanceContext = { flow: this.flow.name, operator: '', subtask: this.setup.subtask, parallelism: task.parallelism };
-    if (this.setup.state) this.engine = await openEngine(this.setup.state);
+    if (this.setup.state) {
+      this.engine = await openEngine(this.setup.state);
+      if (this.setup.state.rescaleFrom) await takeOverKeyGroups(this.engine, this.setup.state);
+    }
     const env: StepEnv = {
       subtask: this.setup.subtask,
       keyGroups: this.plan.keyGroups,
@@ -356,4 +367,33 @@ async function openEngine(s: StateSetup): Promise<StateEngine> {
   }
   if (!backend) throw errors.worker(s.stateId, 'no state backend');
   return new StateEngine({ name: s.stateId.replace(/[^A-Za-z0-9._-]/g, '_'), pageSize: s.pageSize, cachePages: s.cachePages, codec, codecFor: codecResolver(codec), backend });
+}
+
+/**
+ * Copies the key groups this instance now owns out of the old partitions' checkpointed
+ * state. Every state key starts with its key group (operators/context.ts), so each
+ * table's share is one contiguous key range per old partition.
+ */
+async function takeOverKeyGroups(engine: StateEngine, s: StateSetup): Promise<void> {
+  const [from, to] = s.groups!;
+  if (from >= to) return;
+  const lo = prefixBounds([from]).gte;
+  const hi = prefixBounds([to - 1]).lt;
+  const codec = await loadCodec(s.compression);
+  for (const old of s.rescaleFrom!) {
+    const snap = new SnapshotReader(s.dir!, old.stateId, old.version, codec, codecResolver(codec), Math.max(8, s.cachePages));
+    try {
+      for (const name of snap.tableNames()) {
+        const target = engine.table(name);
+        for (const [k, v] of snap.table(name).entries({ gte: lo, lt: hi })) {
+          target.set(k, v instanceof Uint8Array ? Buffer.from(v) : v);
+          engine.mutations++;
+          engine.pager.evict();
+          snap.evict();
+        }
+      }
+    } finally {
+      await snap.close();
+    }
+  }
 }

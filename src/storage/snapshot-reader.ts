@@ -1,0 +1,58 @@
+// Read-only access to one state partition as of a given flush version — what a
+// rescaled operator instance reads its key groups from when it takes over state that
+// other (old) instances wrote. No I/O worker, no writes, no spill file.
+import { open, type Database, type RootDatabase } from 'lmdb';
+import { errors } from '../errors.js';
+import { BTree } from '../state/btree.js';
+import { Pager } from '../state/pager.js';
+import { MemorySpill } from '../state/spill-file.js';
+import type { PageCodec } from '../state/codecs.js';
+import { COMMITS_DB, PAGES_DB, envOptions } from './io-protocol.js';
+import type { CommitRecord } from './backend.js';
+
+export class SnapshotReader {
+  private readonly root: RootDatabase;
+  private readonly pages: Database<Buffer, [string, number, number]>;
+  readonly commit: CommitRecord;
+  private readonly pager: Pager;
+
+  constructor(dir: string, readonly stateId: string, readonly version: number, codec: PageCodec, codecFor: (id: number) => PageCodec | undefined, cachePages: number) {
+    this.root = open(envOptions(dir, false));
+    this.pages = this.root.openDB({ name: PAGES_DB, encoding: 'binary', keyEncoding: 'ordered-binary' }) as never;
+    const commits = this.root.openDB({ name: COMMITS_DB, encoding: 'msgpack', keyEncoding: 'ordered-binary' });
+    const c = commits.get([stateId, version]) as CommitRecord | undefined;
+    if (!c) {
+      void this.root.close();
+      throw errors.input(`state '${stateId}'`, `flush ${version} named by the checkpoint is missing (collected or never written)`);
+    }
+    this.commit = c;
+    const s = stateId;
+    this.pager = new Pager(cachePages, codec, codecFor, new MemorySpill(), {
+      readPage: (pageId: number) => {
+        for (const { key, value } of this.pages.getRange({ start: [s, pageId, version], end: [s, pageId, -1], reverse: true, limit: 1 })) {
+          return { bytes: value, version: (key as [string, number, number])[2] };
+        }
+        return undefined;
+      },
+    }, c.nextPageId);
+  }
+
+  tableNames(): string[] {
+    return Object.keys(this.commit.tables);
+  }
+
+  table(name: string): BTree {
+    const t = this.commit.tables[name]!;
+    return new BTree(name, this.pager, t.root, t.size, this.commit.pageSize);
+  }
+
+  /** Keeps the read cache within its bound while a caller iterates. */
+  evict(): void {
+    this.pager.evict();
+  }
+
+  async close(): Promise<void> {
+    this.pager.dropAll();
+    await this.root.close();
+  }
+}
