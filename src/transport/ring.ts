@@ -165,15 +165,16 @@ export class RingWriter extends RingEnd {
     this.#publish();
   }
 
-  /** Write one frame if all of it fits now; never waits. Throws if it can never fit at once. */
+  /**
+   * Write one frame if all of it fits now; never waits. False if not, also for a
+   * frame that never fits at once (encodedFrameSize > capacity): write() or
+   * writeAsync() stream those through in chunks.
+   */
   tryWrite(frame: Uint8Array): boolean {
     if (this.#closed) throw errors.ringClosed();
     if (this.#pending !== 0) return false;
     const need = encodedFrameSize(frame.length, this.capacity);
-    if (need > this.capacity) {
-      throw errors.ringMisuse(`a ${frame.length}-byte frame never fits a ${this.capacity}-byte ring at once; use write() or writeAsync()`);
-    }
-    if (!this.#hasRoom(need)) return false;
+    if (need > this.capacity || !this.#hasRoom(need)) return false;
     this.#putSync(frame); // cannot wait: the whole frame fits
     this.#publish();
     return true;
@@ -186,12 +187,10 @@ export class RingWriter extends RingEnd {
    */
   writeAsync(frame: Uint8Array): Promise<void> {
     if (this.#closed) return Promise.reject(errors.ringClosed());
-    if (this.#pending === 0) {
-      try {
-        if (this.tryWrite(frame)) return Promise.resolve();
-      } catch (err) {
-        if ((err as { code?: string }).code !== 'TIDEPOOL_RING_MISUSE') return Promise.reject(err);
-      }
+    try {
+      if (this.tryWrite(frame)) return Promise.resolve();
+    } catch (err) {
+      return Promise.reject(err);
     }
     this.#pending++;
     const p = this.#queue.then(() => this.#putAsync(frame));
