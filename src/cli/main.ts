@@ -55,7 +55,7 @@ async function main(argv: string[]): Promise<void> {
       return;
     }
     if (cmd === 'run') {
-      await runCommand(rest);
+      await runCommand(verbose ? [...rest, '--verbose'] : rest);
       process.exit(0);
     }
     if (cmd === 'profile') {

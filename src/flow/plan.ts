@@ -10,7 +10,7 @@
 // - Edge partitioning: `hash` when the downstream operator has a keyBy (key group of the
 //   key → owning subtask), `forward` when parallelism is equal, else `rebalance`
 //   (round robin per batch).
-// - Key groups: subtask i of p owns groups [⌊i·G/p⌋, ⌊(i+1)·G/p⌋), so a checkpoint
+// - Key groups: subtask i of p owns groups [⌈i·G/p⌉, ⌈(i+1)·G/p⌉), so a checkpoint
 //   taken at one parallelism can be split at another (rescale).
 import { createHash } from 'node:crypto';
 import { TidepoolError, errors } from '../errors.js';
@@ -56,7 +56,9 @@ export interface PhysicalPlan {
 
 /** The key groups subtask `i` of `p` owns: [start, end). */
 export function keyGroupRange(subtask: number, parallelism: number, keyGroups: number): [number, number] {
-  return [Math.floor((subtask * keyGroups) / parallelism), Math.floor(((subtask + 1) * keyGroups) / parallelism)];
+  // The exact inverse of subtaskForKeyGroup (g ↦ ⌊g·p/G⌋): subtask i owns ⌈i·G/p⌉ … ⌈(i+1)·G/p⌉ − 1.
+  const start = (i: number) => Math.floor((i * keyGroups + parallelism - 1) / parallelism);
+  return [start(subtask), start(subtask + 1)];
 }
 
 /** The subtask that owns key group `g`. */

@@ -347,7 +347,7 @@ export class TaskRunner {
       recordsIn: this.recordsIn,
       recordsOut: this.output ? this.output.stats.records : this.sinkOut,
       blockedMs: this.output?.blockedMs ?? 0,
-      statePages: p ? p.residentPages + p.spilledPages : 0,
+      statePages: p ? p.livePages : 0,
       stateSpilled: p?.stats.spillWrites ?? 0,
       cacheHits: p?.stats.hits ?? 0,
       cacheMisses: p?.stats.misses ?? 0,

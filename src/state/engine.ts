@@ -51,6 +51,7 @@ export class StateEngine {
     this.spill = opts.backend.spillDir ? new SpillFile(join(opts.backend.spillDir, `${opts.name}.spill`)) : new MemorySpill();
     this.pager = new Pager(opts.cachePages, opts.codec, opts.codecFor, this.spill, opts.backend, last?.nextPageId ?? 1);
     this.capacity = opts.pageSize - PAGE_HEADER_BYTES;
+    this.pager.livePages = last?.livePages ?? 0;
     if (last) {
       for (const [name, t] of Object.entries(last.tables)) {
         this.tables.set(name, new BTree(name, this.pager, t.root, t.size, this.capacity));
@@ -115,6 +116,7 @@ export class StateEngine {
       version,
       time: Date.now(),
       nextPageId: this.pager.nextPageId,
+      livePages: this.pager.livePages,
       pageSize: this.opts.pageSize,
       codec: this.opts.codec.name,
       tables,

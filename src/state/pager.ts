@@ -45,6 +45,8 @@ export class Pager {
   private readonly spilled = new Map<number, SpillSlot>();
   private readonly inflight = new Map<number, InFlight>();
   private freedSinceFlush: number[] = [];
+  /** Pages that are part of some tree (allocated and not freed), whatever tier holds them. */
+  livePages = 0;
   readonly stats: PagerStats = { hits: 0, misses: 0, spillWrites: 0, spillReads: 0, persistentReads: 0, evictions: 0 };
 
   constructor(
@@ -118,17 +120,20 @@ export class Pager {
   allocLeaf(): LeafNode {
     const node = newLeaf(this.nextPageId++);
     this.resident.set(node.id, node);
+    this.livePages++;
     return node;
   }
 
   allocBranch(children: number[], keys: string[]): BranchNode {
     const node = newBranch(this.nextPageId++, children, keys);
     this.resident.set(node.id, node);
+    this.livePages++;
     return node;
   }
 
   /** The page is no longer part of any tree; its persisted versions become garbage at the next flush. */
   free(id: number): void {
+    this.livePages--;
     this.resident.delete(id);
     const slot = this.spilled.get(id);
     if (slot !== undefined) {

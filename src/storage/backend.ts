@@ -25,6 +25,8 @@ export interface CommitRecord {
   version: number;
   time: number;
   nextPageId: number;
+  /** Pages in the trees of this flush (for metrics; absent in older records). */
+  livePages?: number;
   pageSize: number;
   codec: string;
   tables: Record<string, TableRoot>;
