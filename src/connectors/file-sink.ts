@@ -159,7 +159,14 @@ function escapeRegExp(s: string): string {
 interface Committed {
   epoch: number;
   length: number;
+  /**
+   * (epoch, length after it) of recent commits, so a restore of an older retained
+   * checkpoint (--from-checkpoint) can cut F back to what that checkpoint had published.
+   */
+  history?: { epoch: number; length: number }[];
 }
+
+const HISTORY = 64;
 
 class FileSinkWriter implements SinkWriter<unknown> {
   private readonly dir: string;
@@ -279,6 +286,25 @@ class FileSinkWriter implements SinkWriter<unknown> {
     this.usable();
     checkEpoch(epoch);
     return this.enqueue(async () => {
+      if (this.leftovers !== null && this.committed !== null && this.committed.epoch > epoch) {
+        // Restoring an older checkpoint than the last published one: roll F back.
+        const history = this.committed.history ?? [];
+        // The history is complete from the start unless it was cut at HISTORY entries.
+        if (history.length === 0 || (history.length >= HISTORY && history[0]!.epoch > epoch)) {
+          throw errors.input(this.final, `cannot go back to checkpoint ${epoch}: the sink's commit history does not reach back that far`);
+        }
+        const h = [{ epoch: 0, length: 0 }, ...history].filter((x) => x.epoch <= epoch).pop()!;
+        const fh = await open(this.final, 'r+');
+        try {
+          await fh.truncate(h.length);
+          await fh.sync();
+        } finally {
+          await fh.close();
+        }
+        const record: Committed = { epoch: h.epoch, length: h.length, history: (this.committed.history ?? []).filter((x) => x.epoch <= epoch) };
+        await writeSidecar(this.final, record);
+        this.committed = record;
+      }
       if (this.leftovers !== null) {
         // The first commit tells which earlier epochs completed: those ≤ epoch.
         for (const e of this.leftovers) {
@@ -304,7 +330,8 @@ class FileSinkWriter implements SinkWriter<unknown> {
         } finally {
           await fh.close();
         }
-        const record = { epoch: fresh[fresh.length - 1]!, length };
+        const lastEpoch = fresh[fresh.length - 1]!;
+        const record: Committed = { epoch: lastEpoch, length, history: [...(this.committed?.history ?? []), { epoch: lastEpoch, length }].slice(-HISTORY) };
         await writeSidecar(this.final, record);
         this.committed = record;
       }
@@ -461,7 +488,8 @@ async function readSidecar(final: string): Promise<Committed | null> {
   ) {
     throw errors.input(path, `is not a valid commit record (${preview(text)}); delete the output and it to start over`);
   }
-  return { epoch: c.epoch as number, length: c.length as number };
+  const history = Array.isArray(c.history) ? c.history.filter((h) => Number.isSafeInteger(h?.epoch) && Number.isSafeInteger(h?.length)) : undefined;
+  return { epoch: c.epoch as number, length: c.length as number, history };
 }
 
 /** Replaces the sidecar atomically and durably. */
@@ -470,7 +498,7 @@ async function writeSidecar(final: string, c: Committed): Promise<void> {
   const tmp = `${path}.tmp`;
   const fh = await open(tmp, 'w');
   try {
-    await fh.writeFile(`${JSON.stringify({ epoch: c.epoch, length: c.length })}\n`, 'utf8');
+    await fh.writeFile(`${JSON.stringify({ epoch: c.epoch, length: c.length, history: c.history ?? [] })}\n`, 'utf8');
     await fh.sync();
   } finally {
     await fh.close();

@@ -78,6 +78,10 @@ function writeDurably(dir: string, name: string, body: string): void {
     closeSync(fd);
   }
   renameSync(tmp, join(dir, name));
+  syncDir(dir);
+}
+
+export function syncDir(dir: string): void {
   const dfd = openSync(dir, 'r');
   try {
     fsyncSync(dfd);

@@ -17,7 +17,7 @@ import type { Flow } from '../flow/builder.js';
 import { createRingBuffer } from '../transport/ring.js';
 import { IoClient } from '../storage/io-client.js';
 import { TaskRunner, type CheckpointAck, type TaskControl, type TaskMetrics, type TaskSetup } from './task.js';
-import { CheckpointCoordinator, listManifests, readManifest, type Manifest } from './checkpoints.js';
+import { CheckpointCoordinator, checkpointDir, listManifests, readManifest, syncDir, type Manifest } from './checkpoints.js';
 import { createBell } from './channels.js';
 import { ProgressLine, buildSummary, type RunSummary } from './report.js';
 import { startMetricsServer, type MetricsServer } from './metrics.js';
@@ -117,7 +117,18 @@ export async function run(modulePath: string, options: RunOptions = {}): Promise
     for (;;) {
       const restore = durable ? chooseCheckpoint(stateDir, plan, options.fromCheckpoint, attempt === 0, !!options.allowDroppedState) : undefined;
       if (restore?.final && attempt === 0) {
-        // Sources were exhausted and the final checkpoint completed: nothing to do.
+        // Sources were exhausted and the final checkpoint completed: nothing to do but
+        // make sure its epoch is published (a crash may have come between the manifest
+        // and the sinks' commit; commit is idempotent).
+        for (const t of plan.tasks) {
+          const op = flow.operator(t.operators[t.operators.length - 1]!)!;
+          if (!op.sink) continue;
+          for (let s = 0; s < t.parallelism; s++) {
+            const w = await op.sink.open({ flow: flow.name, operator: op.name, subtask: s, parallelism: t.parallelism });
+            await w.commit(restore.id);
+            await w.close();
+          }
+        }
         const summary = buildSummary(flow.name, plan, [], performance.now() - started, config);
         summary.restoredFrom = restore.id;
         summary.alreadyComplete = true;
@@ -162,6 +173,13 @@ function chooseCheckpoint(stateDir: string, plan: PhysicalPlan, fromCheckpoint: 
   const id = first && fromCheckpoint !== undefined ? fromCheckpoint : ids[ids.length - 1];
   if (id === undefined) return undefined;
   const m = readManifest(stateDir, id);
+  // Going back to an older checkpoint: the newer ones stop existing (their state
+  // versions are dropped at attach), so their manifests go first, durably.
+  const newer = ids.filter((x) => x > id);
+  if (newer.length) {
+    for (const x of newer) rmSync(join(checkpointDir(stateDir), `chk-${String(x).padStart(10, '0')}.json`), { force: true });
+    syncDir(checkpointDir(stateDir));
+  }
   if (m.keyGroups !== plan.keyGroups) {
     throw errors.config('keyGroups', `the state in ${stateDir} was written with ${m.keyGroups} key groups, this run has ${plan.keyGroups}; keyGroups cannot change`);
   }
@@ -252,7 +270,7 @@ async function prepareInstances(plan: PhysicalPlan, config: TidepoolConfig, stat
         const rescaled = old !== undefined && old.parallelism !== t.parallelism;
         const stateId = rescaled ? `${t.operators[0]}#${s}.g${restore!.id}` : saved?.stateId ?? `${t.operators[0]}#${s}`;
         const st = config.state;
-        setup.state = { storage: st.storage, stateId, pageSize: st.pageSize, cachePages: st.cachePages, compression: st.compression, retain: config.checkpoint.retain };
+        setup.state = { storage: st.storage, stateId, pageSize: st.pageSize, cachePages: st.cachePages, compression: st.compression, retain: config.checkpoint.retain + 1 };
         if (rescaled) {
           const [a, b] = keyGroupRange(s, t.parallelism, plan.keyGroups);
           setup.state.groups = [a, b];
@@ -265,7 +283,14 @@ async function prepareInstances(plan: PhysicalPlan, config: TidepoolConfig, stat
         }
         if (st.storage !== 'memory') {
           const restoreVersion = restore ? (rescaled ? 0 : saved?.version ?? 0) : undefined;
-          const a = await IoClient.shared().attachRaw({ stateId, dir: stateDir, noSync: st.storage === 'temp', retain: config.checkpoint.retain, ringBytes: 8 << 20, restoreVersion });
+          // retain + 1: a snapshot is durable before its manifest exists, so the versions
+          // of the oldest retained checkpoint must outlive one more snapshot.
+          let a;
+          try {
+            a = await IoClient.shared().attachRaw({ stateId, dir: stateDir, noSync: st.storage === 'temp', retain: config.checkpoint.retain + 1, ringBytes: 8 << 20, restoreVersion });
+          } catch (e) {
+            throw errors.input(`state of '${t.operators[0]}' subtask ${s}`, (e as Error).message); // not retriable
+          }
           Object.assign(setup.state, { dir: stateDir, ring: a.ring, port: a.port, lastCommit: a.lastCommit });
           transfer.push(a.port as unknown as TransferListItem);
         }
