@@ -247,8 +247,39 @@ function collect(st: AttachedState, version: number): void {
   for (const key of commits.getKeys({ start: [st.stateId, 0], end: [st.stateId, oldestRetained] })) commits.remove(key);
 }
 
-parentPort!.on('message', (msg: AttachRequest) => {
+/** Deletes every trace of a state (a partition no retained checkpoint names any more). */
+async function dropState(dir: string, noSync: boolean, stateId: string): Promise<number> {
+  const { env } = openEnv(dir, noSync);
+  try {
+    let n = 0;
+    for (const k of env.pages.getKeys({ start: [stateId, -1, 0], end: [stateId, Number.MAX_SAFE_INTEGER, 0] })) {
+      env.pages.remove(k);
+      n++;
+    }
+    for (const k of env.commits.getKeys({ start: [stateId, 0], end: [stateId, Number.MAX_SAFE_INTEGER] })) env.commits.remove(k);
+    env.attempts.remove(stateId);
+    await env.root.flushed;
+    return n;
+  } finally {
+    env.users--;
+  }
+}
+
+type DropRequest = { type: 'drop'; dir: string; noSync: boolean; stateId: string; port: MessagePort };
+
+parentPort!.on('message', (msg: AttachRequest | DropRequest) => {
   if (msg.type === 'attach') {
     attach(msg).catch((e: Error) => reply(msg.port, { type: 'error', message: e.message }));
+  } else if (msg.type === 'drop') {
+    dropState(msg.dir, msg.noSync, msg.stateId).then(
+      (n) => {
+        msg.port.postMessage({ type: 'dropped', pages: n });
+        msg.port.close();
+      },
+      (e: Error) => {
+        msg.port.postMessage({ type: 'error', message: e.message });
+        msg.port.close();
+      },
+    );
   }
 });

@@ -123,6 +123,8 @@ export class CheckpointCoordinator {
   private exhaustedSources = new Set<string>();
   private interval: NodeJS.Timeout | undefined;
   readonly stats: CheckpointStats = { completed: 0, aborted: 0, lastDurationMs: 0, maxPauseMs: 0 };
+  /** Called after each complete checkpoint (manifest written, sinks told to publish). */
+  onComplete?: (id: number) => void;
   /** Resolves when the final checkpoint is complete. */
   readonly finished: Promise<void>;
   private resolveFinished!: () => void;
@@ -260,6 +262,7 @@ export class CheckpointCoordinator {
     for (const old of ids.slice(0, Math.max(0, ids.length - this.opts.retain))) {
       rmSync(join(checkpointDir(this.stateDir), `chk-${String(old).padStart(10, '0')}.json`), { force: true });
     }
+    this.onComplete?.(f.id);
     if (f.final) this.resolveFinished();
     else if (this.finalRequested) this.maybeTrigger(true);
   }

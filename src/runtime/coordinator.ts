@@ -222,6 +222,17 @@ async function execute(
     tolerableFailures: config.checkpoint.tolerableFailures,
     minPauseMs: Math.min(config.checkpoint.intervalMs, 50),
   }, restore?.id ?? 0, { checkpoint: exec.checkpoint, commit: exec.commit });
+  // After a rescale the old partitions are named only by checkpoints older than the
+  // restore; once `retain` new checkpoints exist, nothing can restore them: delete them.
+  const oldPartitions = rescaledAway(plan, restore);
+  let sinceRestore = 0;
+  const drops: Promise<void>[] = [];
+  if (oldPartitions.length) {
+    checkpoints.onComplete = () => {
+      if (++sinceRestore !== config.checkpoint.retain) return;
+      for (const id of oldPartitions) drops.push(IoClient.shared().dropState(stateDir, false, id).catch(() => undefined));
+    };
+  }
   control.ack = (a) => checkpoints.ack(a);
   control.exhausted = (t, s) => checkpoints.sourceExhausted(t, s);
   checkpoints.start();
@@ -246,10 +257,24 @@ async function execute(
     clearInterval(tick);
     progress?.clear();
   }
+  await Promise.all(drops);
   const summary = buildSummary(flow.name, plan, final, performance.now() - started, config);
   summary.checkpoints = { ...checkpoints.stats };
   if (restore) summary.restoredFrom = restore.id;
   return summary;
+}
+
+/** State partitions of the restored checkpoint that a rescale replaced. */
+function rescaledAway(plan: PhysicalPlan, restore: Manifest | undefined): string[] {
+  if (!restore) return [];
+  const out: string[] = [];
+  for (const t of restore.tasks) {
+    if (!t.stateful) continue;
+    const now = plan.tasks.find((x) => x.operators[0] === t.operators[0]);
+    if (now && now.parallelism === t.parallelism) continue;
+    for (const i of t.instances) if (i.stateId) out.push(i.stateId);
+  }
+  return out;
 }
 
 async function prepareInstances(plan: PhysicalPlan, config: TidepoolConfig, stateDir: string, restore: Manifest | undefined): Promise<Instance[]> {

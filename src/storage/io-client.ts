@@ -167,6 +167,27 @@ export class IoClient {
     return a;
   }
 
+  /** Deletes every page and record of a state no checkpoint needs any more. */
+  async dropState(dir: string, noSync: boolean, stateId: string): Promise<void> {
+    const { port1, port2 } = new MessageChannel();
+    this.users++;
+    this.worker.ref();
+    try {
+      const reply = await new Promise<IoReply | { type: 'dropped' }>((resolve, reject) => {
+        this.pendingAttach.add(reject);
+        port1.once('message', (m: IoReply) => {
+          this.pendingAttach.delete(reject);
+          resolve(m);
+        });
+        this.worker.postMessage({ type: 'drop', dir, noSync, stateId, port: port2 }, [port2]);
+      });
+      if (reply.type === 'error') throw errors.io(`dropping state '${stateId}'`, new Error(reply.message));
+    } finally {
+      port1.close();
+      this.release();
+    }
+  }
+
   release(): void {
     if (--this.users <= 0) {
       this.users = 0;
