@@ -4,12 +4,13 @@
 //   npm run build && node dist/perf/flow.bench.js [flags]
 //
 //   --n 2M              records per keyed-count run (both key counts)
-//   --stateless-n 10M   records per stateless-pipeline run
+//   --stateless-n 30M   records per stateless-pipeline run (chaining on)
+//   --unchained-n 3M    records of the stateless run with chaining off (much slower)
 //   --keys 1000,1000000 distinct keys of the keyed-count runs
 //   --reps 2            runs per configuration (the fastest is kept)
-//   --big-cache 16384   with ≥ 100k keys, one more row: p=1 workers with this many cache
-//                       pages (enough to hold all state), to separate spilling from the rest
-//                       (0: no such row)
+//   --big-cache 16384   with ≥ 100k keys, two more rows: p=1 and p=2 workers with this many
+//                       cache pages (enough to hold all state), to separate spilling from the
+//                       rest and to compare p=2 with p=1 at equal (no) spilling (0: no such rows)
 //   --cases keyed,stateless[,profile]
 //                       profile: re-runs keyed count (p=1 and p=2, workers) and the stateless
 //                       pipeline (p=1) under `node --cpu-prof` (one profile per thread) and
@@ -45,11 +46,11 @@ import { count, large, makeEvents, price, project, userOf } from './flows/record
 const flags = parseFlags(
   process.argv.slice(2),
   {
-    n: 2_000_000, 'stateless-n': 10_000_000, keys: '1000,1000000', reps: 2, 'big-cache': 16384, cases: 'keyed,stateless', 'profile-dir': '', quick: false,
+    n: 2_000_000, 'stateless-n': 30_000_000, 'unchained-n': 3_000_000, keys: '1000,1000000', reps: 2, 'big-cache': 16384, cases: 'keyed,stateless', 'profile-dir': '', quick: false,
     // internal: one measured run in a child process
     child: '', flow: '', exec: 'workers', p: 1, chaining: true, count: 0, kcount: 0, 'cache-pages': 0,
   },
-  { n: 200_000, 'stateless-n': 400_000, reps: 1 },
+  { n: 200_000, 'stateless-n': 1_000_000, 'unchained-n': 200_000, reps: 1 },
 );
 
 const FIXED_N = 1000;
@@ -198,14 +199,14 @@ function printRows(rows: Row[], base: Row): void {
   const baseRate = perSec(base.res.records, base.res.wallMs);
   const baseCpuRate = perSec(base.res.records, base.res.cpuMs);
   console.log(table(
-    ['contender', 'threads', 'wall', 'records/s', 'vs plain loop', 'CPU time', 'records per CPU-s', 'per CPU-s vs loop', 'fixed cost (1k records)', 'records/s excl. fixed cost'],
+    ['contender', 'threads', 'records', 'wall', 'records/s', 'vs plain loop', 'CPU time', 'records per CPU-s', 'per CPU-s vs loop', 'fixed cost (1k records)', 'records/s excl. fixed cost'],
     rows.map((r) => {
       const rate = perSec(r.res.records, r.res.wallMs);
       const cpuRate = perSec(r.res.records, r.res.cpuMs);
       // Only meaningful when the fixed cost is a minor part of the run.
       const steady = r.fixed && r.res.wallMs - r.fixed.wallMs > r.res.wallMs / 4 ? fmtInt(perSec(r.res.records, r.res.wallMs - r.fixed.wallMs)) : 'n/a';
       return [
-        r.c.label, threadsOf(r.c, r.res.summary), fmtMs(r.res.wallMs), fmtInt(rate), fmtRatio(rate / baseRate),
+        r.c.label, threadsOf(r.c, r.res.summary), fmtInt(r.res.records), fmtMs(r.res.wallMs), fmtInt(rate), fmtRatio(rate / baseRate),
         fmtMs(r.res.cpuMs), fmtInt(cpuRate), fmtRatio(cpuRate / baseCpuRate),
         r.fixed ? fmtMs(r.fixed.wallMs) : '—', r.fixed ? steady : '—',
       ];
@@ -342,7 +343,11 @@ async function main(): Promise<void> {
       const rows: Row[] = [];
       const bigCache = flags['big-cache'] > 0 && keys >= 100_000;
       const all: Config[] = bigCache
-        ? [...configs, { flow: 'keyed', label: `tidepool p=1, workers, cachePages ${flags['big-cache']}`, exec: 'workers', p: 1, chaining: true, cachePages: flags['big-cache'] }]
+        ? [
+          ...configs,
+          { flow: 'keyed', label: `tidepool p=1, workers, cachePages ${flags['big-cache']}`, exec: 'workers', p: 1, chaining: true, cachePages: flags['big-cache'] },
+          { flow: 'keyed', label: `tidepool p=2, workers, cachePages ${flags['big-cache']}`, exec: 'workers', p: 2, chaining: true, cachePages: flags['big-cache'] },
+        ]
         : configs;
       // Take turns between configurations, so a noisy moment on a shared machine does not hit one row only.
       const best = new Map<Config, ChildResult>();
@@ -366,6 +371,11 @@ async function main(): Promise<void> {
       targets.push([`(same, per CPU-second: records per CPU-s of p=1 workers / loop)`, `${(cpuRatio * 100).toFixed(1)}%`, verdict(cpuRatio * 100, 50, '%')]);
       targets.push([`(same, inline p=1 / loop)`, `${((inline / loop) * 100).toFixed(1)}%`, verdict((inline / loop) * 100, 50, '%')]);
       targets.push([`keyed count p=2 ≥ 1.6× p=1 (${fmtInt(keys)} keys, workers, ${cores} cores)`, fmtRatio(p2 / p1), verdict(p2 / p1, 1.6)]);
+      if (bigCache) {
+        const [b1, b2] = rows.slice(-2).map((r) => perSec(r.res.records, r.res.wallMs)) as [number, number];
+        console.log(`With cachePages ${flags['big-cache']} (no spilling at either parallelism): p=2 / p=1 ${fmtRatio(b2 / b1)}\n`);
+        targets.push([`(same, both with cachePages ${flags['big-cache']}: no spilling on either side)`, fmtRatio(b2 / b1), verdict(b2 / b1, 1.6)]);
+      }
     }
   }
 
@@ -378,17 +388,18 @@ async function main(): Promise<void> {
       { flow: 'stateless', label: 'tidepool p=2, chaining on', exec: 'workers', p: 2, chaining: true },
       { flow: 'stateless', label: 'tidepool p=2, chaining off', exec: 'workers', p: 2, chaining: false },
     ];
+    const nOf = (c: Config) => (c.chaining ? n : flags['unchained-n']);
     const best = new Map<Config, ChildResult>();
     for (let r = 0; r < flags.reps; r++) {
       for (const c of configs) {
-        const res = await measure(c, n, keys, r, flags.reps);
+        const res = await measure(c, nOf(c), keys, r, flags.reps);
         const b = best.get(c);
         if (!b || res.wallMs < b.wallMs) best.set(c, res);
       }
     }
     const rows: Row[] = [];
     for (const c of configs) rows.push({ c, keys, res: best.get(c)!, fixed: await fixedCost(c) });
-    console.log(`\n### Stateless pipeline (map → filter → map): ${fmtInt(n)} records (best of ${flags.reps})\n`);
+    console.log(`\n### Stateless pipeline (map → filter → map): ${fmtInt(n)} records, chaining off: ${fmtInt(flags['unchained-n'])} (best of ${flags.reps})\n`);
     printRows(rows, rows[0]!);
     const [loop, p1, p2, p2u] = rows.map((r) => perSec(r.res.records, r.res.wallMs)) as [number, number, number, number];
     console.log(`\nRatios: p=1 chained / plain loop ${fmtRatio(p1 / loop)}, p=2 chained / p=1 chained ${fmtRatio(p2 / p1)}, ` +
