@@ -20,9 +20,10 @@ const QUICK_ARGS: Record<string, string[]> = {
   store: ['--quick'],
   flush: ['--quick'],
   ring: ['0.1', '1'], // scale, reps
+  flow: ['--quick'],
 };
 /** Preferred order; any other *.bench.js runs after these, alphabetically. */
-const ORDER = ['store', 'flush', 'ring', 'keys'];
+const ORDER = ['store', 'flush', 'ring', 'keys', 'flow'];
 
 function benches(): string[] {
   const names = readdirSync(here).filter((f) => f.endsWith('.bench.js')).map((f) => f.slice(0, -'.bench.js'.length));
