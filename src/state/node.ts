@@ -11,7 +11,7 @@
 //   u8 kind (0 leaf, 1 branch) | varint count
 //   leaf:   count × ( varint keyLen | key bytes | varint valLen | msgpack value )
 //   branch: f64 child0 | (count-1) × ( varint keyLen | key bytes | f64 child )
-import { packr, storedSize, type StoredValue } from './values.js';
+import { packr, storedSize, utf8Length, type StoredValue } from './values.js';
 
 export const LEAF = 0;
 export const BRANCH = 1;
@@ -112,7 +112,7 @@ class Writer {
   }
   /** varint(total msgpack length) + msgpack str header + UTF-8 bytes, without an intermediate buffer. */
   msgpackString(s: string): void {
-    const n = isAsciiShort(s) ? s.length : Buffer.byteLength(s);
+    const n = utf8Length(s);
     const hdr = n < 32 ? 1 : n < 256 ? 2 : n < 65536 ? 3 : 5;
     this.varint(hdr + n);
     this.ensure(hdr + n);
@@ -141,11 +141,6 @@ class Writer {
 }
 const writer = new Writer();
 
-function isAsciiShort(s: string): boolean {
-  if (s.length > 512) return false;
-  for (let i = 0; i < s.length; i++) if (s.charCodeAt(i) > 0x7f) return false;
-  return true;
-}
 
 /**
  * Serializes a node to raw bytes. Returns a view of a buffer reused by the next call:

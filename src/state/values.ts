@@ -83,9 +83,7 @@ export function fromStored(s: StoredValue): unknown {
 export function storedSize(s: StoredValue): number {
   switch (typeof s) {
     case 'string':
-      // ASCII fast path (a JS loop beats the native call up to a few hundred chars);
-      // otherwise the exact UTF-8 length.
-      return (s.length < 512 && isAscii(s) ? s.length : Buffer.byteLength(s)) + 5;
+      return utf8Length(s) + 5;
     case 'number':
       return 9;
     case 'bigint':
@@ -98,7 +96,20 @@ export function storedSize(s: StoredValue): number {
   }
 }
 
-function isAscii(s: string): boolean {
-  for (let i = 0; i < s.length; i++) if (s.charCodeAt(i) > 0x7f) return false;
-  return true;
+/**
+ * UTF-8 byte length of a string: a JS loop for short ASCII strings (it beats the native
+ * call up to a few hundred chars), Buffer.byteLength otherwise.
+ */
+export function utf8Length(s: string): number {
+  if (s.length < 512) {
+    let ascii = true;
+    for (let i = 0; i < s.length; i++) {
+      if (s.charCodeAt(i) > 0x7f) {
+        ascii = false;
+        break;
+      }
+    }
+    if (ascii) return s.length;
+  }
+  return Buffer.byteLength(s);
 }
