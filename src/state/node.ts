@@ -66,6 +66,25 @@ export function newBranch(id: number, children: number[], keys: string[]): Branc
   return { kind: BRANCH, id, keys, children, bytes, dirty: true, ref: true };
 }
 
+/**
+ * A copy of a node that later mutations of `node` cannot reach: its own key, value and
+ * child arrays (keys and stored values are immutable, so sharing them is safe; a lazy
+ * leaf shares its read-only page buffer). Costs one pointer copy per entry — far less
+ * than serializing — which is what lets a checkpoint take its snapshot in a short pause
+ * and encode the pages afterwards, while processing goes on.
+ */
+export function freezeNode(node: TreeNode): TreeNode {
+  if (node.kind === LEAF) {
+    const copy: LeafNode = { kind: LEAF, id: node.id, keys: node.keys.slice(), vals: node.vals.slice(), bytes: node.bytes, dirty: false, ref: false };
+    if (node.raw !== undefined) {
+      copy.raw = node.raw;
+      copy.voff = node.voff;
+    }
+    return copy;
+  }
+  return { kind: BRANCH, id: node.id, keys: node.keys.slice(), children: node.children.slice(), bytes: node.bytes, dirty: false, ref: false };
+}
+
 // ---------------------------------------------------------------- serialization
 
 /** A growable byte writer reused across serializations (pages are built one at a time). */

@@ -11,6 +11,7 @@
 // 6. Pages and commit records carry checksums; a mismatch is an error, never a value.
 import type { PersistentPages } from '../state/pager.js';
 import type { SpillSlot } from '../state/spill-file.js';
+import type { TreeNode } from '../state/node.js';
 
 export type StorageKind = 'lmdb' | 'temp' | 'memory';
 
@@ -38,11 +39,16 @@ export interface CommitRecord {
   gcFreed?: number[];
 }
 
-/** One page of a flush: encoded bytes in memory, or a slot of the spill file. */
+/**
+ * One page of a flush: encoded bytes in memory, a slot of the spill file, or a frozen
+ * copy of a resident node (encoded when the backend reads it). Backends only use
+ * `pageId` and the batch's `read`.
+ */
 export interface FlushPage {
   pageId: number;
   bytes?: Buffer;
   slot?: SpillSlot;
+  node?: TreeNode;
 }
 
 /**
