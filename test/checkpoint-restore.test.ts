@@ -425,9 +425,21 @@ t.test('disk use stays bounded: retain manifests, at most retain + 1 versions pe
   const e = await runToEnd('keyed-count.ts', state, ['--set', 'parallelism=2', '--set', 'checkpoint.intervalMs=20', '--set', `checkpoint.retain=${retain}`, '--summary', summaryPath],
     { TP_N: String(n), TP_OUT: out, TP_RATE: '5000' });
   t.equal(e.code, 0, `the run completes (${e.ms} ms)${e.stderr ? `: ${e.stderr.trim()}` : ''}`);
-  const summary = JSON.parse(readFileSync(summaryPath, 'utf8')) as { checkpoints: { completed: number } };
+  type Dist = { count: number; p50: number; p99: number; max: number };
+  const summary = JSON.parse(readFileSync(summaryPath, 'utf8')) as {
+    checkpoints: { completed: number; bytesWritten: number; durationMs: Dist; pauseMs: Dist; alignMs: Dist };
+  };
   const completed = summary.checkpoints.completed;
   t.ok(completed >= 20, `${completed} checkpoints completed`);
+  // Statistics of the run: every completed checkpoint timed; every instance's pause; the
+  // keyed instances read two source instances each, so they align every barrier.
+  const { durationMs, pauseMs, alignMs, bytesWritten } = summary.checkpoints;
+  t.equal(durationMs.count, completed, 'one duration per completed checkpoint');
+  t.ok(durationMs.p50 > 0 && durationMs.p50 <= durationMs.p99 && durationMs.p99 <= durationMs.max, `durations ${JSON.stringify(durationMs)}`);
+  t.ok(pauseMs.count >= completed * 4, `pauses of every instance (${pauseMs.count})`);
+  t.ok(alignMs.count >= completed * 2, `alignments of the two keyed instances (${alignMs.count})`);
+  t.ok(alignMs.p99 <= alignMs.max && alignMs.max > 0, `alignments ${JSON.stringify(alignMs)}`);
+  t.ok(bytesWritten > 0, `${bytesWritten} bytes written by checkpoints`);
   const ids = manifestIds(flowState);
   t.equal(ids.length, retain, `${retain} manifests kept (${ids.join(', ')})`);
   const perCheckpoint = Math.max(...ids.map((id) => readManifest(flowState, id).bytesWritten));

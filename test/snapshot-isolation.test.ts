@@ -13,6 +13,7 @@ import { openStore } from '../src/index.js';
 import { SnapshotReader } from '../src/storage/snapshot-reader.js';
 import { CODEC_NONE, codecById, codecResolver } from '../src/state/codecs.js';
 import type { StoredValue } from '../src/state/values.js';
+import type { StateEngine } from '../src/state/engine.js';
 import { engineOf } from './helpers/model.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'tidepool-snapshot-'));
@@ -24,7 +25,10 @@ const mutArb = fc.record({ k: fc.integer({ min: 0, max: 600 }), v: fc.option(fc.
 
 const key = (k: number) => `key/${String(k).padStart(4, '0')}`;
 
-function apply(table: { set(k: string, v: StoredValue): boolean; delete(k: string): boolean }, model: Map<string, string>, m: Mut): void {
+type Table = { set(k: string, v: StoredValue): boolean; delete(k: string): boolean };
+
+function apply(engine: StateEngine, table: Table, model: Map<string, string>, m: Mut): void {
+  engine.mutations++; // as the store and keyed state do: a checkpoint without mutations is skipped
   if (m.v === null) {
     table.delete(key(m.k));
     model.delete(key(m.k));
@@ -48,14 +52,14 @@ t.test('mutations after checkpoint() do not leak into the durable snapshot', asy
         const table = engine.table('t');
         const model = new Map<string, string>();
         try {
-          for (const m of before) apply(table, model, m);
+          for (const m of before) apply(engine, table, model, m);
           engine.pager.evict();
           const expected = new Map(model);
           const durable = engine.checkpoint();
           // Mutate in several turns: some pages get encoded between them, others only
           // after all the mutations; eviction may drop a frozen page and reload it.
           for (const group of afterGroups) {
-            for (const m of group) apply(table, model, m);
+            for (const m of group) apply(engine, table, model, m);
             engine.pager.evict();
             await new Promise<void>((resolve) => setImmediate(resolve));
           }

@@ -167,6 +167,10 @@ export class Inputs {
   private readonly bell: Int32Array;
   /** The barrier being aligned, if any. */
   private aligning: number | undefined;
+  /** When its first copy arrived (performance.now()). */
+  private alignStart = 0;
+  /** How long the last aligned barrier held its first input blocked, in ms. */
+  lastAlignMs = 0;
 
   constructor(readers: RingReader[], bell: SharedArrayBuffer) {
     this.open = readers.map((reader) => ({ reader, blocked: false }));
@@ -201,6 +205,7 @@ export class Inputs {
         if (this.aligning !== undefined && this.aligning !== id) {
           throw new Error(`barrier ${id} arrived while aligning barrier ${this.aligning}`);
         }
+        if (this.aligning === undefined) this.alignStart = performance.now();
         this.aligning = id;
         input.blocked = true;
         const aligned = this.checkAligned();
@@ -218,6 +223,7 @@ export class Inputs {
     if (this.open.some((x) => !x.blocked)) return null;
     const id = this.aligning;
     this.aligning = undefined;
+    this.lastAlignMs = performance.now() - this.alignStart;
     for (const x of this.open) x.blocked = false;
     return barrierFrame(id);
   }

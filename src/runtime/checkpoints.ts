@@ -18,6 +18,7 @@ import { join } from 'node:path';
 import { errors } from '../errors.js';
 import type { PhysicalPlan } from '../flow/plan.js';
 import type { CheckpointAck } from './task.js';
+import { Samples, type Distribution } from './samples.js';
 
 export interface ManifestInstance {
   subtask: number;
@@ -103,6 +104,14 @@ export interface CheckpointStats {
   aborted: number;
   lastDurationMs: number;
   maxPauseMs: number;
+  /** Trigger to manifest written, per completed checkpoint. */
+  durationMs: Distribution;
+  /** Records stopped per instance and checkpoint (see CheckpointAck.pauseMs). */
+  pauseMs: Distribution;
+  /** Barrier alignment per instance and checkpoint, instances with several inputs only. */
+  alignMs: Distribution;
+  /** State bytes written by completed checkpoints. */
+  bytesWritten: number;
 }
 
 interface InFlight {
@@ -122,7 +131,10 @@ export class CheckpointCoordinator {
   private finalRequested = false;
   private exhaustedSources = new Set<string>();
   private interval: NodeJS.Timeout | undefined;
-  readonly stats: CheckpointStats = { completed: 0, aborted: 0, lastDurationMs: 0, maxPauseMs: 0 };
+  private readonly counts = { completed: 0, aborted: 0, lastDurationMs: 0, maxPauseMs: 0, bytesWritten: 0 };
+  private readonly durations = new Samples();
+  private readonly pauses = new Samples();
+  private readonly aligns = new Samples();
   /** Called after each complete checkpoint (manifest written, sinks told to publish). */
   onComplete?: (id: number) => void;
   /** Resolves when the final checkpoint is complete. */
@@ -147,6 +159,10 @@ export class CheckpointCoordinator {
     });
     this.finished.catch(() => undefined);
     mkdirSync(checkpointDir(stateDir), { recursive: true });
+  }
+
+  get stats(): CheckpointStats {
+    return { ...this.counts, durationMs: this.durations.distribution(), pauseMs: this.pauses.distribution(), alignMs: this.aligns.distribution() };
   }
 
   start(): void {
@@ -199,7 +215,9 @@ export class CheckpointCoordinator {
     if (!f || f.id !== a.id) return; // an aborted checkpoint's late ack
     f.acks.push(a);
     f.waiting.delete(`${a.task}/${a.subtask}`);
-    this.stats.maxPauseMs = Math.max(this.stats.maxPauseMs, a.pauseMs);
+    this.counts.maxPauseMs = Math.max(this.counts.maxPauseMs, a.pauseMs);
+    this.pauses.add(a.pauseMs);
+    if (a.alignMs !== undefined) this.aligns.add(a.alignMs);
     if (f.waiting.size === 0) this.complete(f);
   }
 
@@ -208,7 +226,7 @@ export class CheckpointCoordinator {
     if (!f || f.id !== id) return;
     this.inflight = undefined;
     this.lastEnd = performance.now();
-    this.stats.aborted++;
+    this.counts.aborted++;
     if (++this.consecutiveFailures > this.opts.tolerableFailures) {
       this.rejectFinished(errors.worker(`checkpoint ${id}`, `${why} (${this.consecutiveFailures} consecutive failures, checkpoint.tolerableFailures is ${this.opts.tolerableFailures})`));
       return;
@@ -252,8 +270,10 @@ export class CheckpointCoordinator {
     this.inflight = undefined;
     this.lastEnd = performance.now();
     this.consecutiveFailures = 0;
-    this.stats.completed++;
-    this.stats.lastDurationMs = durationMs;
+    this.counts.completed++;
+    this.counts.lastDurationMs = durationMs;
+    this.counts.bytesWritten += manifest.bytesWritten;
+    this.durations.add(durationMs);
     // Publish, then forget manifests no longer retained.
     for (const t of this.plan.tasks) {
       if (t.kinds[t.kinds.length - 1] === 'sink') for (let s = 0; s < t.parallelism; s++) this.send.commit(t.index, s, f.id);

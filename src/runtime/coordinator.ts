@@ -259,7 +259,7 @@ async function execute(
   }
   await Promise.all(drops);
   const summary = buildSummary(flow.name, plan, final, performance.now() - started, config);
-  summary.checkpoints = { ...checkpoints.stats };
+  summary.checkpoints = checkpoints.stats;
   if (restore) summary.restoredFrom = restore.id;
   return summary;
 }

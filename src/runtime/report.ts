@@ -4,6 +4,7 @@
 import type { PhysicalPlan } from '../flow/plan.js';
 import type { TidepoolConfig } from '../config/schema.js';
 import type { TaskMetrics } from './task.js';
+import type { CheckpointStats } from './checkpoints.js';
 
 export interface OperatorSummary {
   task: string;
@@ -28,7 +29,7 @@ export interface RunSummary {
   recordsOut: number;
   operators: OperatorSummary[];
   /** Checkpoints completed and aborted in the last attempt, longest snapshot pause. */
-  checkpoints?: { completed: number; aborted: number; lastDurationMs: number; maxPauseMs: number };
+  checkpoints?: CheckpointStats;
   /** The checkpoint this run restored, if any. */
   restoredFrom?: number;
   /** The state directory held a final checkpoint: the run had nothing left to do. */

@@ -71,7 +71,10 @@ export interface CheckpointAck {
   /** The source position after the last record before the barrier (source tasks). */
   position?: unknown;
   bytes?: number;
+  /** Records stopped for this barrier: output flush, waiting for the previous snapshot, taking this one. */
   pauseMs: number;
+  /** Time from the barrier's first copy to its last across the inputs (instances with several inputs). */
+  alignMs?: number;
 }
 
 /** How a task instance talks to the coordinator (a worker's port, or direct calls inline). */
@@ -281,6 +284,7 @@ export class TaskRunner {
     const t0 = performance.now();
     await this.afterUnit(true); // records before the barrier go out before it
     const ack: CheckpointAck = { id, task: this.setup.taskIndex, subtask: this.setup.subtask, pauseMs: 0 };
+    if (this.setup.inputs.length > 1) ack.alignMs = this.inputs!.lastAlignMs;
     if (position !== undefined) ack.position = position;
     let durable: Promise<unknown> | undefined;
     if (this.engine) {
