@@ -16,96 +16,20 @@
 //
 // Fixtures: test-fixtures/flows/checkpoint/{keyed-count,wordcount,slow-sink}.ts.
 import t, { type Test } from 'tap';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-
-const FIX = fileURLToPath(new URL('../../test-fixtures/flows/checkpoint/', import.meta.url));
-const CLI = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
+import { FlowChildren, manifestIds, newestManifest, sleep, type Exit } from './helpers/flow-child.js';
+import { rng } from './helpers/rng.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'tidepool-chk-crash-'));
 const MODULE_CACHE = join(tmp, 'module-cache');
 t.teardown(() => rmSync(tmp, { recursive: true, force: true }));
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-/** Deterministic RNG (mulberry32). */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let x = a;
-    x = Math.imul(x ^ (x >>> 15), x | 1);
-    x ^= x + Math.imul(x ^ (x >>> 7), x | 61);
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-// ---- child processes ---------------------------------------------------------------
-
-interface Exit {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  stderr: string;
-  ms: number;
-}
-
-interface Running {
-  child: ChildProcess;
-  started: number;
-  exited: boolean;
-  done: Promise<Exit>;
-}
-
-/** `node main.js run <flow> --state <state> <args…>` with the fixture's environment. */
-function start(flowFile: string, state: string, args: string[], env: Record<string, string>): Running {
-  const started = performance.now();
-  const child = spawn(process.execPath, [CLI, 'run', join(FIX, flowFile), '--state', state, ...args], {
-    cwd: tmp,
-    env: { ...process.env, TIDEPOOL_MODULE_CACHE: MODULE_CACHE, ...env },
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
-  let stderr = '';
-  child.stderr!.on('data', (d: Buffer) => (stderr += d));
-  const r: Running = { child, started, exited: false, done: undefined as never };
-  r.done = new Promise((resolve, reject) => {
-    child.on('error', reject);
-    child.on('close', (code, signal) => {
-      r.exited = true;
-      resolve({ code, signal, stderr, ms: Math.round(performance.now() - started) });
-    });
-  });
-  return r;
-}
-
-/** Runs to the end (SIGKILL after `timeoutMs`, reported as a failure by the caller). */
-async function runToEnd(flowFile: string, state: string, args: string[], env: Record<string, string>, timeoutMs = 150_000): Promise<Exit> {
-  const r = start(flowFile, state, args, env);
-  const timer = setTimeout(() => r.child.kill('SIGKILL'), timeoutMs);
-  try {
-    return await r.done;
-  } finally {
-    clearTimeout(timer);
-  }
-}
+const children = new FlowChildren(tmp, MODULE_CACHE);
+const start = children.start.bind(children);
+const runToEnd = children.runToEnd.bind(children);
 
 // ---- state and output inspection ---------------------------------------------------
-
-const MANIFEST = /^chk-(\d+)\.json$/;
-
-function manifestIds(flowState: string): number[] {
-  let names: string[];
-  try {
-    names = readdirSync(join(flowState, 'checkpoints'));
-  } catch {
-    return [];
-  }
-  return names.map((n) => MANIFEST.exec(n)).filter((m): m is RegExpExecArray => m !== null).map((m) => Number(m[1])).sort((a, b) => a - b);
-}
-
-const newestManifest = (flowState: string): number => manifestIds(flowState).at(-1) ?? 0;
 
 /** Prepared-but-unpublished epoch files of the file sink beside `out`. */
 function epochFiles(out: string): string[] {

@@ -6,68 +6,19 @@
 //
 // Fixtures: test-fixtures/flows/checkpoint/{keyed-count,throw-once,slow-sink}.ts.
 import t, { type Test } from 'tap';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, relative } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { FlowChildren, manifestIds, newestManifest, sleep, type Exit } from './helpers/flow-child.js';
 import { open as openLmdb } from 'lmdb';
-
-const FIX = fileURLToPath(new URL('../../test-fixtures/flows/checkpoint/', import.meta.url));
-const CLI = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
 
 const tmp = mkdtempSync(join(tmpdir(), 'tidepool-chk-restore-'));
 const MODULE_CACHE = join(tmp, 'module-cache');
 t.teardown(() => rmSync(tmp, { recursive: true, force: true }));
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-// ---- child processes ---------------------------------------------------------------
-
-interface Exit {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  stderr: string;
-  ms: number;
-}
-
-interface Running {
-  child: ChildProcess;
-  started: number;
-  exited: boolean;
-  done: Promise<Exit>;
-}
-
-function start(flowFile: string, state: string, args: string[], env: Record<string, string>): Running {
-  const started = performance.now();
-  const child = spawn(process.execPath, [CLI, 'run', join(FIX, flowFile), '--state', state, ...args], {
-    cwd: tmp,
-    env: { ...process.env, TIDEPOOL_MODULE_CACHE: MODULE_CACHE, ...env },
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
-  let stderr = '';
-  child.stderr!.on('data', (d: Buffer) => (stderr += d));
-  const r: Running = { child, started, exited: false, done: undefined as never };
-  r.done = new Promise((resolve, reject) => {
-    child.on('error', reject);
-    child.on('close', (code, signal) => {
-      r.exited = true;
-      resolve({ code, signal, stderr, ms: Math.round(performance.now() - started) });
-    });
-  });
-  return r;
-}
-
-async function runToEnd(flowFile: string, state: string, args: string[], env: Record<string, string>, timeoutMs = 120_000): Promise<Exit> {
-  const r = start(flowFile, state, args, env);
-  const timer = setTimeout(() => r.child.kill('SIGKILL'), timeoutMs);
-  try {
-    return await r.done;
-  } finally {
-    clearTimeout(timer);
-  }
-}
+const children = new FlowChildren(tmp, MODULE_CACHE);
+const start = children.start.bind(children);
+const runToEnd = children.runToEnd.bind(children);
 
 /** Starts the flow and SIGKILLs it once `until()` holds (checked every few ms); fails if it exits first. */
 async function runAndKill(t: Test, flowFile: string, state: string, args: string[], env: Record<string, string>, until: () => boolean, what: string, plusMs = 0): Promise<void> {
@@ -90,20 +41,7 @@ function oneLine(t: Test, e: Exit, what: string): string {
 
 // ---- state and output inspection ---------------------------------------------------
 
-const MANIFEST = /^chk-(\d+)\.json$/;
 const manifestPath = (flowState: string, id: number) => join(flowState, 'checkpoints', `chk-${String(id).padStart(10, '0')}.json`);
-
-function manifestIds(flowState: string): number[] {
-  let names: string[];
-  try {
-    names = readdirSync(join(flowState, 'checkpoints'));
-  } catch {
-    return [];
-  }
-  return names.map((n) => MANIFEST.exec(n)).filter((m): m is RegExpExecArray => m !== null).map((m) => Number(m[1])).sort((a, b) => a - b);
-}
-
-const newestManifest = (flowState: string): number => manifestIds(flowState).at(-1) ?? 0;
 
 interface ManifestJson {
   id: number;
@@ -369,7 +307,12 @@ t.test('restoring into a changed flow: a renamed stateful operator or a re-split
   t.same(listing(state, dirname(out)), before, 'state and output unchanged');
 
   // The stateful operator at another parallelism: its key groups move to new partitions.
-  const rescaled = await runToEnd('keyed-count.ts', state, [...args, '--set', 'operators.counts.parallelism=3'], env);
+  // The first rescaled run dies after one new checkpoint, before `retain` of them exist
+  // (the old partitions are still restorable then); the next run must collect them.
+  const p3 = [...args, '--set', 'operators.counts.parallelism=3'];
+  const last = newestManifest(flowState);
+  await runAndKill(t, 'keyed-count.ts', state, p3, { ...env, TP_RATE: '4000' }, () => newestManifest(flowState) > last, 'after 1 rescaled checkpoint', 0);
+  const rescaled = await runToEnd('keyed-count.ts', state, p3, env);
   t.equal(rescaled.code, 0, `counts restored at parallelism 3 instead of 2 completes${rescaled.stderr ? `: ${rescaled.stderr.trim()}` : ''}`);
   checkExactlyOnce(t, out, n, keyOfCount, 'after the refused restores and a rescale 2 → 3');
 

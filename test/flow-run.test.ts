@@ -19,6 +19,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { run, type RunOptions, type RunSummary } from '../src/index.js';
+import { rng } from './helpers/rng.js';
 
 const FIX = fileURLToPath(new URL('../../test-fixtures/flows/run/', import.meta.url));
 const CLI = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
@@ -65,17 +66,6 @@ function readJsonl<T = Record<string, unknown>>(path: string): T[] {
   return text.slice(0, -1).split('\n').map((l) => JSON.parse(l) as T);
 }
 
-/** Deterministic RNG (mulberry32). */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let x = a;
-    x = Math.imul(x ^ (x >>> 15), x | 1);
-    x ^= x + Math.imul(x ^ (x >>> 7), x | 61);
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Per key, the values of `{ key, value }` records in output order. */
 function updatesByKey<V>(records: { key: unknown; value: V }[]): Map<string, V[]> {

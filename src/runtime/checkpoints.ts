@@ -166,6 +166,9 @@ export class CheckpointCoordinator {
   }
 
   start(): void {
+    // The first checkpoint comes one interval after the run starts (not after the
+    // process did: run() may be called long after start-up, or again after a restart).
+    this.lastEnd = performance.now();
     if (this.opts.intervalMs > 0) this.interval = setInterval(() => this.maybeTrigger(false), Math.min(this.opts.intervalMs, 50));
   }
 

@@ -19,6 +19,7 @@ import { IoClient } from '../storage/io-client.js';
 import { TaskRunner, type CheckpointAck, type TaskControl, type TaskMetrics, type TaskSetup } from './task.js';
 import { CheckpointCoordinator, checkpointDir, listManifests, readManifest, syncDir, type Manifest } from './checkpoints.js';
 import { createBell } from './channels.js';
+import { dropOrphanPartitions } from './orphans.js';
 import { ProgressLine, buildSummary, type RunSummary } from './report.js';
 import { startMetricsServer, type MetricsServer } from './metrics.js';
 
@@ -222,15 +223,16 @@ async function execute(
     tolerableFailures: config.checkpoint.tolerableFailures,
     minPauseMs: Math.min(config.checkpoint.intervalMs, 50),
   }, restore?.id ?? 0, { checkpoint: exec.checkpoint, commit: exec.commit });
-  // After a rescale the old partitions are named only by checkpoints older than the
-  // restore; once `retain` new checkpoints exist, nothing can restore them: delete them.
-  const oldPartitions = rescaledAway(plan, restore);
-  let sinceRestore = 0;
-  const drops: Promise<void>[] = [];
-  if (oldPartitions.length) {
+  // Partitions of a rescaled or dropped operator are named only by checkpoints older
+  // than this run; once `retain` new checkpoints exist nothing can restore them: delete
+  // them (those an earlier run left behind by dying too early as well).
+  let sinceStart = 0;
+  const drops: Promise<unknown>[] = [];
+  if (config.state.storage === 'lmdb') {
+    const live = instances.flatMap((i) => (i.setup.state ? [i.setup.state.stateId] : []));
     checkpoints.onComplete = () => {
-      if (++sinceRestore !== config.checkpoint.retain) return;
-      for (const id of oldPartitions) drops.push(IoClient.shared().dropState(stateDir, false, id).catch(() => undefined));
+      if (++sinceStart !== config.checkpoint.retain) return;
+      drops.push(dropOrphanPartitions(stateDir, live).catch(() => undefined));
     };
   }
   control.ack = (a) => checkpoints.ack(a);
@@ -262,19 +264,6 @@ async function execute(
   summary.checkpoints = checkpoints.stats;
   if (restore) summary.restoredFrom = restore.id;
   return summary;
-}
-
-/** State partitions of the restored checkpoint that a rescale replaced. */
-function rescaledAway(plan: PhysicalPlan, restore: Manifest | undefined): string[] {
-  if (!restore) return [];
-  const out: string[] = [];
-  for (const t of restore.tasks) {
-    if (!t.stateful) continue;
-    const now = plan.tasks.find((x) => x.operators[0] === t.operators[0]);
-    if (now && now.parallelism === t.parallelism) continue;
-    for (const i of t.instances) if (i.stateId) out.push(i.stateId);
-  }
-  return out;
 }
 
 async function prepareInstances(plan: PhysicalPlan, config: TidepoolConfig, stateDir: string, restore: Manifest | undefined): Promise<Instance[]> {

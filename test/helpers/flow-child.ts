@@ -1,0 +1,78 @@
+// Child `tidepool run` processes of the checkpoint fixtures (real CLI, real SIGKILLs)
+// and the checkpoint manifests they leave, shared by the checkpoint test files.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const FIX = fileURLToPath(new URL('../../../test-fixtures/flows/checkpoint/', import.meta.url));
+const CLI = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
+
+export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+
+export interface Exit {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stderr: string;
+  ms: number;
+}
+
+export interface Running {
+  child: ChildProcess;
+  started: number;
+  exited: boolean;
+  done: Promise<Exit>;
+}
+
+/** Runs fixtures from `cwd`, caching compiled flow modules in `moduleCache`. */
+export class FlowChildren {
+  constructor(private readonly cwd: string, private readonly moduleCache: string) {}
+
+  /** `node main.js run <fixture> --state <state> <args…>` with the fixture's environment. */
+  start(flowFile: string, state: string, args: string[], env: Record<string, string>): Running {
+    const started = performance.now();
+    const child = spawn(process.execPath, [CLI, 'run', join(FIX, flowFile), '--state', state, ...args], {
+      cwd: this.cwd,
+      env: { ...process.env, TIDEPOOL_MODULE_CACHE: this.moduleCache, ...env },
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    let stderr = '';
+    child.stderr!.on('data', (d: Buffer) => (stderr += d));
+    const r: Running = { child, started, exited: false, done: undefined as never };
+    r.done = new Promise((resolve, reject) => {
+      child.on('error', reject);
+      child.on('close', (code, signal) => {
+        r.exited = true;
+        resolve({ code, signal, stderr, ms: Math.round(performance.now() - started) });
+      });
+    });
+    return r;
+  }
+
+  /** Runs to the end (SIGKILL after `timeoutMs`, reported as a failure by the caller). */
+  async runToEnd(flowFile: string, state: string, args: string[], env: Record<string, string>, timeoutMs = 150_000): Promise<Exit> {
+    const r = this.start(flowFile, state, args, env);
+    const timer = setTimeout(() => r.child.kill('SIGKILL'), timeoutMs);
+    try {
+      return await r.done;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+}
+
+const MANIFEST = /^chk-(\d+)\.json$/;
+
+/** Ids of the complete checkpoints (manifests) of a flow's state directory, ascending. */
+export function manifestIds(flowState: string): number[] {
+  let names: string[];
+  try {
+    names = readdirSync(join(flowState, 'checkpoints'));
+  } catch {
+    return [];
+  }
+  return names.map((n) => MANIFEST.exec(n)).filter((m): m is RegExpExecArray => m !== null).map((m) => Number(m[1])).sort((a, b) => a - b);
+}
+
+export const newestManifest = (flowState: string): number => manifestIds(flowState).at(-1) ?? 0;
