@@ -385,8 +385,8 @@ Notes: every row spawns \`node dist/src/cli/main.js run <flow> --state <dir> --s
 the line arriving on the parent's pipe. "node + CLI + module loaded": the flow module's import on the main thread.
 "first record through operator": the first record a keyed instance (the map, for the stateless flow) emitted —
 restore done. "first output line": sinks.stdout() prints an epoch only when its checkpoint completes, so this
-includes waiting for the first checkpoint after start; the coordinator starts it once performance.now()
-(from process start) ≥ checkpoint.intervalMs, hence the default-interval row. Restored runs start from a copy of the
+includes waiting for the first checkpoint, which the coordinator starts checkpoint.intervalMs after the run
+started (after restore), hence the default-interval row. Restored runs start from a copy of the
 killed build's state directory (a fresh copy per run); the first output line must carry its key's
 ${vb}-character value (checked). OS page cache warm (not a cold-disk recovery).`);
 }
