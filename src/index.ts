@@ -5,6 +5,17 @@ export { flow, Flow, DataStream, KeyedStream, FlowBuilder, isFlow } from './flow
 export type { SourceSpec, SinkSpec, SourceReader, SinkWriter, InstanceContext } from './flow/types.js';
 export type { ProcessContext, ValueState, MapState } from './operators/context.js';
 export { sources, sinks } from './connectors/index.js';
-export { run } from './runtime/coordinator.js';
 export type { RunOptions, RunSummary } from './runtime/coordinator.js';
+import type { RunOptions, RunSummary } from './runtime/coordinator.js';
+
+/**
+ * Runs a flow module: `run('flow.ts', { state: 'state/', set: ['parallelism=2'] })`.
+ * The coordinator (config schema, module bundler, metrics server) loads on the first
+ * call: every operator worker imports this entry through its flow module, and none of
+ * them runs flows, so their start-up — a restore's time to first record — skips it.
+ */
+export async function run(modulePath: string, options?: RunOptions): Promise<RunSummary> {
+  const coordinator = await import('./runtime/coordinator.js');
+  return coordinator.run(modulePath, options);
+}
 export { TidepoolError, type TidepoolErrorCode } from './errors.js';

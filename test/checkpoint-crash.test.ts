@@ -235,7 +235,7 @@ t.test('keyed count survives 14 SIGKILLs at random moments and ends exactly-once
     { kind: 'prepared', rate: 6000 }, // a checkpoint in flight
     { kind: 'at', ms: ms(400, 700), rate: 6000 }, // a restored run starting
     { kind: 'manifest', nth: 3, plusMs: ms(20, 120), rate: 6000 }, // between checkpoints
-    { kind: 'manifest', nth: 1, plusMs: ms(250, 400), rate: 0 }, // unpaced: full rings, slow barriers
+    { kind: 'at', ms: ms(900, 1400), rate: 0 }, // unpaced: full rings, a barrier queued behind them (it ends within ~2.5 s)
     { kind: 'at', ms: ms(2000, 3000), rate: 6000 },
     { kind: 'prepared', rate: 6000 },
     { kind: 'manifest', nth: 2, plusMs: 1, rate: 6000 },

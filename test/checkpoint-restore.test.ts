@@ -11,6 +11,7 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, 
 import { tmpdir } from 'node:os';
 import { dirname, join, relative } from 'node:path';
 import { FlowChildren, manifestIds, newestManifest, sleep, type Exit } from './helpers/flow-child.js';
+import { checkExactlyOnce, readOrEmpty } from './helpers/keyed-output.js';
 import { open as openLmdb } from 'lmdb';
 
 const tmp = mkdtempSync(join(tmpdir(), 'tidepool-chk-restore-'));
@@ -71,56 +72,6 @@ function listing(...dirs: string[]): string[] {
   };
   for (const d of dirs) walk(d, d);
   return out.sort();
-}
-
-function readOrEmpty(path: string): Buffer {
-  try {
-    return readFileSync(path);
-  } catch {
-    return Buffer.alloc(0);
-  }
-}
-
-interface Line { key: string; value: { n: number; i: number } }
-
-function lines(path: string): Line[] {
-  const text = readOrEmpty(path).toString('utf8');
-  const end = text.lastIndexOf('\n');
-  if (end < 0) return [];
-  return text.slice(0, end).split('\n').map((l) => JSON.parse(l) as Line);
-}
-
-/**
- * The output of a keyed count of records 0…n-1 under keyOf, exactly once: one line per
- * record, per key the counts 1, 2, 3, … in record order, final counts as a reference.
- */
-function checkExactlyOnce(t: Test, out: string, n: number, keyOf: (i: number) => string, what: string): void {
-  const ls = lines(out);
-  const seen = new Uint8Array(n);
-  const last = new Map<string, { n: number; i: number }>();
-  const problems: string[] = [];
-  for (let l = 0; l < ls.length; l++) {
-    const { key, value } = ls[l]!;
-    if (value.i < 0 || value.i >= n) {
-      if (problems.length < 5) problems.push(`line ${l + 1}: record ${value.i} out of range`);
-      continue;
-    }
-    if (seen[value.i]++ && problems.length < 5) problems.push(`line ${l + 1}: record ${value.i} again`);
-    if (keyOf(value.i) !== key && problems.length < 5) problems.push(`line ${l + 1}: record ${value.i} under key ${key}`);
-    const prev = last.get(key) ?? { n: 0, i: -1 };
-    if ((value.n !== prev.n + 1 || value.i <= prev.i) && problems.length < 5) {
-      problems.push(`line ${l + 1}: key ${key} update ${value.n} (record ${value.i}) after ${prev.n} (record ${prev.i})`);
-    }
-    last.set(key, value);
-  }
-  const missing = seen.reduce((a, x) => a + (x === 0 ? 1 : 0), 0);
-  t.equal(ls.length, n, `${what}: one output line per input record`);
-  t.equal(missing, 0, `${what}: no record missing`);
-  t.same(problems, [], `${what}: no duplicate, per key 1, 2, 3, … in record order`);
-  const reference = new Map<string, number>();
-  for (let i = 0; i < n; i++) reference.set(keyOf(i), (reference.get(keyOf(i)) ?? 0) + 1);
-  const finals = new Map([...last].map(([k, v]) => [k, v.n]));
-  t.same(Object.fromEntries(finals), Object.fromEntries(reference), `${what}: final counts equal a plain reference`);
 }
 
 /** The LMDB environment of a flow's state, opened as the I/O worker opens it. */

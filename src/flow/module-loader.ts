@@ -28,7 +28,7 @@ import { isBuiltin } from 'node:module';
 import { tmpdir } from 'node:os';
 import { basename, dirname, extname, join, relative, resolve, sep } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import * as esbuild from 'esbuild';
+import type * as Esbuild from 'esbuild';
 import { errors } from '../errors.js';
 import { isFlow, type Flow } from './builder.js';
 
@@ -75,6 +75,16 @@ export async function loadFlowModule(path: string): Promise<LoadedFlowModule> {
   }
   const flow = await importFlow(url, path);
   return { flow, url };
+}
+
+/**
+ * esbuild, loaded on first use: operator workers import compiled flows through this
+ * module and never bundle, so they should not pay for loading esbuild at start-up.
+ */
+let esbuildModule: Promise<typeof Esbuild> | undefined;
+function loadEsbuild(): Promise<typeof Esbuild> {
+  esbuildModule ??= import('esbuild');
+  return esbuildModule;
 }
 
 /**
@@ -126,7 +136,7 @@ async function importFailure(name: string, url: string, err: unknown): Promise<E
 
 async function syntaxErrorOf(file: string): Promise<string | undefined> {
   try {
-    await esbuild.build(buildOptions(file, false));
+    await (await loadEsbuild()).build(buildOptions(file, false));
     return undefined;
   } catch (err) {
     return formatBuildFailure(err);
@@ -135,7 +145,7 @@ async function syntaxErrorOf(file: string): Promise<string | undefined> {
 
 /** `file:line:col: message` of the first esbuild error (1-based column). */
 function formatBuildFailure(err: unknown): string | undefined {
-  const first = (err as esbuild.BuildFailure)?.errors?.[0];
+  const first = (err as Esbuild.BuildFailure)?.errors?.[0];
   if (!first) return undefined;
   const loc = first.location;
   const where = loc ? `${loc.file}:${loc.line}:${loc.column + 1}: ` : '';
@@ -144,9 +154,9 @@ function formatBuildFailure(err: unknown): string | undefined {
 
 /** Bundles a TypeScript module into the cache; returns the bundle's file URL. */
 async function compile(path: string, file: string): Promise<string> {
-  let out: esbuild.BuildResult<{ write: false }>;
+  let out: Esbuild.BuildResult<{ write: false }>;
   try {
-    out = (await esbuild.build(buildOptions(file, true))) as esbuild.BuildResult<{ write: false }>;
+    out = (await (await loadEsbuild()).build(buildOptions(file, true))) as Esbuild.BuildResult<{ write: false }>;
   } catch (err) {
     throw errors.flowModule(path, formatBuildFailure(err) ?? oneLine((err as Error)?.message ?? String(err)));
   }
@@ -170,7 +180,7 @@ async function compile(path: string, file: string): Promise<string> {
 
 const SKIP = Symbol('tidepool.resolving');
 
-function buildOptions(entry: string, write: boolean): esbuild.BuildOptions & { write: false } {
+function buildOptions(entry: string, write: boolean): Esbuild.BuildOptions & { write: false } {
   return {
     entryPoints: [entry],
     bundle: true,
@@ -188,7 +198,7 @@ function buildOptions(entry: string, write: boolean): esbuild.BuildOptions & { w
   };
 }
 
-function tidepoolPlugin(): esbuild.Plugin {
+function tidepoolPlugin(): Esbuild.Plugin {
   return {
     name: 'tidepool-flow-module',
     setup(build) {
@@ -218,9 +228,9 @@ function tidepoolPlugin(): esbuild.Plugin {
         if (!text.includes('import.meta')) return undefined;
         const url = pathToFileURL(args.path).href;
         const ext = extname(args.path).toLowerCase();
-        const loader: esbuild.Loader = ext.endsWith('x') ? (ext.includes('t') ? 'tsx' : 'jsx') : ext.includes('t') ? 'ts' : 'js';
+        const loader: Esbuild.Loader = ext.endsWith('x') ? (ext.includes('t') ? 'tsx' : 'jsx') : ext.includes('t') ? 'ts' : 'js';
         try {
-          const t = await esbuild.transform(text, {
+          const t = await (await loadEsbuild()).transform(text, {
             loader,
             sourcefile: relative(process.cwd(), args.path),
             sourcemap: 'inline',

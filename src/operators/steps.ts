@@ -93,14 +93,17 @@ function makeReduce(op: LogicalOperator, next: Emit, env: StepEnv): Emit {
   // change when the next record's reduce mutates the accumulator). Bounded; written back
   // before every snapshot, so checkpoints see exactly the state before the barrier.
   const hot = new Map<string, number | string | boolean | bigint | null>();
-  const writeBack = () => {
+  const writeBack = (evict: boolean) => {
     if (hot.size === 0) return;
     for (const [k, v] of hot) table.set(k, v);
     engine.mutations++;
     hot.clear();
-    env.afterState?.();
+    if (evict) env.afterState?.();
   };
-  env.beforeSnapshot?.push(writeBack);
+  // Before a snapshot the pages just written stay resident: the snapshot freezes them
+  // (a pointer copy) and the task evicts afterwards, when they are clean and dropped
+  // for free — instead of serializing them into the spill file inside the pause.
+  env.beforeSnapshot?.push(() => writeBack(false));
   return (r) => {
     const key = keyOf(op, env, r);
     let enc: string;
@@ -122,7 +125,7 @@ function makeReduce(op: LogicalOperator, next: Emit, env: StepEnv): Emit {
       if (acc === undefined) throw new TypeError('reduce returned undefined');
       const t = typeof acc;
       if (acc === null || t === 'number' || t === 'string' || t === 'boolean' || t === 'bigint') {
-        if (hot.size >= HOT_KEYS && !hot.has(enc)) writeBack();
+        if (hot.size >= HOT_KEYS && !hot.has(enc)) writeBack(true);
         hot.set(enc, acc as number);
       } else {
         hot.delete(enc);

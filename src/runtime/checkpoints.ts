@@ -127,6 +127,7 @@ export class CheckpointCoordinator {
   private nextId: number;
   private inflight: InFlight | undefined;
   private lastEnd = 0;
+  private stopped = false;
   private consecutiveFailures = 0;
   private finalRequested = false;
   private exhaustedSources = new Set<string>();
@@ -136,7 +137,7 @@ export class CheckpointCoordinator {
   private readonly pauses = new Samples();
   private readonly aligns = new Samples();
   /** Called after each complete checkpoint (manifest written, sinks told to publish). */
-  onComplete?: (id: number) => void;
+  onComplete?: (id: number, final: boolean) => void;
   /** Resolves when the final checkpoint is complete. */
   readonly finished: Promise<void>;
   private resolveFinished!: () => void;
@@ -166,13 +167,16 @@ export class CheckpointCoordinator {
   }
 
   start(): void {
-    // The first checkpoint comes one interval after the run starts (not after the
-    // process did: run() may be called long after start-up, or again after a restart).
+    if (this.stopped) return; // the run ended before every instance was up
+    // Called once every instance is up: the first checkpoint comes one interval later
+    // (not one interval after the process started: run() may be called long after
+    // start-up, or again after a restart).
     this.lastEnd = performance.now();
     if (this.opts.intervalMs > 0) this.interval = setInterval(() => this.maybeTrigger(false), Math.min(this.opts.intervalMs, 50));
   }
 
   stop(): void {
+    this.stopped = true;
     if (this.interval) clearInterval(this.interval);
     if (this.inflight) clearTimeout(this.inflight.timer);
   }
@@ -285,7 +289,7 @@ export class CheckpointCoordinator {
     for (const old of ids.slice(0, Math.max(0, ids.length - this.opts.retain))) {
       rmSync(join(checkpointDir(this.stateDir), `chk-${String(old).padStart(10, '0')}.json`), { force: true });
     }
-    this.onComplete?.(f.id);
+    this.onComplete?.(f.id, f.final);
     if (f.final) this.resolveFinished();
     else if (this.finalRequested) this.maybeTrigger(true);
   }

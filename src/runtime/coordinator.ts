@@ -98,6 +98,9 @@ function wire(plan: PhysicalPlan): Map<string, Wiring> {
 export async function run(modulePath: string, options: RunOptions = {}): Promise<RunSummary> {
   const started = performance.now();
   const config = loadConfig({ file: options.config, sets: options.set, overrides: options.overrides });
+  // Boot the I/O worker (lmdb-js and its native addon load in it) while the flow module
+  // loads: on a restore this overlap is part of the time to the first record.
+  if (config.state.storage !== 'memory') IoClient.shared();
   const { flow, url } = await loadFlowModule(modulePath);
   for (const op of flow.operators) {
     op.source?.validate?.();
@@ -224,20 +227,24 @@ async function execute(
     minPauseMs: Math.min(config.checkpoint.intervalMs, 50),
   }, restore?.id ?? 0, { checkpoint: exec.checkpoint, commit: exec.commit });
   // Partitions of a rescaled or dropped operator are named only by checkpoints older
-  // than this run; once `retain` new checkpoints exist nothing can restore them: delete
-  // them (those an earlier run left behind by dying too early as well).
+  // than this run; once the retained checkpoints are all newer, nothing can restore
+  // them: delete them (those an earlier run left behind by dying too early as well).
+  // Checked after each of the first `retain` checkpoints of a run and after its final
+  // one; later ones cannot orphan anything the plan has not changed.
   let sinceStart = 0;
   const drops: Promise<unknown>[] = [];
   if (config.state.storage === 'lmdb') {
     const live = instances.flatMap((i) => (i.setup.state ? [i.setup.state.stateId] : []));
-    checkpoints.onComplete = () => {
-      if (++sinceStart !== config.checkpoint.retain) return;
+    checkpoints.onComplete = (_id, final) => {
+      if (++sinceStart > config.checkpoint.retain && !final) return;
       drops.push(dropOrphanPartitions(stateDir, live).catch(() => undefined));
     };
   }
   control.ack = (a) => checkpoints.ack(a);
   control.exhausted = (t, s) => checkpoints.sourceExhausted(t, s);
-  checkpoints.start();
+  // Not before every instance is up: worker start-up (seconds on a loaded machine) must
+  // not count against checkpoint.timeoutMs, nor delay a barrier behind a starting worker.
+  void exec.ready.then(() => checkpoints.start());
   const progress = options.progress && process.stderr.isTTY ? new ProgressLine(plan) : undefined;
   const latest = new Map<string, TaskMetrics>();
   const tick = setInterval(() => {
@@ -322,6 +329,8 @@ interface ExecutionControl {
 
 interface Execution {
   done: Promise<TaskMetrics[]>;
+  /** Every instance initialized (state attached, inputs open): checkpoint timing starts here. */
+  ready: Promise<void>;
   poll(): TaskMetrics[];
   checkpoint(task: number, subtask: number, id: number, final: boolean): void;
   commit(task: number, subtask: number, id: number): void;
@@ -333,6 +342,9 @@ function runWorkers(url: string, plan: PhysicalPlan, instances: Instance[], cont
   const latest: TaskMetrics[] = [];
   const workers = new Map<string, Worker>();
   const all: Worker[] = [];
+  let readyCount = 0;
+  let allReady!: () => void;
+  const ready = new Promise<void>((resolve) => (allReady = resolve));
   const done = new Promise<TaskMetrics[]>((resolveAll, rejectAll) => {
     let remaining = instances.length;
     const final: TaskMetrics[] = [];
@@ -351,6 +363,9 @@ function runWorkers(url: string, plan: PhysicalPlan, instances: Instance[], cont
       let finished = false;
       w.on('message', (m: { type: string; metrics?: TaskMetrics; ack?: CheckpointAck; message?: string; code?: string; stack?: string }) => {
         if (m.type === 'metrics') latest.push(m.metrics!);
+        else if (m.type === 'ready') {
+          if (++readyCount === instances.length) allReady();
+        }
         else if (m.type === 'ack') control.ack?.(m.ack!);
         else if (m.type === 'exhausted') control.exhausted?.(inst.task, inst.subtask);
         else if (m.type === 'done') {
@@ -374,6 +389,7 @@ function runWorkers(url: string, plan: PhysicalPlan, instances: Instance[], cont
   };
   return {
     done: done.finally(stop),
+    ready,
     poll: () => latest.splice(0),
     checkpoint: (t, s, id, final) => workers.get(`${t}/${s}`)?.postMessage({ type: 'checkpoint', id, final }),
     commit: (t, s, id) => workers.get(`${t}/${s}`)?.postMessage({ type: 'commit', id }),
@@ -390,8 +406,11 @@ function runInline(flow: Flow, plan: PhysicalPlan, instances: Instance[], contro
   for (const i of instances) runners.set(`${i.task}/${i.subtask}`, new TaskRunner(flow, plan, i.setup, taskControl));
   const list = [...runners.values()];
   let stopped = false;
+  let allReady!: () => void;
+  const ready = new Promise<void>((resolve) => (allReady = resolve));
   const done = (async () => {
     await Promise.all(list.map((r) => r.init()));
+    allReady();
     let metrics: TaskMetrics[];
     try {
       await Promise.all(list.map((r) => r.run()));
@@ -404,6 +423,7 @@ function runInline(flow: Flow, plan: PhysicalPlan, instances: Instance[], contro
   })();
   return {
     done,
+    ready,
     poll: () => list.map((r) => r.metrics()),
     checkpoint: (t, s, id, final) => runners.get(`${t}/${s}`)?.requestCheckpoint(id, final),
     commit: (t, s, id) => runners.get(`${t}/${s}`)?.commit(id),

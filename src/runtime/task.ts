@@ -295,6 +295,7 @@ export class TaskRunner {
         ack.stateId = this.setup.state!.stateId;
         ack.bytes = info.bytes;
       });
+      this.engine.pager.evict(); // pages the hooks wrote are clean now: dropped, not spilled
     }
     if (this.sink) await this.sink.prepare(id);
     this.lastBarrier = id;

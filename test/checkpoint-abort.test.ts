@@ -1,0 +1,62 @@
+// Checkpoints that exceed checkpoint.timeoutMs: aborted without a trace in the results
+// (no manifest, the epoch's records published by the next checkpoint, exactly once),
+// and more consecutive failures than checkpoint.tolerableFailures fail the run with one
+// line — after which a rerun resumes from the last complete checkpoint.
+//
+// Fixture: test-fixtures/flows/checkpoint/slow-sink.ts, whose sink holds prepare(3).
+import t from 'tap';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { FlowChildren, manifestIds } from './helpers/flow-child.js';
+import { checkExactlyOnce } from './helpers/keyed-output.js';
+
+const tmp = mkdtempSync(join(tmpdir(), 'tidepool-chk-abort-'));
+t.teardown(() => rmSync(tmp, { recursive: true, force: true }));
+const children = new FlowChildren(tmp, join(tmp, 'module-cache'));
+const keyOf = (i: number) => `k${i % 50}`;
+
+interface Summary { checkpoints: { completed: number; aborted: number } }
+
+t.test('a checkpoint that times out is aborted; within tolerableFailures the run completes exactly-once', async (t) => {
+  const state = join(tmp, 'tolerated-state');
+  const out = join(tmp, 'tolerated', 'out.jsonl');
+  const summary = join(tmp, 'tolerated', 'summary.json');
+  const n = 12_000;
+  mkdirSync(join(tmp, 'tolerated'), { recursive: true });
+  // The sink holds prepare(3) for 700 ms: checkpoint 3 times out after 400 ms; the next
+  // one (triggered 100 ms after the abort) waits behind the held sink and completes once
+  // it lets go — or, on a slow machine, times out too: 2 consecutive failures are tolerated.
+  const e = await children.runToEnd('slow-sink.ts', state, [
+    '--set', 'parallelism=2', '--set', 'checkpoint.intervalMs=100', '--set', 'checkpoint.timeoutMs=400',
+    '--set', 'checkpoint.tolerableFailures=2', '--set', 'restart.maxAttempts=0', '--summary', summary,
+  ], { TP_N: String(n), TP_OUT: out, TP_RATE: '2000', TP_SLOW_PHASE: 'prepare', TP_SLOW_EPOCH: '3', TP_SLOW_MS: '700' });
+  t.equal(e.code, 0, `the run completes${e.stderr ? `: ${e.stderr.trim()}` : ''}`);
+  const s = JSON.parse(readFileSync(summary, 'utf8')) as Summary;
+  t.ok(s.checkpoints.aborted >= 1, `${s.checkpoints.aborted} checkpoint(s) aborted`);
+  t.ok(s.checkpoints.completed >= 2, `${s.checkpoints.completed} completed after it`);
+  t.notOk(manifestIds(join(state, 'chk-slow-sink')).includes(3), 'no manifest for the aborted checkpoint 3');
+  checkExactlyOnce(t, out, n, keyOf, 'with an aborted checkpoint');
+});
+
+t.test('more consecutive timeouts than tolerableFailures fail the run with one line; a rerun resumes exactly-once', async (t) => {
+  const state = join(tmp, 'failing-state');
+  const out = join(tmp, 'failing', 'out.jsonl');
+  const n = 12_000;
+  mkdirSync(join(tmp, 'failing'), { recursive: true });
+  const args = ['--set', 'parallelism=2', '--set', 'checkpoint.intervalMs=100', '--set', 'restart.maxAttempts=0'];
+  const env = { TP_N: String(n), TP_OUT: out, TP_RATE: '2000' };
+  const failed = await children.runToEnd('slow-sink.ts', state, [...args, '--set', 'checkpoint.timeoutMs=400', '--set', 'checkpoint.tolerableFailures=0'],
+    { ...env, TP_SLOW_PHASE: 'prepare', TP_SLOW_EPOCH: '3', TP_SLOW_MS: '1500' });
+  const lines = failed.stderr.trim().split('\n').filter((l) => l !== '');
+  t.not(failed.code, 0, 'exits non-zero');
+  t.equal(lines.length, 1, `one stderr line: ${JSON.stringify(lines[0])}`);
+  t.match(lines[0] ?? '', /checkpoint 3/, 'names the checkpoint');
+  t.match(lines[0] ?? '', /timed out after 400 ms/, 'says why');
+  t.match(lines[0] ?? '', /tolerableFailures/, 'and which setting');
+  t.same(manifestIds(join(state, 'chk-slow-sink')), [1, 2], 'checkpoints 1 and 2 are the complete ones');
+
+  const rerun = await children.runToEnd('slow-sink.ts', state, args, env);
+  t.equal(rerun.code, 0, `the rerun resumes from checkpoint 2 and completes${rerun.stderr ? `: ${rerun.stderr.trim()}` : ''}`);
+  checkExactlyOnce(t, out, n, keyOf, 'after the failed run');
+});
