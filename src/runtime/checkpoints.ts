@@ -168,10 +168,11 @@ export class CheckpointCoordinator {
 
   start(): void {
     if (this.stopped) return; // the run ended before every instance was up
-    // Called once every instance is up: the first checkpoint comes one interval later
-    // (not one interval after the process started: run() may be called long after
-    // start-up, or again after a restart).
-    this.lastEnd = performance.now();
+    // Called once every instance is up. The first checkpoint is taken at once: the rings
+    // are still empty, so its barriers pass in microseconds, and it publishes the first
+    // records (a restored run's first output) without waiting for an interval — a
+    // barrier injected later may queue behind full rings under backpressure.
+    this.lastEnd = -Infinity;
     if (this.opts.intervalMs > 0) this.interval = setInterval(() => this.maybeTrigger(false), Math.min(this.opts.intervalMs, 50));
   }
 
