@@ -120,14 +120,16 @@ interface InFlight {
   started: number;
   waiting: Set<string>;
   acks: CheckpointAck[];
-  timer: NodeJS.Timeout;
+  /** The timeout; armed only once every instance is up (start-up does not count). */
+  timer: NodeJS.Timeout | undefined;
 }
 
 export class CheckpointCoordinator {
   private nextId: number;
   private inflight: InFlight | undefined;
-  private lastEnd = 0;
+  private lastEnd = -Infinity;
   private stopped = false;
+  private running = false;
   private consecutiveFailures = 0;
   private finalRequested = false;
   private exhaustedSources = new Set<string>();
@@ -166,14 +168,28 @@ export class CheckpointCoordinator {
     return { ...this.counts, durationMs: this.durations.distribution(), pauseMs: this.pauses.distribution(), alignMs: this.aligns.distribution() };
   }
 
+  /**
+   * Requests the first checkpoint as the instances start: sources inject its barrier
+   * before or right after their first records, while the rings are empty, so it passes
+   * in microseconds and publishes the first records (a restored run's first output) —
+   * a barrier injected later may queue behind full rings under backpressure. Its
+   * timeout is armed only by start().
+   */
+  begin(): void {
+    if (this.opts.intervalMs > 0) this.maybeTrigger(false);
+  }
+
+  /** Every instance is up: arm timeouts, then one checkpoint per interval. */
   start(): void {
     if (this.stopped) return; // the run ended before every instance was up
-    // Called once every instance is up. The first checkpoint is taken at once: the rings
-    // are still empty, so its barriers pass in microseconds, and it publishes the first
-    // records (a restored run's first output) without waiting for an interval — a
-    // barrier injected later may queue behind full rings under backpressure.
-    this.lastEnd = -Infinity;
+    this.running = true;
+    if (this.inflight) this.arm(this.inflight);
     if (this.opts.intervalMs > 0) this.interval = setInterval(() => this.maybeTrigger(false), Math.min(this.opts.intervalMs, 50));
+  }
+
+  private arm(f: InFlight): void {
+    f.timer = setTimeout(() => this.abort(f.id, `timed out after ${this.opts.timeoutMs} ms`), this.opts.timeoutMs);
+    f.timer.unref();
   }
 
   stop(): void {
@@ -212,9 +228,8 @@ export class CheckpointCoordinator {
     }
     const isFinal = final || this.finalRequested;
     const id = this.nextId++;
-    const timer = setTimeout(() => this.abort(id, `timed out after ${this.opts.timeoutMs} ms`), this.opts.timeoutMs);
-    timer.unref();
-    this.inflight = { id, final: isFinal, started: now, waiting: new Set(this.instances()), acks: [], timer };
+    this.inflight = { id, final: isFinal, started: now, waiting: new Set(this.instances()), acks: [], timer: undefined };
+    if (this.running) this.arm(this.inflight);
     for (const [t, s] of this.sources()) this.send.checkpoint(t, s, id, isFinal);
   }
 

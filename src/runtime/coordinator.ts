@@ -248,8 +248,10 @@ async function execute(
   }
   control.ack = (a) => checkpoints.ack(a);
   control.exhausted = (t, s) => checkpoints.sourceExhausted(t, s);
-  // Not before every instance is up: worker start-up (seconds on a loaded machine) must
-  // not count against checkpoint.timeoutMs, nor delay a barrier behind a starting worker.
+  // The first checkpoint is requested at once; timeouts and the interval start once every
+  // instance is up: worker start-up (seconds on a loaded machine) must not count against
+  // checkpoint.timeoutMs.
+  checkpoints.begin();
   void exec.ready.then(() => checkpoints.start());
   const progress = options.progress && process.stderr.isTTY ? new ProgressLine(plan) : undefined;
   const latest = new Map<string, TaskMetrics>();
