@@ -197,7 +197,7 @@ checkpoint.intervalMs 0 turns periodic checkpoints off (CheckpointCoordinator.st
 src/runtime/checkpoints.ts), but the final checkpoint at end of input is still taken — when every source
 subtask is exhausted the coordinator triggers it — so the 0 side completes exactly 1 checkpoint, which
 writes the whole state at once; the ${iv} ms side writes the dirty pages of each interval and its final
-checkpoint only the rest. Periodic checkpoints: one as soon as every instance is up, then intervalMs
+checkpoint only the rest. Periodic checkpoints: one requested as the instances start, then intervalMs
 after the previous one completed (checked every 50 ms). Layout
 "source ×2 → counts ×2": every keyed instance reads 2 input rings and aligns each barrier across both
 (it stops reading an input whose barrier arrived until the other's does). A negative cost is noise

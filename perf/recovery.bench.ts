@@ -34,8 +34,8 @@
 // stateless generator → map → stdout flow (perf/flows/first-output.ts).
 //
 // sinks.stdout() prints an epoch only when its checkpoint completes (exactly-once). The
-// coordinator takes a first checkpoint as soon as every instance is up (after restore),
-// then one per interval; when the first one misses the first records, the next ones may
+// coordinator requests a first checkpoint as the instances start (after restore), then
+// one per interval; when the first one misses the first records, the next ones may
 // queue behind full rings (the source is unpaced), so the interval still matters: the
 // timed starts use --interval-ms (100 by default) and one baseline row shows the default. Page reads come from a warm OS page cache (the
 // copy was just written); this does not measure cold-disk recovery.
@@ -385,8 +385,8 @@ Notes: every row spawns \`node dist/src/cli/main.js run <flow> --state <dir> --s
 the line arriving on the parent's pipe. "node + CLI + module loaded": the flow module's import on the main thread.
 "first record through operator": the first record a keyed instance (the map, for the stateless flow) emitted —
 restore done. "first output line": sinks.stdout() prints an epoch only when its checkpoint completes, so this
-includes waiting for the checkpoint that publishes that record: the coordinator takes one as soon as every
-instance is up, then one per checkpoint.intervalMs, hence the default-interval row. Restored runs start from a copy of the
+includes waiting for the checkpoint that publishes that record: the coordinator requests one as the instances
+start, then one per checkpoint.intervalMs, hence the default-interval row. Restored runs start from a copy of the
 killed build's state directory (a fresh copy per run); the first output line must carry its key's
 ${vb}-character value (checked). OS page cache warm (not a cold-disk recovery).`);
 }
