@@ -368,7 +368,7 @@ t.test('a kill after the final manifest, before the sink published it, loses no 
   const n = 5000;
   const env = { TP_N: String(n), TP_OUT: out, TP_MARKER: marker };
   // No periodic checkpoint: the only one is the final one, and its commit is held 5 s.
-  const args = ['--set', 'parallelism=2', '--set', 'checkpoint.intervalMs=600000'];
+  const args = ['--set', 'parallelism=2', '--set', 'checkpoint.intervalMs=0'];
   mkdirSync(dirname(out), { recursive: true });
   const r = start('slow-sink.ts', state, args, { ...env, TP_SLOW_PHASE: 'commit', TP_SLOW_MS: '5000' });
   const deadline = performance.now() + 60_000;
