@@ -48,7 +48,7 @@ interface ManifestJson {
   id: number;
   final: boolean;
   bytesWritten: number;
-  tasks: { operators: string[]; instances: { subtask: number; stateId?: string; version?: number }[] }[];
+  tasks: { operators: string[]; parallelism: number; instances: { subtask: number; stateId?: string; version?: number }[] }[];
 }
 
 const readManifest = (flowState: string, id: number) => JSON.parse(readFileSync(manifestPath(flowState, id), 'utf8')) as ManifestJson;
@@ -237,17 +237,18 @@ t.test("a flipped byte in a stored page: one line with 'corrupted page', exit no
 
 // ---- restoring into a changed flow ----------------------------------------------------------
 
-t.test('restoring into a changed flow: a renamed stateful operator or a re-split source is a one-line error; a rescaled reduce restores exactly-once', async (t) => {
+t.test('restoring into a changed flow: a renamed stateful operator or a re-split source is a one-line error; a reduce rescaled 1 → 3 → 2 restores exactly-once', async (t) => {
   const state = join(tmp, 'changed-state');
   const flowState = join(state, 'chk-count');
   const out = join(tmp, 'changed', 'counts.jsonl');
   const n = 40_000;
   const env = { TP_N: String(n), TP_OUT: out };
-  const args = ['--set', 'parallelism=2', '--set', 'checkpoint.intervalMs=100', '--set', 'checkpoint.retain=2'];
+  const base = ['--set', 'parallelism=2', '--set', 'checkpoint.intervalMs=100', '--set', 'checkpoint.retain=2'];
+  const args = [...base, '--set', 'operators.counts.parallelism=1'];
   await runAndKill(t, 'keyed-count.ts', state, args, { ...env, TP_RATE: '4000' }, () => newestManifest(flowState) >= 2, 'after 2 checkpoints', 100);
   const before = listing(state, dirname(out));
 
-  const renamed = await runToEnd('keyed-count.ts', state, args, { ...env, TP_REDUCE: 'tally' });
+  const renamed = await runToEnd('keyed-count.ts', state, base, { ...env, TP_REDUCE: 'tally' }); // no settings for an operator it lacks
   t.match(oneLine(t, renamed, 'reduce renamed counts → tally'), /'counts'/, 'the line names the operator whose state would be lost');
   t.same(listing(state, dirname(out)), before, 'state and output unchanged');
 
@@ -257,15 +258,21 @@ t.test('restoring into a changed flow: a renamed stateful operator or a re-split
   t.match(line, /parallelism/, 'and what changed');
   t.same(listing(state, dirname(out)), before, 'state and output unchanged');
 
-  // The stateful operator at another parallelism: its key groups move to new partitions.
-  // The first rescaled run dies after one new checkpoint, before `retain` of them exist
-  // (the old partitions are still restorable then); the next run must collect them.
-  const p3 = [...args, '--set', 'operators.counts.parallelism=3'];
-  const last = newestManifest(flowState);
-  await runAndKill(t, 'keyed-count.ts', state, p3, { ...env, TP_RATE: '4000' }, () => newestManifest(flowState) > last, 'after 1 rescaled checkpoint', 0);
-  const rescaled = await runToEnd('keyed-count.ts', state, p3, env);
-  t.equal(rescaled.code, 0, `counts restored at parallelism 3 instead of 2 completes${rescaled.stderr ? `: ${rescaled.stderr.trim()}` : ''}`);
-  checkExactlyOnce(t, out, n, keyOfCount, 'after the refused restores and a rescale 2 → 3');
+  // The stateful operator at another parallelism: its key groups move to new partitions,
+  // 1 → 3, then 3 → 2. Each rescaled run dies after one new checkpoint, before `retain`
+  // of them exist (older partitions are still restorable then); the last run must
+  // collect every partition no retained checkpoint names.
+  const p3 = [...base, '--set', 'operators.counts.parallelism=3'];
+  let last = newestManifest(flowState);
+  await runAndKill(t, 'keyed-count.ts', state, p3, { ...env, TP_RATE: '4000' }, () => newestManifest(flowState) > last, 'after 1 checkpoint rescaled 1 → 3', 0);
+  const p2 = [...base, '--set', 'operators.counts.parallelism=2'];
+  last = newestManifest(flowState);
+  await runAndKill(t, 'keyed-count.ts', state, p2, { ...env, TP_RATE: '4000' }, () => newestManifest(flowState) > last, 'after 1 checkpoint rescaled 3 → 2', 0);
+  const rescaled = await runToEnd('keyed-count.ts', state, p2, env);
+  t.equal(rescaled.code, 0, `counts at parallelism 2 completes${rescaled.stderr ? `: ${rescaled.stderr.trim()}` : ''}`);
+  const m = readManifest(flowState, newestManifest(flowState));
+  t.equal(m.tasks.find((x) => x.operators[0] === 'counts')?.parallelism, 2, 'the last checkpoint has counts at parallelism 2');
+  checkExactlyOnce(t, out, n, keyOfCount, 'after the refused restores and rescales 1 → 3 → 2');
 
   // Once no retained checkpoint names the old partitions, their pages are garbage.
   const named = new Set(manifestIds(flowState).flatMap((id) => readManifest(flowState, id).tasks.flatMap((x) => x.instances.map((i) => i.stateId)).filter((x) => x)));

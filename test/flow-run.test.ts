@@ -417,7 +417,7 @@ t.test('backpressure: a fast source into a slow map parks the source and keeps m
   t.ok(growth < 0.4 * data, `peak RSS grew by ${(growth / 2 ** 20).toFixed(0)} MiB (base ${(base.maxRss / 2 ** 20).toFixed(0)} MiB) for ${(data / 2 ** 20).toFixed(0)} MiB of records`);
 });
 
-t.test('records larger than a ring fit through (a batch bigger than the 1 MiB ring)', async (t) => {
+t.test('records larger than a ring fit through (a batch bigger than a 256 KiB channel ring)', async (t) => {
   // 3000 records of 4 KB, batches of 512: a 2 MB frame.
   const env = FIXTURE_ENV['backpressure.ts']!;
   const summary = await runClean('backpressure.ts', { overrides: { parallelism: 1, chaining: false } });
