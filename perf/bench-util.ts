@@ -2,6 +2,7 @@
 // markdown tables, the machine line, child processes, and the key/value generators
 // every bench uses so their numbers are comparable.
 import { spawn } from 'node:child_process';
+import { randomFillSync } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { availableParallelism, cpus, loadavg, platform, arch, tmpdir, totalmem } from 'node:os';
@@ -9,6 +10,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
+import { open as openLmdb } from 'lmdb';
 
 // ------------------------------------------------------------------ flags
 
@@ -118,6 +120,36 @@ export async function best(reps: number, fn: () => Promise<number> | number): Pr
   let min = Infinity;
   for (let i = 0; i < reps; i++) min = Math.min(min, await fn());
   return min;
+}
+
+/**
+ * The raw lmdb-js baseline of the flush and checkpoint benches: `count` binary values of
+ * `valueBytes` (random bytes, distinct per value) under keys `[prefix, i, 1]` — shaped like
+ * tidepool's page keys — put one by one into a fresh environment, the last put and
+ * `flushed` awaited. Returns milliseconds; values are built before the clock starts.
+ */
+export async function timeRawLmdbPuts(count: number, valueBytes: number, prefix: string): Promise<number> {
+  const noise = randomFillSync(Buffer.allocUnsafe(valueBytes));
+  const values = Array.from({ length: count }, (_, i) => {
+    const b = Buffer.from(noise);
+    b.writeUInt32LE(i, 0);
+    return b;
+  });
+  const dir = tempDir(`${prefix}-lmdb`);
+  try {
+    const db = openLmdb({ path: dir, encoding: 'binary' });
+    gc();
+    const ms = await timeAsync(async () => {
+      let last: Promise<boolean> | undefined;
+      for (let i = 0; i < count; i++) last = db.put([prefix, i, 1], values[i]!);
+      await last;
+      await db.flushed;
+    });
+    await db.close();
+    return ms;
+  } finally {
+    removeDir(dir);
+  }
 }
 
 /** Ops per second for `n` ops in `ms`. */

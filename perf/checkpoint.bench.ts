@@ -30,13 +30,11 @@
 // The raw baseline puts the same number of values of the same average size with
 // lmdb-js in this process (`put` each, await the last, await `flushed`), in a fresh
 // environment.
-import { randomFillSync } from 'node:crypto';
-import { open } from 'lmdb';
 import { openStore, type Store } from '../src/store.js';
 import type { StateEngine } from '../src/state/engine.js';
 import {
   fmtInt, fmtMB, fmtMs, fmtRatio, gc, keyOf, machineLine, parseFlags, progress, randomIndices, removeDir, table, tempDir,
-  timeAsync, valueOf, verdict,
+  timeRawLmdbPuts, valueOf, verdict,
 } from './bench-util.js';
 
 const flags = parseFlags(
@@ -149,30 +147,8 @@ async function measure(mb: number, pct: number, pattern: string): Promise<Config
 /** lmdb-js: `count` binary values of `bytes` each, put and flushed; MB/s, best of 2. */
 async function rawPuts(count: number, size: number): Promise<number> {
   const bytes = Math.max(64, size);
-  const noise = randomFillSync(Buffer.allocUnsafe(bytes));
-  const values = Array.from({ length: count }, (_, i) => {
-    const b = Buffer.from(noise);
-    b.writeUInt32LE(i, 0);
-    return b;
-  });
   let best = 0;
-  for (let rep = 0; rep < 2; rep++) {
-    const dir = tempDir('checkpoint-lmdb');
-    try {
-      const db = open({ path: dir, encoding: 'binary' });
-      gc();
-      const ms = await timeAsync(async () => {
-        let last: Promise<boolean> | undefined;
-        for (let i = 0; i < count; i++) last = db.put(['bench', i, 1], values[i]!);
-        await last;
-        await db.flushed;
-      });
-      await db.close();
-      best = Math.max(best, mbps(count * bytes, ms));
-    } finally {
-      removeDir(dir);
-    }
-  }
+  for (let rep = 0; rep < 2; rep++) best = Math.max(best, mbps(count * bytes, await timeRawLmdbPuts(count, bytes, 'bench')));
   return best;
 }
 

@@ -15,7 +15,6 @@
 // uncompressed payload is summed from the page headers stored in LMDB afterwards.
 // The baseline puts the same number of bytes as pageSize-byte binary values with
 // lmdb-js (`put` each, await the last, await `db.flushed`).
-import { randomFillSync } from 'node:crypto';
 import { open } from 'lmdb';
 import { openStore } from '../src/store.js';
 import { PAGES_DB, COMMITS_DB, envOptions } from '../src/storage/io-protocol.js';
@@ -23,7 +22,7 @@ import type { CommitRecord } from '../src/storage/backend.js';
 import type { CompressionSpec } from '../src/state/codecs.js';
 import {
   fmtInt, fmtMB, fmtMs, fmtRatio, gc, keyOf, machineLine, parseFlags, progress, removeDir, table, tempDir, timeAsync,
-  valueOf, verdict,
+  timeRawLmdbPuts, valueOf, verdict,
 } from './bench-util.js';
 
 const flags = parseFlags(
@@ -84,27 +83,8 @@ async function tidepoolFlush(codec: CompressionSpec, n: number): Promise<Run> {
 
 async function lmdbPuts(totalBytes: number, valueBytes: number, label = ''): Promise<Run> {
   const count = Math.max(1, Math.round(totalBytes / valueBytes));
-  const noise = randomFillSync(Buffer.allocUnsafe(valueBytes));
-  const values = Array.from({ length: count }, (_, i) => {
-    const b = Buffer.from(noise);
-    b.writeUInt32LE(i, 0);
-    return b;
-  });
-  const dir = tempDir('flush-lmdb');
-  try {
-    const db = open({ path: dir, encoding: 'binary' });
-    gc();
-    const ms = await timeAsync(async () => {
-      let last: Promise<boolean> | undefined;
-      for (let i = 0; i < count; i++) last = db.put(['default', i, 1], values[i]!);
-      await last;
-      await db.flushed;
-    });
-    await db.close();
-    return { label: `lmdb-js put × ${fmtInt(count)} (${valueBytes} B binary values${label}) + flushed`, ms, pages: count, dirtyBefore: count, bytes: count * valueBytes, rawBytes: count * valueBytes };
-  } finally {
-    removeDir(dir);
-  }
+  const ms = await timeRawLmdbPuts(count, valueBytes, 'default');
+  return { label: `lmdb-js put × ${fmtInt(count)} (${valueBytes} B binary values${label}) + flushed`, ms, pages: count, dirtyBefore: count, bytes: count * valueBytes, rawBytes: count * valueBytes };
 }
 
 async function bestOf(reps: number, what: string, fn: () => Promise<Run>): Promise<Run> {
