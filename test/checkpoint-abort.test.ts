@@ -5,15 +5,15 @@
 //
 // Fixture: test-fixtures/flows/checkpoint/slow-sink.ts, whose sink holds prepare(3).
 import t from 'tap';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { FlowChildren, manifestIds } from './helpers/flow-child.js';
 import { checkExactlyOnce } from './helpers/keyed-output.js';
 
-const tmp = mkdtempSync(join(tmpdir(), 'tidepool-chk-abort-'));
-t.teardown(() => rmSync(tmp, { recursive: true, force: true }));
-const children = new FlowChildren(tmp, join(tmp, 'module-cache'));
+const children = new FlowChildren('tidepool-chk-abort-');
+const tmp = children.dir;
+t.teardown(() => children.remove());
+const { runToEnd } = children;
 const keyOf = (i: number) => `k${i % 50}`;
 
 interface Summary { checkpoints: { completed: number; aborted: number } }
@@ -27,7 +27,7 @@ t.test('a checkpoint that times out is aborted; within tolerableFailures the run
   // The sink holds prepare(3) for 700 ms: checkpoint 3 times out after 400 ms; the next
   // one (triggered 100 ms after the abort) waits behind the held sink and completes once
   // it lets go — or, on a slow machine, times out too: 2 consecutive failures are tolerated.
-  const e = await children.runToEnd('slow-sink.ts', state, [
+  const e = await runToEnd('slow-sink.ts', state, [
     '--set', 'parallelism=2', '--set', 'checkpoint.intervalMs=100', '--set', 'checkpoint.timeoutMs=400',
     '--set', 'checkpoint.tolerableFailures=2', '--set', 'restart.maxAttempts=0', '--summary', summary,
   ], { TP_N: String(n), TP_OUT: out, TP_RATE: '2000', TP_SLOW_PHASE: 'prepare', TP_SLOW_EPOCH: '3', TP_SLOW_MS: '700' });
@@ -46,7 +46,7 @@ t.test('more consecutive timeouts than tolerableFailures fail the run with one l
   mkdirSync(join(tmp, 'failing'), { recursive: true });
   const args = ['--set', 'parallelism=2', '--set', 'checkpoint.intervalMs=100', '--set', 'restart.maxAttempts=0'];
   const env = { TP_N: String(n), TP_OUT: out, TP_RATE: '2000' };
-  const failed = await children.runToEnd('slow-sink.ts', state, [...args, '--set', 'checkpoint.timeoutMs=400', '--set', 'checkpoint.tolerableFailures=0'],
+  const failed = await runToEnd('slow-sink.ts', state, [...args, '--set', 'checkpoint.timeoutMs=400', '--set', 'checkpoint.tolerableFailures=0'],
     { ...env, TP_SLOW_PHASE: 'prepare', TP_SLOW_EPOCH: '3', TP_SLOW_MS: '1500' });
   const lines = failed.stderr.trim().split('\n').filter((l) => l !== '');
   t.not(failed.code, 0, 'exits non-zero');
@@ -56,7 +56,7 @@ t.test('more consecutive timeouts than tolerableFailures fail the run with one l
   t.match(lines[0] ?? '', /tolerableFailures/, 'and which setting');
   t.same(manifestIds(join(state, 'chk-slow-sink')), [1, 2], 'checkpoints 1 and 2 are the complete ones');
 
-  const rerun = await children.runToEnd('slow-sink.ts', state, args, env);
+  const rerun = await runToEnd('slow-sink.ts', state, args, env);
   t.equal(rerun.code, 0, `the rerun resumes from checkpoint 2 and completes${rerun.stderr ? `: ${rerun.stderr.trim()}` : ''}`);
   checkExactlyOnce(t, out, n, keyOf, 'after the failed run');
 });

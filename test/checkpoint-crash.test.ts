@@ -16,18 +16,15 @@
 //
 // Fixtures: test-fixtures/flows/checkpoint/{keyed-count,wordcount,slow-sink}.ts.
 import t, { type Test } from 'tap';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { FlowChildren, manifestIds, newestManifest, sleep, type Exit } from './helpers/flow-child.js';
 import { rng } from './helpers/rng.js';
 
-const tmp = mkdtempSync(join(tmpdir(), 'tidepool-chk-crash-'));
-const MODULE_CACHE = join(tmp, 'module-cache');
-t.teardown(() => rmSync(tmp, { recursive: true, force: true }));
-const children = new FlowChildren(tmp, MODULE_CACHE);
-const start = children.start.bind(children);
-const runToEnd = children.runToEnd.bind(children);
+const children = new FlowChildren('tidepool-chk-crash-');
+const tmp = children.dir;
+t.teardown(() => children.remove());
+const { start, runToEnd } = children;
 
 // ---- state and output inspection ---------------------------------------------------
 

@@ -7,19 +7,16 @@
 // Fixtures: test-fixtures/flows/checkpoint/{keyed-count,throw-once,slow-sink}.ts.
 import t, { type Test } from 'tap';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join, relative } from 'node:path';
 import { FlowChildren, manifestIds, newestManifest, sleep, type Exit } from './helpers/flow-child.js';
 import { checkExactlyOnce, readOrEmpty } from './helpers/keyed-output.js';
 import { open as openLmdb } from 'lmdb';
 
-const tmp = mkdtempSync(join(tmpdir(), 'tidepool-chk-restore-'));
-const MODULE_CACHE = join(tmp, 'module-cache');
-t.teardown(() => rmSync(tmp, { recursive: true, force: true }));
-const children = new FlowChildren(tmp, MODULE_CACHE);
-const start = children.start.bind(children);
-const runToEnd = children.runToEnd.bind(children);
+const children = new FlowChildren('tidepool-chk-restore-');
+const tmp = children.dir;
+t.teardown(() => children.remove());
+const { start, runToEnd } = children;
 
 /** Starts the flow and SIGKILLs it once `until()` holds (checked every few ms); fails if it exits first. */
 async function runAndKill(t: Test, flowFile: string, state: string, args: string[], env: Record<string, string>, until: () => boolean, what: string, plusMs = 0): Promise<void> {

@@ -1,7 +1,8 @@
 // Child `tidepool run` processes of the checkpoint fixtures (real CLI, real SIGKILLs)
 // and the checkpoint manifests they leave, shared by the checkpoint test files.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readdirSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -25,15 +26,28 @@ export interface Running {
   done: Promise<Exit>;
 }
 
-/** Runs fixtures from `cwd`, caching compiled flow modules in `moduleCache`. */
+/**
+ * Runs fixtures from a temporary directory of its own (`dir`, removed by `remove()`),
+ * caching compiled flow modules in it. `start` and `runToEnd` are bound: destructure them.
+ */
 export class FlowChildren {
-  constructor(private readonly cwd: string, private readonly moduleCache: string) {}
+  readonly dir: string;
+  private readonly moduleCache: string;
+
+  constructor(prefix: string) {
+    this.dir = mkdtempSync(join(tmpdir(), prefix));
+    this.moduleCache = join(this.dir, 'module-cache');
+  }
+
+  remove(): void {
+    rmSync(this.dir, { recursive: true, force: true });
+  }
 
   /** `node main.js run <fixture> --state <state> <args…>` with the fixture's environment. */
-  start(flowFile: string, state: string, args: string[], env: Record<string, string>): Running {
+  readonly start = (flowFile: string, state: string, args: string[], env: Record<string, string>): Running => {
     const started = performance.now();
     const child = spawn(process.execPath, [CLI, 'run', join(FIX, flowFile), '--state', state, ...args], {
-      cwd: this.cwd,
+      cwd: this.dir,
       env: { ...process.env, TIDEPOOL_MODULE_CACHE: this.moduleCache, ...env },
       stdio: ['ignore', 'ignore', 'pipe'],
     });
@@ -48,10 +62,10 @@ export class FlowChildren {
       });
     });
     return r;
-  }
+  };
 
   /** Runs to the end (SIGKILL after `timeoutMs`, reported as a failure by the caller). */
-  async runToEnd(flowFile: string, state: string, args: string[], env: Record<string, string>, timeoutMs = 150_000): Promise<Exit> {
+  readonly runToEnd = async (flowFile: string, state: string, args: string[], env: Record<string, string>, timeoutMs = 150_000): Promise<Exit> => {
     const r = this.start(flowFile, state, args, env);
     const timer = setTimeout(() => r.child.kill('SIGKILL'), timeoutMs);
     try {
@@ -59,7 +73,7 @@ export class FlowChildren {
     } finally {
       clearTimeout(timer);
     }
-  }
+  };
 }
 
 const MANIFEST = /^chk-(\d+)\.json$/;
