@@ -11,6 +11,12 @@ export interface InstanceContext {
   operator: string;
   subtask: number;
   parallelism: number;
+  /**
+   * Whether the run checkpoints (durable `lmdb` state). Without checkpoints a sink
+   * cannot be exactly-once anyway, so it may publish records as they are written
+   * instead of holding them until the end (`sinks.stdout()` prints progressively).
+   */
+  checkpointing?: boolean;
 }
 
 /** A running source instance: pulled by its worker in batches. */

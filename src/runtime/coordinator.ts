@@ -288,7 +288,7 @@ async function prepareInstances(plan: PhysicalPlan, config: TidepoolConfig, stat
     const old = restore?.tasks.find((x) => x.operators[0] === t.operators[0]);
     for (let s = 0; s < t.parallelism; s++) {
       const { inputs, outputs, bell, outputBells } = rings.get(`${t.index}/${s}`)!;
-      const setup: TaskSetup = { taskIndex: t.index, subtask: s, inputs, outputs, bell, outputBells, batchSize: config.batchSize };
+      const setup: TaskSetup = { taskIndex: t.index, subtask: s, inputs, outputs, bell, outputBells, batchSize: config.batchSize, checkpointing: config.state.storage === 'lmdb' };
       const saved = old?.instances.find((i) => i.subtask === s);
       if (restore) setup.restoredCheckpoint = restore.id;
       if (saved?.position !== undefined && t.kinds[0] === 'source') setup.sourcePosition = saved.position;

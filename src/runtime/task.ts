@@ -58,6 +58,8 @@ export interface TaskSetup {
   restoredCheckpoint?: number;
   /** The source position recorded by the restored checkpoint. */
   sourcePosition?: unknown;
+  /** Checkpoints are taken (lmdb state): sinks hold records until their epoch commits. */
+  checkpointing?: boolean;
 }
 
 /** What an instance reports when it has taken its part of checkpoint `id`. */
@@ -152,7 +154,7 @@ export class TaskRunner {
   async init(): Promise<void> {
     const task = this.plan.tasks[this.setup.taskIndex]!;
     const ops = task.operators.map((n) => this.flow.operator(n)!);
-    const ctx: InstanceContext = { flow: this.flow.name, operator: '', subtask: this.setup.subtask, parallelism: task.parallelism };
+    const ctx: InstanceContext = { flow: this.flow.name, operator: '', subtask: this.setup.subtask, parallelism: task.parallelism, checkpointing: this.setup.checkpointing ?? true };
     if (this.setup.state) {
       this.engine = await openEngine(this.setup.state);
       if (this.setup.state.rescaleFrom) await takeOverKeyGroups(this.engine, this.setup.state);
