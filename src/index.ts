@@ -1,9 +1,11 @@
 // The public surface of tidepool. Keep it thin: the machinery lives behind it.
 export { openStore, Store } from './store.js';
 export type { StoreOptions, KeyRange, StoreStats, Key, CompressionSpec } from './store.js';
-export { flow, Flow, DataStream, KeyedStream, FlowBuilder, isFlow } from './flow/builder.js';
+export { flow, Flow, DataStream, KeyedStream, WindowedStream, WindowedResultStream, ConnectedStreams, isFlow } from './flow/builder.js';
+export { windows } from './flow/windows.js';
+export type { WindowAssigner, AggregateSpec, SourceOptions, WatermarkOptions } from './flow/types.js';
 export type { SourceSpec, SinkSpec, SourceReader, SinkWriter, InstanceContext } from './flow/types.js';
-export type { ProcessContext, ValueState, MapState } from './operators/context.js';
+export type { ProcessContext, TimerContext, TimerService, ValueState, MapState, ListState, StateOptions } from './operators/context.js';
 export { sources, sinks } from './connectors/index.js';
 export type { RunOptions, RunSummary } from './runtime/coordinator.js';
 import type { RunOptions, RunSummary } from './runtime/coordinator.js';

@@ -161,15 +161,15 @@ t.test('builder errors are one-line TypeErrors naming the problem', async (t) =>
   typeError(t, () => src().keyBy('id' as never), /keyBy/, /function/);
   typeError(t, () => src().keyBy((x: number) => x).reduce('r', null as never), "'r'", /function/);
 
-  // A stream is immutable: two continuations are two flows, each with its own names.
+  // A stream used twice fans out within its flow: names stay unique across the graph.
   const base = src().map('a', (x: number) => x * 2);
   const f1 = base.map('b', (x: number) => x).sink('out', sinks.stdout());
-  const f2 = base.filter('b', () => true).sink('out', sinks.stdout());
-  t.same(f1.operators.map((o) => `${o.kind}:${o.name}`), ['source:s', 'map:a', 'map:b', 'sink:out']);
-  t.same(f2.operators.map((o) => `${o.kind}:${o.name}`), ['source:s', 'map:a', 'filter:b', 'sink:out']);
+  typeError(t, () => base.filter('b', () => true), "'b'", /twice|unique/);
+  base.filter('c', () => true).sink('out2', sinks.stdout());
+  t.same(f1.operators.map((o) => `${o.kind}:${o.name}`), ['source:s', 'map:a', 'map:b', 'sink:out', 'filter:c', 'sink:out2']);
 
   // A flow without a sink (only constructible by hand) cannot be planned.
-  const noSink = new Flow('nosink', src().map('m', (x: number) => x).sink('out', anySink()).operators.slice(0, 2));
+  const noSink = new Flow('nosink', flow('nosink').source('s', sources.array([1])).map('m', (x: number) => x).sink('out', anySink()).operators.slice(0, 2));
   t.throws(() => planFlow(noSink, opts()), { message: /sink/ });
 });
 

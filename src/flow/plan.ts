@@ -1,20 +1,27 @@
-// From the logical flow to the physical plan: parallelism per operator, key groups,
+// From the logical graph to the physical plan: parallelism per operator, key groups,
 // chaining into tasks, and the edges (with their partitioning) between tasks.
 //
 //   logical:  lines → words → [keyBy] counts → out
 //   tasks:    T0 = [lines, words] ×p0 ──hash──> T1 = [counts] ×p1 ──forward──> T2 = [out] ×p2
 //
+//   a graph:  bids ─┬─[keyBy]→ counts (window) ─→ out
+//                   │                     └late→ late-out
+//                   └──────→ audit (sink)
+//
 // Rules:
-// - A task is a maximal run of operators connected 1:1 (no keyBy, same parallelism),
-//   all stateless, when chaining is on. A stateful operator (reduce, process) is alone.
-// - Edge partitioning: `hash` when the downstream operator has a keyBy (key group of the
-//   key → owning subtask), `forward` when parallelism is equal, else `rebalance`
-//   (round robin per batch).
+// - An operator joins its input's task (chaining) only on a 1:1 forward edge: it has one
+//   input, no keyBy, the same parallelism, its producer has no other consumer, and
+//   neither is stateful (reduce, process, windows, joins are alone) nor a mapAsync
+//   (which starts a task: its calls complete asynchronously). Everything else is a ring.
+// - Edge partitioning: `hash` when the input has a keyBy (key group of the key → owning
+//   subtask), `forward` when parallelism is equal, else `rebalance` (round robin per batch).
+// - An operator with several inputs (union, two-input operators) reads all of its rings;
+//   each ring knows the side (left/right) it feeds.
 // - Key groups: subtask i of p owns groups [⌈i·G/p⌉, ⌈(i+1)·G/p⌉), so a checkpoint
 //   taken at one parallelism can be split at another (rescale).
 import { createHash } from 'node:crypto';
 import { TidepoolError, errors } from '../errors.js';
-import { STATEFUL, type LogicalOperator, type OperatorKind } from './types.js';
+import { EVENT_TIME, STATEFUL, type LogicalOperator, type OperatorKind, type Port } from './types.js';
 import type { Flow } from './builder.js';
 
 export type Partitioning = 'forward' | 'hash' | 'rebalance';
@@ -31,6 +38,8 @@ export interface TaskPlan {
   /** Operator names in chain order. */
   operators: string[];
   kinds: OperatorKind[];
+  /** What restoring state needs to match per operator (kind and window/join shape). */
+  shapes: string[];
   parallelism: number;
   stateful: boolean;
   /** Name shown in errors and metrics: the operators joined by '→'. */
@@ -41,7 +50,15 @@ export interface EdgePlan {
   from: number;
   to: number;
   partitioning: Partitioning;
-  /** The operator whose keyBy function routes records (for 'hash'). */
+  /** The producing operator (the last of task `from`) and which of its outputs. */
+  fromOperator: string;
+  port: Port;
+  /** The consuming operator (the first of task `to`), and which input of it this is. */
+  toOperator: string;
+  input: number;
+  /** 0, or 1 for the right side of a two-input operator. */
+  side: 0 | 1;
+  /** For 'hash': the operator whose input `input` has the keyBy function. */
   keyOperator?: string;
 }
 
@@ -50,7 +67,7 @@ export interface PhysicalPlan {
   keyGroups: number;
   tasks: TaskPlan[];
   edges: EdgePlan[];
-  /** Hash of the stateful part (names, kinds, key groups): a checkpoint is only restorable into the same. */
+  /** Hash of the stateful part (names, kinds, shapes, key groups): a checkpoint is only restorable into the same. */
   stateHash: string;
 }
 
@@ -66,11 +83,68 @@ export function subtaskForKeyGroup(g: number, parallelism: number, keyGroups: nu
   return Math.floor((g * parallelism) / keyGroups);
 }
 
+/** What state restore must find unchanged for an operator (its kind, and its window or join shape). */
+export function operatorShape(op: LogicalOperator): string {
+  const o = op.options;
+  switch (op.kind) {
+    case 'window': {
+      const a = o!.assigner!;
+      const mode = a.kind === 'session' ? (o!.aggregate!.merge ? 'merge' : 'records') : a.kind === 'tumbling' || o!.aggregate!.merge ? 'panes' : 'windows';
+      return `window:${JSON.stringify(a)}:${mode}`;
+    }
+    case 'windowJoin':
+      return `windowJoin:${JSON.stringify(o!.assigner)}`;
+    case 'intervalJoin':
+      return `intervalJoin:${o!.lowerMs}:${o!.upperMs}`;
+    case 'join':
+      return `join:${o?.ttlMs ?? 'no-ttl'}`;
+    default:
+      return op.kind;
+  }
+}
+
+function planError(flow: Flow, why: string): TidepoolError {
+  return new TidepoolError('TIDEPOOL_BAD_OPTION', `invalid flow '${flow.name}': ${why}`);
+}
+
+/** The sources upstream of `op` (transitively). */
+function upstreamSources(flow: Flow, op: LogicalOperator, seen = new Set<string>()): LogicalOperator[] {
+  if (seen.has(op.name)) return [];
+  seen.add(op.name);
+  if (op.kind === 'source') return [op];
+  return op.inputs.flatMap((i) => upstreamSources(flow, flow.operator(i.from)!, seen));
+}
+
+function validate(flow: Flow, ops: readonly LogicalOperator[]): void {
+  if (!ops.some((o) => o.kind === 'source')) throw planError(flow, 'it has no source');
+  if (!ops.some((o) => o.kind === 'sink')) throw planError(flow, 'it has no sink (every flow must end in at least one sink)');
+  const index = new Map(ops.map((o, i) => [o.name, i]));
+  for (const [i, op] of ops.entries()) {
+    for (const inp of op.inputs) {
+      const j = index.get(inp.from);
+      if (j === undefined) throw planError(flow, `operator '${op.name}' reads '${inp.from}', which is not in the flow`);
+      // The builder only connects to operators that exist already, so inputs come first;
+      // a hand-built graph that does not is a cycle (or out of order).
+      if (j >= i) throw planError(flow, `operator '${op.name}' reads '${inp.from}', which comes after it: a cycle`);
+      if (ops[j]!.kind === 'sink') throw planError(flow, `operator '${op.name}' reads sink '${inp.from}'; sinks have no output`);
+    }
+  }
+  const unconsumed = ops.filter((o) => o.kind !== 'sink' && !ops.some((c) => c.inputs.some((i) => i.from === o.name && i.port === 'main')));
+  if (unconsumed.length) {
+    throw planError(flow, `nobody consumes the output of ${unconsumed.map((o) => `'${o.name}'`).join(', ')} (end every stream in a sink)`);
+  }
+  for (const op of ops) {
+    if (!EVENT_TIME.has(op.kind)) continue;
+    const missing = upstreamSources(flow, op).filter((s) => s.sourceOptions?.eventTime === undefined);
+    if (missing.length) {
+      throw planError(flow, `${op.kind} '${op.name}' needs event time, but source ${missing.map((s) => `'${s.name}'`).join(', ')} has no eventTime`);
+    }
+  }
+}
+
 export function planFlow(flow: Flow, opts: PlanOptions): PhysicalPlan {
   const ops = flow.operators;
-  if (ops.length < 2 || ops[0]!.kind !== 'source' || ops[ops.length - 1]!.kind !== 'sink') {
-    throw new TidepoolError('TIDEPOOL_BAD_OPTION', `flow '${flow.name}' must start with a source and end with a sink`);
-  }
+  validate(flow, ops);
   for (const name of Object.keys(opts.operators)) {
     if (!ops.some((o) => o.name === name)) {
       throw errors.config(`operators.${name}`, `no operator named '${name}' in flow '${flow.name}' (operators: ${ops.map((o) => o.name).join(', ')})`);
@@ -82,32 +156,46 @@ export function planFlow(flow: Flow, opts: PlanOptions): PhysicalPlan {
     if (max !== undefined) p = Math.min(p, Math.max(1, max));
     return Math.min(p, opts.keyGroups);
   };
+  const consumers = (name: string) => ops.reduce((n, c) => n + c.inputs.filter((i) => i.from === name).length, 0);
   const tasks: TaskPlan[] = [];
   const edges: EdgePlan[] = [];
-  let current: TaskPlan | undefined;
+  const taskOf = new Map<string, TaskPlan>();
   for (const op of ops) {
     const p = parallelismOf(op);
     const stateful = STATEFUL.has(op.kind);
-    const oneToOne = current !== undefined && op.keyBy === undefined && current.parallelism === p;
-    if (current && opts.chaining && oneToOne && !stateful && !current.stateful) {
-      current.operators.push(op.name);
-      current.kinds.push(op.kind);
-      current.label = current.operators.join('→');
+    const inp = op.inputs.length === 1 ? op.inputs[0]! : undefined;
+    const producerTask = inp ? taskOf.get(inp.from) : undefined;
+    const chain =
+      opts.chaining && inp !== undefined && producerTask !== undefined && inp.port === 'main' && inp.keyBy === undefined &&
+      consumers(inp.from) === 1 && producerTask.parallelism === p && !stateful && !producerTask.stateful && op.kind !== 'mapAsync' &&
+      producerTask.operators[producerTask.operators.length - 1] === inp.from;
+    if (chain) {
+      producerTask.operators.push(op.name);
+      producerTask.kinds.push(op.kind);
+      producerTask.shapes.push(operatorShape(op));
+      producerTask.label = producerTask.operators.join('→');
+      taskOf.set(op.name, producerTask);
       continue;
     }
-    const task: TaskPlan = { index: tasks.length, operators: [op.name], kinds: [op.kind], parallelism: p, stateful, label: op.name };
-    if (current) {
+    const task: TaskPlan = { index: tasks.length, operators: [op.name], kinds: [op.kind], shapes: [operatorShape(op)], parallelism: p, stateful, label: op.name };
+    op.inputs.forEach((i, n) => {
+      const from = taskOf.get(i.from)!;
       edges.push({
-        from: current.index,
+        from: from.index,
         to: task.index,
-        partitioning: op.keyBy !== undefined ? 'hash' : current.parallelism === p ? 'forward' : 'rebalance',
-        keyOperator: op.keyBy !== undefined ? op.name : undefined,
+        partitioning: i.keyBy !== undefined ? 'hash' : from.parallelism === p ? 'forward' : 'rebalance',
+        fromOperator: i.from,
+        port: i.port,
+        toOperator: op.name,
+        input: n,
+        side: i.side,
+        keyOperator: i.keyBy !== undefined ? op.name : undefined,
       });
-    }
+    });
     tasks.push(task);
-    current = task;
+    taskOf.set(op.name, task);
   }
-  const statePart = ops.filter((o) => STATEFUL.has(o.kind) || o.kind === 'source' || o.kind === 'sink').map((o) => `${o.name}:${o.kind}`);
+  const statePart = ops.filter((o) => STATEFUL.has(o.kind) || o.kind === 'source' || o.kind === 'sink').map((o) => `${o.name}:${operatorShape(o)}`);
   const stateHash = createHash('sha256').update(JSON.stringify([opts.keyGroups, statePart])).digest('hex').slice(0, 16);
   return { flow: flow.name, keyGroups: opts.keyGroups, tasks, edges, stateHash };
 }
@@ -116,8 +204,9 @@ export function planFlow(flow: Flow, opts: PlanOptions): PhysicalPlan {
 export function describePlan(plan: PhysicalPlan): string {
   return plan.tasks
     .map((t) => {
-      const e = plan.edges.find((x) => x.to === t.index);
-      return `${e ? `--${e.partitioning}--> ` : ''}[${t.label}]×${t.parallelism}`;
+      const ins = plan.edges.filter((x) => x.to === t.index);
+      const from = ins.map((e) => `${ins.length > 1 || plan.edges.some((x) => x.from === e.from && x !== e) || e.from !== t.index - 1 ? `${plan.tasks[e.from]!.label}` : ''}${e.port === 'late' ? '.late' : ''}--${e.partitioning}--> `).join('');
+      return `${from}[${t.label}]×${t.parallelism}`;
     })
     .join(' ');
 }

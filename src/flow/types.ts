@@ -71,19 +71,83 @@ export interface SinkSpec<T = unknown> {
   open(ctx: InstanceContext): SinkWriter<T> | Promise<SinkWriter<T>>;
 }
 
-export type OperatorKind = 'source' | 'map' | 'filter' | 'flatMap' | 'reduce' | 'process' | 'sink';
+export type OperatorKind =
+  | 'source' | 'map' | 'filter' | 'flatMap' | 'mapAsync' | 'reduce' | 'process' | 'sink'
+  | 'coProcess' | 'window' | 'join' | 'intervalJoin' | 'windowJoin';
 
-/** One operator as the user wrote it. `keyBy` is a property of the edge into it. */
+/** Which output of an operator an edge reads: its records, or (windows) the late ones. */
+export type Port = 'main' | 'late';
+
+/** One input of a logical operator: the upstream operator, its port, the side it feeds. */
+export interface LogicalInput {
+  from: string;
+  port: Port;
+  /** 0 for one-input operators and a join's left side, 1 for the right side. */
+  side: 0 | 1;
+  /** Key function of the keyBy on this input (keyed operators and keyed sinks). */
+  keyBy?: (record: never) => unknown;
+}
+
+export interface WatermarkOptions {
+  /** Watermark = largest timestamp emitted − this (ms). Default 0. */
+  maxOutOfOrdernessMs?: number;
+  /** A source subtask with no records for this long is idle (left out of the minimum). */
+  idleMs?: number;
+}
+
+export interface SourceOptions<T = unknown> {
+  /** The record's event time in epoch ms. */
+  eventTime?: (record: T) => number;
+  watermark?: WatermarkOptions;
+}
+
+/** A window assigner (`windows.tumbling/sliding/session`). */
+export type WindowAssigner =
+  | { kind: 'tumbling'; sizeMs: number; offsetMs: number }
+  | { kind: 'sliding'; sizeMs: number; slideMs: number; offsetMs: number }
+  | { kind: 'session'; gapMs: number };
+
+export interface AggregateSpec<T = unknown, A = unknown, R = unknown> {
+  create(): A;
+  add(acc: A, record: T): A;
+  merge?(a: A, b: A): A;
+  result?(acc: A, window: { start: number; end: number }, key: unknown): R;
+}
+
+/** One operator as the user wrote it: a node of the flow graph. */
 export interface LogicalOperator {
   name: string;
   kind: OperatorKind;
+  /** Upstream operators (none for a source). */
+  inputs: LogicalInput[];
   fn?: (...args: never[]) => unknown;
   source?: SourceSpec;
+  sourceOptions?: SourceOptions;
   sink?: SinkSpec;
-  /** Key function of the keyBy before this operator (reduce/process/sink after keyBy). */
-  keyBy?: (record: never) => unknown;
   /** Explicit parallelism from the builder, if any (config overrides it). */
   parallelism?: number;
+  /** Operator-specific options (window assigner and aggregate, join bounds, timers…). */
+  options?: OperatorOptions;
 }
 
-export const STATEFUL: ReadonlySet<OperatorKind> = new Set(['reduce', 'process']);
+export interface OperatorOptions {
+  onTimer?: (time: number, ctx: never) => void;
+  /** connect(...).process: the two sides' functions. */
+  left?: (record: never, ctx: never) => void;
+  right?: (record: never, ctx: never) => void;
+  assigner?: WindowAssigner;
+  aggregate?: AggregateSpec;
+  allowedLatenessMs?: number;
+  ttlMs?: number;
+  lowerMs?: number;
+  upperMs?: number;
+  concurrency?: number;
+  ordered?: boolean;
+}
+
+/** Operators that keep keyed state (each instance owns a partition). */
+export const STATEFUL: ReadonlySet<OperatorKind> = new Set(['reduce', 'process', 'coProcess', 'window', 'join', 'intervalJoin', 'windowJoin']);
+/** Operators that need event time on their inputs. */
+export const EVENT_TIME: ReadonlySet<OperatorKind> = new Set(['window', 'intervalJoin', 'windowJoin']);
+/** Two-input operators. */
+export const TWO_INPUT: ReadonlySet<OperatorKind> = new Set(['coProcess', 'join', 'intervalJoin', 'windowJoin']);

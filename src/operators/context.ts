@@ -11,6 +11,8 @@ import { fromStored, toStored } from '../state/values.js';
 import type { BTree } from '../state/btree.js';
 import type { StateEngine } from '../state/engine.js';
 import type { KeyRange } from '../store.js';
+import { TtlSweeper, unwrapTtl, wrapTtl } from './ttl.js';
+import type { StoredValue } from '../state/values.js';
 
 export interface ValueState<V> {
   get(): V | undefined;
@@ -29,16 +31,46 @@ export interface MapState<MK extends Key, V> {
   entries(range?: Omit<KeyRange, 'prefix'>): IterableIterator<[MK, V]>;
 }
 
+export interface ListState<V> {
+  add(value: V): void;
+  /** Every value added, in order (copies). */
+  get(): V[];
+  clear(): void;
+}
+
+export interface StateOptions {
+  /** Processing time (ms) after its last write that an entry reads as absent and is removed. */
+  ttlMs?: number;
+}
+
+export interface TimerService {
+  /** Fires when the operator's watermark advances to ≥ t. One timer per key and time. */
+  eventTime(t: number): void;
+  /** Fires when the wall clock reaches t (Date.now() ≥ t); not deterministic across restarts. */
+  processingTime(t: number): void;
+  /** Deletes the key's timers (both domains) at t. */
+  delete(t: number): void;
+}
+
 export interface ProcessContext<K, U> {
   /** The key of the current record. */
   readonly key: K;
-  /** Sends a record downstream. */
-  emit(record: U): void;
+  /** The record's event time (NaN if its source has none); in onTimer, the timer's time. */
+  readonly timestamp: number;
+  /** The operator's current watermark (−Infinity before the first). */
+  readonly watermark: number;
+  /** Sends a record downstream, with `timestamp` (default: ctx.timestamp). */
+  emit(record: U, timestamp?: number): void;
+  readonly timers: TimerService;
   readonly state: {
-    value<V>(name: string): ValueState<V>;
-    map<MK extends Key, V>(name: string): MapState<MK, V>;
+    value<V>(name: string, options?: StateOptions): ValueState<V>;
+    map<MK extends Key, V>(name: string, options?: StateOptions): MapState<MK, V>;
+    list<V>(name: string): ListState<V>;
   };
 }
+
+/** What onTimer receives: the timer's key, state and emitter; `timestamp` is the timer's time. */
+export type TimerContext<K, U> = ProcessContext<K, U>;
 
 /** The current key, shared by the state handles of one operator instance. */
 export class KeyScope {
@@ -83,50 +115,101 @@ function withinKey(scope: KeyScope, mk: unknown): string {
   return scope.open + inner.slice(1, -1) + scope.encoded.slice(-1);
 }
 
+/** Reads and writes of one table, through TTL wrapping when the state has a ttlMs. */
+class Cells {
+  private readonly sweeper?: TtlSweeper;
+  constructor(readonly table: BTree, readonly engine: StateEngine, ttlMs?: number) {
+    if (ttlMs !== undefined) {
+      if (!Number.isFinite(ttlMs) || ttlMs <= 0) throw new TypeError(`state ttlMs must be a positive number of ms, got ${String(ttlMs)}`);
+      this.sweeper = new TtlSweeper(table, engine, ttlMs);
+    }
+  }
+  read(k: string): StoredValue | undefined {
+    const v = this.table.get(k);
+    if (!this.sweeper) return v;
+    const now = Date.now();
+    this.sweeper.step(now);
+    if (v === undefined) return undefined;
+    const inner = unwrapTtl(v, this.sweeper.ttlMs, now);
+    if (inner === undefined) this.sweeper.remove(k);
+    return inner;
+  }
+  write(k: string, v: StoredValue): void {
+    if (this.sweeper) {
+      const now = Date.now();
+      this.sweeper.step(now);
+      v = wrapTtl(v, now);
+    }
+    this.table.set(k, v);
+    this.engine.mutations++;
+  }
+  remove(k: string): boolean {
+    const existed = this.table.delete(k);
+    if (existed) this.engine.mutations++;
+    return existed;
+  }
+  /** Live entries of a range (expired ones are skipped and removed). */
+  *range(r: Parameters<BTree['entries']>[0]): Generator<[string, StoredValue]> {
+    if (!this.sweeper) {
+      yield* this.table.entries(r);
+      return;
+    }
+    const now = Date.now();
+    const dead: string[] = [];
+    for (const [k, v] of this.table.entries(r)) {
+      const inner = unwrapTtl(v, this.sweeper.ttlMs, now);
+      if (inner === undefined) dead.push(k);
+      else yield [k, inner];
+    }
+    for (const k of dead) this.sweeper.remove(k);
+  }
+}
+
 export class KeyedValueState<V> implements ValueState<V> {
-  constructor(private readonly scope: KeyScope, private readonly table: BTree, private readonly engine: StateEngine) {}
+  private readonly cells: Cells;
+  constructor(private readonly scope: KeyScope, table: BTree, engine: StateEngine, ttlMs?: number) {
+    this.cells = new Cells(table, engine, ttlMs);
+  }
   get(): V | undefined {
-    const v = this.table.get(this.scope.encoded);
+    const v = this.cells.read(this.scope.encoded);
     return v === undefined ? undefined : (fromStored(v) as V);
   }
   set(value: V): void {
-    this.table.set(this.scope.encoded, toStored(value));
-    this.engine.mutations++;
+    this.cells.write(this.scope.encoded, toStored(value));
   }
   clear(): void {
-    if (this.table.delete(this.scope.encoded)) this.engine.mutations++;
+    this.cells.remove(this.scope.encoded);
   }
 }
 
 export class KeyedMapState<MK extends Key, V> implements MapState<MK, V> {
-  constructor(private readonly scope: KeyScope, private readonly table: BTree, private readonly engine: StateEngine) {}
+  private readonly cells: Cells;
+  constructor(private readonly scope: KeyScope, private readonly table: BTree, engine: StateEngine, ttlMs?: number) {
+    this.cells = new Cells(table, engine, ttlMs);
+  }
   get(key: MK): V | undefined {
-    const v = this.table.get(withinKey(this.scope, key));
+    const v = this.cells.read(withinKey(this.scope, key));
     return v === undefined ? undefined : (fromStored(v) as V);
   }
   set(key: MK, value: V): void {
-    this.table.set(withinKey(this.scope, key), toStored(value));
-    this.engine.mutations++;
+    this.cells.write(withinKey(this.scope, key), toStored(value));
   }
   has(key: MK): boolean {
-    return this.table.has(withinKey(this.scope, key));
+    return this.cells.read(withinKey(this.scope, key)) !== undefined;
   }
   delete(key: MK): boolean {
-    const existed = this.table.delete(withinKey(this.scope, key));
-    if (existed) this.engine.mutations++;
-    return existed;
+    return this.cells.remove(withinKey(this.scope, key));
   }
   clear(): void {
-    for (const k of [...this.rawKeys()]) this.table.delete(k);
-    this.engine.mutations++;
+    for (const k of [...this.rawKeys()]) this.cells.remove(k);
   }
   get size(): number {
     let n = 0;
-    for (const _ of this.rawKeys()) n++;
+    for (const _ of this.cells.range(this.bounds())) n++;
     return n;
   }
-  private *rawKeys(range?: Omit<KeyRange, 'prefix'>): Generator<string> {
-    for (const [k] of this.table.entries(this.bounds(range))) yield k;
+  private *rawKeys(): Generator<string> {
+    for (const [k] of this.table.entries(this.bounds())) yield k;
   }
   private bounds(range?: Omit<KeyRange, 'prefix'>) {
     const b = prefixBounds([this.scope.group, this.scope.key as Key]);
@@ -140,9 +223,34 @@ export class KeyedMapState<MK extends Key, V> implements MapState<MK, V> {
     return r;
   }
   *keys(range?: Omit<KeyRange, 'prefix'>): IterableIterator<MK> {
-    for (const [k] of this.table.entries(this.bounds(range))) yield (decodeKey(k) as Key[])[2] as MK;
+    for (const [k] of this.cells.range(this.bounds(range))) yield (decodeKey(k) as Key[])[2] as MK;
   }
   *entries(range?: Omit<KeyRange, 'prefix'>): IterableIterator<[MK, V]> {
-    for (const [k, v] of this.table.entries(this.bounds(range))) yield [(decodeKey(k) as Key[])[2] as MK, fromStored(v) as V];
+    for (const [k, v] of this.cells.range(this.bounds(range))) yield [(decodeKey(k) as Key[])[2] as MK, fromStored(v) as V];
+  }
+}
+
+/** List state: entries [keyGroup, key, index] in order of `add`. */
+export class KeyedListState<V> implements ListState<V> {
+  constructor(private readonly scope: KeyScope, private readonly table: BTree, private readonly engine: StateEngine) {}
+  private bounds() {
+    return prefixBounds([this.scope.group, this.scope.key as Key]);
+  }
+  add(value: V): void {
+    let next = 0;
+    for (const [k] of this.table.entries({ ...this.bounds(), reverse: true, limit: 1 })) next = ((decodeKey(k) as Key[])[2] as number) + 1;
+    this.table.set(withinKey(this.scope, next), toStored(value));
+    this.engine.mutations++;
+  }
+  get(): V[] {
+    const out: V[] = [];
+    for (const [, v] of this.table.entries(this.bounds())) out.push(fromStored(v) as V);
+    return out;
+  }
+  clear(): void {
+    const ks: string[] = [];
+    for (const [k] of this.table.entries(this.bounds())) ks.push(k);
+    for (const k of ks) this.table.delete(k);
+    if (ks.length) this.engine.mutations++;
   }
 }

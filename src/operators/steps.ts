@@ -1,91 +1,78 @@
-// Built-in operators as "steps": a task's chain of operators is a pipeline of
-// functions `(record) => void`, each calling the next one (or the task's output).
-// User functions run inside try/catch so a failure names its operator, subtask and
-// record.
-import { errors } from '../errors.js';
+// Stateless operators as "steps": a task's chain of map/filter/flatMap is a pipeline of
+// functions `(record, ts) => void`, each calling the next one (or the task's output).
+// Records keep their timestamp through every step. User functions run inside
+// try/catch so a failure names its operator, subtask and record.
+//
+// `reduce` is here too: the simplest keyed operator (one value per key).
 import type { LogicalOperator } from '../flow/types.js';
-import { KeyScope, KeyedMapState, KeyedValueState, type ProcessContext } from './context.js';
-import type { StateEngine } from '../state/engine.js';
 import { fromStored, toStored } from '../state/values.js';
-import { hashEncoded } from '../runtime/partition.js';
-import { encodeKey, type Key } from '../state/keys.js';
+import { KeyedRuntime, notAsync, userError, type Emit, type OperatorInstance, type StepEnv } from './keyed.js';
 
-export type Emit = (record: unknown) => void;
-
-export interface StepEnv {
-  subtask: number;
-  keyGroups: number;
-  /** The instance's state partition (stateful operators only). */
-  engine?: StateEngine;
-  /** Called after every record that touched state: evicts down to the cache bound. */
-  afterState?: () => void;
-  /** Steps register here what must reach the state tables before a snapshot. */
-  beforeSnapshot?: (() => void)[];
-}
+export type { Emit, StepEnv } from './keyed.js';
 
 /** Primitive accumulators of hot keys kept decoded in front of the B+tree (per instance). */
 const HOT_KEYS = 65536;
 
-function fail(op: LogicalOperator, env: StepEnv, record: unknown, e: unknown): never {
-  throw errors.userCode(op.name, env.subtask, record, e);
-}
-
 export function makeStep(op: LogicalOperator, next: Emit, env: StepEnv): Emit {
-  const fn = op.fn as ((...a: unknown[]) => unknown) | undefined;
+  const fn = op.fn as (r: unknown) => unknown;
   switch (op.kind) {
     case 'map':
-      return (r) => {
+      return (r, ts) => {
         let out: unknown;
         try {
-          out = fn!(r);
+          out = fn(r);
+          notAsync(op, out);
         } catch (e) {
-          fail(op, env, r, e);
+          throw userError(op, env, r, e);
         }
-        next(out);
+        next(out, ts);
       };
     case 'filter':
-      return (r) => {
+      return (r, ts) => {
         let keep: unknown;
         try {
-          keep = fn!(r);
+          keep = fn(r);
+          notAsync(op, keep);
         } catch (e) {
-          fail(op, env, r, e);
+          throw userError(op, env, r, e);
         }
-        if (keep) next(r);
+        if (keep) next(r, ts);
       };
     case 'flatMap':
-      return (r) => {
+      return (r, ts) => {
         let out: unknown;
         try {
-          out = fn!(r);
+          out = fn(r);
           if (out === null || out === undefined) return;
+          notAsync(op, out);
           if (typeof (out as Iterable<unknown>)[Symbol.iterator] !== 'function') throw new TypeError('flatMap must return an iterable (or null)');
         } catch (e) {
-          fail(op, env, r, e);
+          throw userError(op, env, r, e);
         }
-        for (const x of out as Iterable<unknown>) next(x);
+        for (const x of out as Iterable<unknown>) next(x, ts);
       };
-    case 'reduce':
-      return makeReduce(op, next, env);
-    case 'process':
-      return makeProcess(op, next, env);
     default:
       throw new Error(`operator kind '${op.kind}' is not a step`);
   }
 }
 
-function keyOf(op: LogicalOperator, env: StepEnv, r: unknown): unknown {
-  try {
-    return op.keyBy!(r as never);
-  } catch (e) {
-    fail(op, env, r, e);
-  }
+/** A chain of stateless steps as an operator instance (no state, no timers). */
+export function statelessInstance(head: Emit): OperatorInstance {
+  return {
+    push: (r, ts) => head(r, ts),
+    onWatermark() {},
+    onProcessingTime() {},
+    nextProcessingTime: () => Infinity,
+    beforeSnapshot() {},
+    stats: () => ({ lateRecords: 0, pendingTimers: 0 }),
+  };
 }
 
-function makeReduce(op: LogicalOperator, next: Emit, env: StepEnv): Emit {
-  const engine = env.engine!;
+export function makeReduce(op: LogicalOperator, env: StepEnv, next: Emit): OperatorInstance {
+  const rt = new KeyedRuntime(op, env, next);
+  const engine = rt.engine;
   const table = engine.table(op.name);
-  const scope = new KeyScope();
+  const scope = rt.scope;
   const fn = op.fn as (acc: unknown, r: unknown) => unknown;
   // Write-back cache of primitive accumulators (counts, sums, strings): a hot key costs
   // a Map lookup instead of a tree descent and msgpack round trip. Objects always go
@@ -100,84 +87,44 @@ function makeReduce(op: LogicalOperator, next: Emit, env: StepEnv): Emit {
     hot.clear();
     if (evict) env.afterState?.();
   };
-  // Before a snapshot the pages just written stay resident: the snapshot freezes them
-  // (a pointer copy) and the task evicts afterwards, when they are clean and dropped
-  // for free — instead of serializing them into the spill file inside the pause.
-  env.beforeSnapshot?.push(() => writeBack(false));
-  return (r) => {
-    const key = keyOf(op, env, r);
-    let enc: string;
-    try {
-      const kenc = encodeKey(key as Key, Infinity);
-      scope.setEncoded(key, hashEncoded(kenc) % env.keyGroups, kenc);
-      enc = scope.encoded;
-    } catch (e) {
-      fail(op, env, r, e); // a key tidepool cannot store (NaN, an object…)
-    }
-    let old: unknown = hot.get(enc);
-    if (old === undefined) {
-      const stored = table.get(enc);
-      old = stored === undefined ? undefined : fromStored(stored);
-    }
-    let acc: unknown;
-    try {
-      acc = fn(old, r);
-      if (acc === undefined) throw new TypeError('reduce returned undefined');
-      const t = typeof acc;
-      if (acc === null || t === 'number' || t === 'string' || t === 'boolean' || t === 'bigint') {
-        if (hot.size >= HOT_KEYS && !hot.has(enc)) writeBack(true);
-        hot.set(enc, acc as number);
-      } else {
-        hot.delete(enc);
-        table.set(enc, toStored(acc));
-        engine.mutations++;
-        env.afterState?.();
+  return {
+    push(r, ts) {
+      rt.setKey(r, 0);
+      const enc = scope.encoded;
+      let old: unknown = hot.get(enc);
+      if (old === undefined) {
+        const stored = table.get(enc);
+        old = stored === undefined ? undefined : fromStored(stored);
       }
-    } catch (e) {
-      fail(op, env, r, e);
-    }
-    next({ key, value: acc });
-  };
-}
-
-function makeProcess(op: LogicalOperator, next: Emit, env: StepEnv): Emit {
-  const engine = env.engine!;
-  const scope = new KeyScope();
-  const fn = op.fn as (r: unknown, ctx: ProcessContext<unknown, unknown>) => void;
-  const values = new Map<string, KeyedValueState<unknown>>();
-  const maps = new Map<string, KeyedMapState<never, unknown>>();
-  const stateName = (name: string) => {
-    if (typeof name !== 'string' || name === '') throw new TypeError('state names must be non-empty strings');
-    return `${op.name}/${name}`;
-  };
-  const ctx: ProcessContext<unknown, unknown> = {
-    get key() {
-      return scope.key;
+      let acc: unknown;
+      try {
+        acc = fn(old, r);
+        if (acc === undefined) throw new TypeError('reduce returned undefined');
+        notAsync(op, acc);
+        const t = typeof acc;
+        if (acc === null || t === 'number' || t === 'string' || t === 'boolean' || t === 'bigint') {
+          if (hot.size >= HOT_KEYS && !hot.has(enc)) writeBack(true);
+          hot.set(enc, acc as number);
+        } else {
+          hot.delete(enc);
+          table.set(enc, toStored(acc));
+          engine.mutations++;
+          env.afterState?.();
+        }
+      } catch (e) {
+        throw userError(op, env, r, e);
+      }
+      next({ key: scope.key, value: acc }, ts);
     },
-    emit: (x) => next(x),
-    state: {
-      value<V>(name: string) {
-        let s = values.get(name);
-        if (!s) values.set(name, (s = new KeyedValueState(scope, engine.table(stateName(name)), engine)));
-        return s as KeyedValueState<V>;
-      },
-      map(name: string) {
-        let s = maps.get(name);
-        if (!s) maps.set(name, (s = new KeyedMapState(scope, engine.table(stateName(name)), engine)));
-        return s as never;
-      },
+    onWatermark(wm) {
+      rt.watermark = wm;
     },
-  };
-  return (r) => {
-    const key = keyOf(op, env, r);
-    try {
-      const enc = encodeKey(key as Key, Infinity);
-      scope.setEncoded(key, hashEncoded(enc) % env.keyGroups, enc);
-      fn(r, ctx);
-    } catch (e) {
-      if ((e as { code?: string }).code === 'TIDEPOOL_USER_CODE') throw e; // from a downstream step
-      fail(op, env, r, e);
-    }
-    env.afterState?.();
+    onProcessingTime() {},
+    nextProcessingTime: () => Infinity,
+    // Before a snapshot the pages just written stay resident: the snapshot freezes them
+    // (a pointer copy) and the task evicts afterwards, when they are clean and dropped
+    // for free — instead of serializing them into the spill file inside the pause.
+    beforeSnapshot: () => writeBack(false),
+    stats: () => rt.stats(),
   };
 }

@@ -25,6 +25,8 @@ export interface ManifestInstance {
   stateId?: string;
   version?: number;
   position?: unknown;
+  /** Sources: the largest timestamp emitted before the barrier; operators: their watermark. */
+  watermark?: number;
 }
 
 export interface Manifest {
@@ -38,7 +40,7 @@ export interface Manifest {
   keyGroups: number;
   stateHash: string;
   bytesWritten: number;
-  tasks: { index: number; operators: string[]; kinds: string[]; parallelism: number; stateful: boolean; instances: ManifestInstance[] }[];
+  tasks: { index: number; operators: string[]; kinds: string[]; shapes?: string[]; parallelism: number; stateful: boolean; instances: ManifestInstance[] }[];
 }
 
 const NAME = /^chk-(\d+)\.json$/;
@@ -276,12 +278,13 @@ export class CheckpointCoordinator {
         index: t.index,
         operators: t.operators,
         kinds: t.kinds,
+        shapes: t.shapes,
         parallelism: t.parallelism,
         stateful: t.stateful,
         instances: f.acks
           .filter((a) => a.task === t.index)
           .sort((a, b) => a.subtask - b.subtask)
-          .map((a) => ({ subtask: a.subtask, stateId: a.stateId, version: a.version, position: a.position })),
+          .map((a) => ({ subtask: a.subtask, stateId: a.stateId, version: a.version, position: a.position, watermark: a.watermark })),
       })),
     };
     try {

@@ -14,11 +14,12 @@ import type { TidepoolConfig } from '../config/schema.js';
 import { loadFlowModule } from '../flow/module-loader.js';
 import { planFlow, describePlan, keyGroupRange, type PhysicalPlan } from '../flow/plan.js';
 import type { Flow } from '../flow/builder.js';
+import { STATEFUL, type OperatorKind } from '../flow/types.js';
 import { createRingBuffer } from '../transport/ring.js';
 import { IoClient } from '../storage/io-client.js';
-import { TaskRunner, type CheckpointAck, type TaskControl, type TaskMetrics, type TaskSetup } from './task.js';
+import { TaskRunner, type CheckpointAck, type OutputSetup, type TaskControl, type TaskMetrics, type TaskSetup } from './task.js';
 import { CheckpointCoordinator, checkpointDir, listManifests, readManifest, syncDir, type Manifest } from './checkpoints.js';
-import { createBell } from './channels.js';
+import { createBell } from '../transport/channels.js';
 import { dropOrphanPartitions } from './orphans.js';
 import { ProgressLine, buildSummary, type RunSummary } from './report.js';
 import { startMetricsServer, type MetricsServer } from './metrics.js';
@@ -63,9 +64,9 @@ interface Instance {
 /** Rings per edge, and each instance's inputs and outputs. */
 interface Wiring {
   inputs: SharedArrayBuffer[];
-  outputs: SharedArrayBuffer[];
+  inputSides: (0 | 1)[];
+  outputs: OutputSetup[];
   bell: SharedArrayBuffer;
-  outputBells: SharedArrayBuffer[];
 }
 
 function wire(plan: PhysicalPlan): Map<string, Wiring> {
@@ -73,31 +74,27 @@ function wire(plan: PhysicalPlan): Map<string, Wiring> {
   const at = (t: number, s: number) => {
     const k = `${t}/${s}`;
     let v = io.get(k);
-    if (!v) io.set(k, (v = { inputs: [], outputs: [], bell: createBell(), outputBells: [] }));
+    if (!v) io.set(k, (v = { inputs: [], inputSides: [], outputs: [], bell: createBell() }));
     return v;
   };
   for (const t of plan.tasks) for (let s = 0; s < t.parallelism; s++) at(t.index, s);
-  for (const e of plan.edges) {
+  plan.edges.forEach((e, ei) => {
     const pa = plan.tasks[e.from]!.parallelism;
     const pb = plan.tasks[e.to]!.parallelism;
-    if (e.partitioning === 'forward') {
-      for (let i = 0; i < pa; i++) {
+    for (let i = 0; i < pa; i++) {
+      const out: OutputSetup = { edge: ei, rings: [], bells: [] };
+      // forward: producer i feeds consumer i only; otherwise every consumer j (index j).
+      const targets = e.partitioning === 'forward' ? [i] : [...Array(pb).keys()];
+      for (const j of targets) {
         const ring = createRingBuffer(RING_BYTES);
-        at(e.from, i).outputs.push(ring);
-        at(e.from, i).outputBells.push(at(e.to, i).bell);
-        at(e.to, i).inputs.push(ring);
+        out.rings.push(ring);
+        out.bells.push(at(e.to, j).bell);
+        at(e.to, j).inputs.push(ring);
+        at(e.to, j).inputSides.push(e.side);
       }
-    } else {
-      for (let i = 0; i < pa; i++) {
-        for (let j = 0; j < pb; j++) {
-          const ring = createRingBuffer(RING_BYTES);
-          at(e.from, i).outputs.push(ring); // index j: downstream subtask j
-          at(e.from, i).outputBells.push(at(e.to, j).bell);
-          at(e.to, j).inputs.push(ring);
-        }
-      }
+      at(e.from, i).outputs.push(out);
     }
-  }
+  });
   return io;
 }
 
@@ -193,25 +190,39 @@ function chooseCheckpoint(stateDir: string, plan: PhysicalPlan, fromCheckpoint: 
   if (m.keyGroups !== plan.keyGroups) {
     throw errors.config('keyGroups', `the state in ${stateDir} was written with ${m.keyGroups} key groups, this run has ${plan.keyGroups}; keyGroups cannot change`);
   }
-  // Every stateful operator of the checkpoint must exist with the same kind, and stateful
-  // tasks must keep their parallelism (rescaling needs the key-group redistribution).
+  // Every stateful operator of the checkpoint must exist with the same kind and shape
+  // (window assigner, join bounds), and every source must still be there: a renamed or
+  // new source would read from the beginning into restored state (double counting).
   for (const t of m.tasks) {
     t.operators.forEach((name, i) => {
-      const kind = t.kinds[i];
-      if (kind !== 'reduce' && kind !== 'process') return;
+      const kind = t.kinds[i] as OperatorKind;
+      if (kind === 'source') {
+        if (allowDropped || plan.tasks.some((x) => x.operators[0] === name && x.kinds[0] === 'source')) return;
+        throw errors.input(`source '${name}'`, `its position is in checkpoint ${m.id} but the flow has no such source (renamed?); restoring would reread every source from a mix of positions (--allow-dropped-state to accept)`);
+      }
+      if (!STATEFUL.has(kind)) return;
       const now = plan.tasks.find((x) => x.operators.includes(name));
       if (!now) {
         if (allowDropped) return;
         throw errors.input(`operator '${name}'`, `its state is in checkpoint ${m.id} but the flow has no such operator; restoring would drop it (--allow-dropped-state to accept)`);
       }
-      const nowKind = now.kinds[now.operators.indexOf(name)];
+      const j = now.operators.indexOf(name);
+      const nowKind = now.kinds[j];
       if (nowKind !== kind) throw errors.input(`operator '${name}'`, `was a ${kind} in checkpoint ${m.id}, is now a ${nowKind}; its state cannot be restored`);
+      const was = t.shapes?.[i];
+      if (was !== undefined && was !== now.shapes[j]) {
+        throw errors.input(`operator '${name}'`, `changed shape since checkpoint ${m.id} (${was} → ${now.shapes[j]}); its state cannot be restored`);
+      }
     });
   }
   for (const t of plan.tasks) {
     if (t.kinds[0] !== 'source') continue;
-    const old = m.tasks.find((x) => x.operators[0] === t.operators[0]);
-    if (old && old.parallelism !== t.parallelism) {
+    const old = m.tasks.find((x) => x.operators[0] === t.operators[0] && x.kinds[0] === 'source');
+    if (!old) {
+      if (allowDropped) continue;
+      throw errors.input(`source '${t.operators[0]}'`, `is not in checkpoint ${m.id}; a new source would start from its beginning into restored state (--allow-dropped-state to accept)`);
+    }
+    if (old.parallelism !== t.parallelism) {
       throw errors.input(`source '${t.operators[0]}'`, `checkpoint ${m.id} has parallelism ${old.parallelism}, this run ${t.parallelism}; source positions cannot be split differently`);
     }
   }
@@ -287,10 +298,14 @@ async function prepareInstances(plan: PhysicalPlan, config: TidepoolConfig, stat
   for (const t of plan.tasks) {
     const old = restore?.tasks.find((x) => x.operators[0] === t.operators[0]);
     for (let s = 0; s < t.parallelism; s++) {
-      const { inputs, outputs, bell, outputBells } = rings.get(`${t.index}/${s}`)!;
-      const setup: TaskSetup = { taskIndex: t.index, subtask: s, inputs, outputs, bell, outputBells, batchSize: config.batchSize, checkpointing: config.state.storage === 'lmdb' };
+      const { inputs, inputSides, outputs, bell } = rings.get(`${t.index}/${s}`)!;
+      const setup: TaskSetup = { taskIndex: t.index, subtask: s, inputs, inputSides, outputs, bell, batchSize: config.batchSize, checkpointing: config.state.storage === 'lmdb' };
       const saved = old?.instances.find((i) => i.subtask === s);
       if (restore) setup.restoredCheckpoint = restore.id;
+      // Watermarks do not go back across a restore: a source resumes from its largest
+      // timestamp, an operator from its own watermark (rescaled: the old instances' minimum).
+      const oldWms = old ? (old.parallelism === t.parallelism ? [saved?.watermark] : old.instances.map((i) => i.watermark)) : [];
+      if (oldWms.length && oldWms.every((w) => typeof w === 'number')) setup.restoredWatermark = Math.min(...(oldWms as number[]));
       if (saved?.position !== undefined && t.kinds[0] === 'source') setup.sourcePosition = saved.position;
       const transfer: TransferListItem[] = [];
       if (t.stateful) {

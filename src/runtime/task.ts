@@ -1,25 +1,29 @@
-// One task instance: a chain of operators (source/steps/sink) with its inputs,
-// outputs and state partition. The same class runs in a worker thread
-// (workers/operator.ts) and, in inline mode, on the coordinator's thread.
+// One task instance: a chain of operators with its inputs, outputs and state
+// partition. The same class runs in a worker thread (workers/operator.ts) and, in
+// inline mode, on the coordinator's thread.
 //
-//   inputs (rings) ─> decode batch ─> step → step → … ─┬─> Output (rings, by partitioning)
-//   or a source reader                                   └─> or a sink writer
+//   inputs (rings) ─> decode batch ─> operator (a step chain, a keyed operator, mapAsync) ─┬─> Outputs, one per out edge
+//   or a source reader + its watermarks                                                    └─> or a sink writer
+//
+// In stream order per input: records, watermarks (the operator fires what they trigger,
+// then they are forwarded), barriers (aligned across inputs: snapshot, then forward).
 import type { MessagePort } from 'node:worker_threads';
-import { errors } from '../errors.js';
 import type { Flow } from '../flow/builder.js';
 import type { PhysicalPlan } from '../flow/plan.js';
-import type { InstanceContext, SinkWriter, SourceReader } from '../flow/types.js';
-import { makeStep, type Emit, type StepEnv } from '../operators/steps.js';
+import type { InstanceContext, LogicalOperator, SinkWriter, SourceReader } from '../flow/types.js';
+import { makeStep, makeReduce, statelessInstance } from '../operators/steps.js';
+import type { Emit, OperatorInstance, StepEnv } from '../operators/keyed.js';
+import { makeProcess } from '../operators/keyed.js';
+import { makeWindow } from '../operators/windows.js';
+import { makeIntervalJoin, makeJoin, makeWindowJoin, type JoinEnv } from '../operators/joins.js';
+import { AsyncStage } from '../operators/async.js';
 import { RingReader, RingWriter } from '../transport/ring.js';
-import { Inputs, Output, decodeBatch, barrierId, FRAME_BARRIER, FRAME_DATA } from './channels.js';
-import { StateEngine } from '../state/engine.js';
-import { codecResolver, loadCodec, type CompressionSpec } from '../state/codecs.js';
-import { MemoryBackend } from '../storage/memory-backend.js';
-import { LmdbBackend } from '../storage/lmdb-backend.js';
-import { IoAttachment } from '../storage/io-client.js';
-import type { CommitRecord, StateBackend } from '../storage/backend.js';
-import { SnapshotReader } from '../storage/snapshot-reader.js';
-import { prefixBounds } from '../state/keys.js';
+import { Inputs, Output, decodeBatch, barrierId, watermarkOf, FRAME_BARRIER, FRAME_DATA, FRAME_WATERMARK } from '../transport/channels.js';
+import { SourceWatermarks } from '../time/watermarks.js';
+import type { StateEngine } from '../state/engine.js';
+import type { CompressionSpec } from '../state/codecs.js';
+import type { CommitRecord } from '../storage/backend.js';
+import { openEngine, takeOverKeyGroups } from './task-state.js';
 
 export interface StateSetup {
   storage: 'lmdb' | 'temp' | 'memory';
@@ -43,21 +47,30 @@ export interface StateSetup {
   retain?: number;
 }
 
+/** The rings of one out edge: one per downstream subtask (one, for forward). */
+export interface OutputSetup {
+  edge: number;
+  rings: SharedArrayBuffer[];
+  bells: SharedArrayBuffer[];
+}
+
 export interface TaskSetup {
   taskIndex: number;
   subtask: number;
   inputs: SharedArrayBuffer[];
-  /** One ring per downstream subtask. */
-  outputs: SharedArrayBuffer[];
-  /** This instance's doorbell (its producers ring it), and the doorbell of each output's consumer. */
+  /** Per input ring: the side of the consuming operator it feeds (0, or 1 for a right input). */
+  inputSides: (0 | 1)[];
+  outputs: OutputSetup[];
+  /** This instance's doorbell (its producers ring it). */
   bell: SharedArrayBuffer;
-  outputBells: SharedArrayBuffer[];
   batchSize: number;
   state?: StateSetup;
   /** Restored from this checkpoint: sources seek, sinks re-commit it first. */
   restoredCheckpoint?: number;
   /** The source position recorded by the restored checkpoint. */
   sourcePosition?: unknown;
+  /** The watermark (operators) or largest timestamp (sources) the restored checkpoint recorded. */
+  restoredWatermark?: number;
   /** Checkpoints are taken (lmdb state): sinks hold records until their epoch commits. */
   checkpointing?: boolean;
 }
@@ -72,6 +85,8 @@ export interface CheckpointAck {
   stateId?: string;
   /** The source position after the last record before the barrier (source tasks). */
   position?: unknown;
+  /** Sources: the largest timestamp emitted; operators: their watermark (finite only). */
+  watermark?: number;
   bytes?: number;
   /** Records stopped for this barrier: output flush, waiting for the previous snapshot, taking this one. */
   pauseMs: number;
@@ -97,15 +112,24 @@ export interface TaskMetrics {
   stateSpilled: number;
   cacheHits: number;
   cacheMisses: number;
+  /** The instance's event-time watermark (null before the first; sources: the one they sent). */
+  watermark: number | null;
+  lateRecords: number;
+  pendingTimers: number;
   done: boolean;
 }
 
+const finite = (x: number | undefined) => (x !== undefined && Number.isFinite(x) ? x : undefined);
+
 export class TaskRunner {
-  private head!: Emit;
-  private output?: Output;
+  private op!: OperatorInstance;
+  private outputs: Output[] = [];
   private sink?: SinkWriter;
   private sinkBuffer: unknown[] = [];
   private source?: SourceReader;
+  private sourceOp?: LogicalOperator;
+  private watermarks?: SourceWatermarks;
+  private stage?: AsyncStage;
   private inputs?: Inputs;
   private engine?: StateEngine;
   private recordsIn = 0;
@@ -121,7 +145,6 @@ export class TaskRunner {
   private lastBarrier = 0;
   private commitWaiter?: { id: number; resolve: () => void };
   private failure?: Error;
-  private readonly beforeSnapshot: (() => void)[] = [];
 
   constructor(
     private readonly flow: Flow,
@@ -159,108 +182,201 @@ export class TaskRunner {
       this.engine = await openEngine(this.setup.state);
       if (this.setup.state.rescaleFrom) await takeOverKeyGroups(this.engine, this.setup.state);
     }
-    const env: StepEnv = {
+    const env: JoinEnv = {
       subtask: this.setup.subtask,
+      parallelism: task.parallelism,
       keyGroups: this.plan.keyGroups,
       engine: this.engine,
       afterState: this.engine ? () => this.engine!.pager.evict() : undefined,
-      beforeSnapshot: this.beforeSnapshot,
+      restoredWatermark: ops[0]!.kind === 'source' ? undefined : this.setup.restoredWatermark,
+      epoch: this.setup.restoredCheckpoint ?? 0,
     };
-    // Tail first: the sink, or the output toward the next task.
+    // Tail first: the sink, or the outputs toward the next tasks (per port).
     const last = ops[ops.length - 1]!;
     let tail: Emit;
+    let lateTail: Emit = () => undefined;
     if (last.kind === 'sink') {
       this.sink = await last.sink!.open({ ...ctx, operator: last.name });
       tail = (r) => {
         this.sinkBuffer.push(r);
       };
     } else {
-      const edge = this.plan.edges.find((e) => e.from === task.index)!;
-      const keyFn = edge.keyOperator ? this.flow.operator(edge.keyOperator)!.keyBy : undefined;
-      this.output = new Output(this.setup.outputs.map((s) => new RingWriter(s)), this.setup.outputBells, edge.partitioning, keyFn, this.plan.keyGroups, this.setup.batchSize, this.setup.subtask);
-      const out = this.output;
-      tail = (r) => {
-        out.push(r);
-      };
+      const byPort = { main: [] as Output[], late: [] as Output[] };
+      for (const o of this.setup.outputs) {
+        const edge = this.plan.edges[o.edge]!;
+        const keyFn = edge.keyOperator ? this.flow.operator(edge.keyOperator)!.inputs[edge.input]!.keyBy : undefined;
+        const out = new Output(o.rings.map((s) => new RingWriter(s)), o.bells, edge.partitioning, keyFn, this.plan.keyGroups, this.setup.batchSize, this.setup.subtask);
+        this.outputs.push(out);
+        byPort[edge.port].push(out);
+      }
+      tail = fanOut(byPort.main);
+      if (byPort.late.length) lateTail = fanOut(byPort.late);
     }
+    const first = ops[0]!;
+    // The stateless steps after the first operator (or from it, when it is a step).
     let emit = tail;
-    for (let i = ops.length - 1; i >= 0; i--) {
+    const firstIsStep = first.kind === 'map' || first.kind === 'filter' || first.kind === 'flatMap';
+    for (let i = ops.length - 1; i >= (firstIsStep ? 0 : 1); i--) {
       const op = ops[i]!;
-      if (op.kind === 'source' || op.kind === 'sink') continue;
+      if (op.kind === 'sink') continue;
       emit = makeStep(op, emit, env);
     }
-    this.head = emit;
+    this.op = this.makeOperator(first, env, emit, lateTail);
     if (this.sink && this.setup.restoredCheckpoint !== undefined) {
       // Publish what the restored checkpoint prepared (idempotent), drop anything later.
       await this.sink.commit(this.setup.restoredCheckpoint);
       this.committed = this.setup.restoredCheckpoint;
     }
-    if (ops[0]!.kind === 'source') {
-      this.source = await ops[0]!.source!.open({ ...ctx, operator: ops[0]!.name });
+    if (first.kind === 'source') {
+      this.sourceOp = first;
+      this.source = await first.source!.open({ ...ctx, operator: first.name });
       if (this.setup.sourcePosition !== undefined) await this.source.seek(this.setup.sourcePosition);
+      const so = first.sourceOptions;
+      if (so?.eventTime) {
+        this.watermarks = new SourceWatermarks(first.name, this.setup.subtask, so.eventTime as (r: never) => number, so.watermark?.maxOutOfOrdernessMs ?? 0, so.watermark?.idleMs, this.setup.restoredWatermark);
+      }
     } else {
-      this.inputs = new Inputs(this.setup.inputs.map((s) => new RingReader(s)), this.setup.bell);
+      this.inputs = new Inputs(this.setup.inputs.map((s) => new RingReader(s)), this.setup.bell, this.setup.inputSides, this.setup.restoredWatermark);
+    }
+  }
+
+  private makeOperator(first: LogicalOperator, env: JoinEnv, emit: Emit, late: Emit): OperatorInstance {
+    switch (first.kind) {
+      case 'reduce':
+        return makeReduce(first, env as StepEnv, emit);
+      case 'process':
+      case 'coProcess':
+        return makeProcess(first, env, emit);
+      case 'window':
+        return makeWindow(first, env, emit, late);
+      case 'join':
+        return makeJoin(first, env, emit);
+      case 'intervalJoin':
+        return makeIntervalJoin(first, env, emit, late);
+      case 'windowJoin':
+        return makeWindowJoin(first, env, emit, late);
+      case 'mapAsync': {
+        const stage = (this.stage = new AsyncStage(first, env, emit));
+        return statelessInstance((r, ts) => stage.push(r, ts));
+      }
+      default:
+        return statelessInstance(emit); // source, a step chain, or a sink
     }
   }
 
   /** Runs to the end of input; rejects with the first error (user code, I/O). */
   async run(): Promise<void> {
-    const head = this.head;
-    if (this.source) {
-      const src = this.source;
-      let exhausted = false;
-      for (;;) {
-        while (this.requested.length) {
-          const req = this.requested.shift()!;
-          await this.onBarrier(req.id, src.position());
-          if (req.final) {
-            await src.close();
-            return this.finish();
-          }
-        }
-        if (exhausted) {
-          // Wait for the coordinator's final checkpoint (or a regular one first).
-          await new Promise<void>((resolve) => {
-            this.wakeSource = resolve;
-            if (this.requested.length) resolve();
-          });
-          this.wakeSource = undefined;
-          continue;
-        }
-        const batch = await src.next(this.setup.batchSize);
-        if (batch === null) {
-          exhausted = true;
-          await this.afterUnit(true);
-          this.control.exhausted(this.setup.taskIndex, this.setup.subtask);
-          continue;
-        }
-        for (let i = 0; i < batch.length; i++) head(batch[i]);
-        this.recordsIn += batch.length;
-        await this.afterUnit(batch.length === 0);
-        await this.yieldSometimes();
-      }
-    }
+    if (this.source) return this.runSource(this.source);
     const inputs = this.inputs!;
+    const ts: number[] = [];
     while (!inputs.done) {
       if (this.failure) throw this.failure;
       let frame = inputs.poll();
       if (frame === null) {
         await this.afterUnit(true); // idle: send partial batches before parking
-        frame = await inputs.wait();
+        frame = await inputs.wait(this.idleWaitMs(), this.stage?.pending ? this.stage.progress() : undefined);
+        this.processingTime();
         if (frame === null) continue;
       }
-      if (frame[0] === FRAME_BARRIER) {
+      const kind = frame[0];
+      if (kind === FRAME_DATA) {
+        const batch = decodeBatch(frame, ts);
+        const side = inputs.lastSide;
+        const op = this.op;
+        const stage = this.stage;
+        for (let i = 0; i < batch.length; i++) {
+          op.push(batch[i], ts[i]!, side);
+          if (stage?.full) await stage.waitSlot();
+        }
+        if (stage?.failure) throw stage.failure;
+        this.recordsIn += batch.length;
+        this.processingTime();
+        await this.afterUnit(false);
+        await this.yieldSometimes();
+      } else if (kind === FRAME_WATERMARK) {
+        await this.onWatermark(frame);
+      } else if (kind === FRAME_BARRIER) {
         await this.onBarrier(barrierId(frame), undefined);
-        continue;
-      }
-      if (frame[0] !== FRAME_DATA) continue; // EOI: Inputs dropped that input
-      const batch = decodeBatch(frame);
-      for (let i = 0; i < batch.length; i++) head(batch[i]);
-      this.recordsIn += batch.length;
-      await this.afterUnit(false);
-      await this.yieldSometimes();
+      } // EOI: Inputs dropped that input
     }
     await this.finish();
+  }
+
+  private async runSource(src: SourceReader): Promise<void> {
+    const op = this.op;
+    const wms = this.watermarks;
+    let exhausted = false;
+    for (;;) {
+      while (this.requested.length) {
+        const req = this.requested.shift()!;
+        await this.onBarrier(req.id, src.position());
+        if (req.final) {
+          await src.close();
+          return this.finish();
+        }
+      }
+      if (exhausted) {
+        // Wait for the coordinator's final checkpoint (or a regular one first).
+        await new Promise<void>((resolve) => {
+          this.wakeSource = resolve;
+          if (this.requested.length) resolve();
+        });
+        this.wakeSource = undefined;
+        continue;
+      }
+      const batch = await src.next(this.setup.batchSize);
+      if (batch === null) {
+        exhausted = true;
+        await this.afterUnit(true);
+        // End of input: this subtask's watermark is Infinity, every window closes.
+        for (const o of this.outputs) await o.watermark(Infinity);
+        if (wms) wms.finish();
+        this.control.exhausted(this.setup.taskIndex, this.setup.subtask);
+        continue;
+      }
+      if (wms) {
+        for (let i = 0; i < batch.length; i++) op.push(batch[i], wms.timestamp(batch[i]), 0);
+        wms.observed(batch.length);
+      } else {
+        for (let i = 0; i < batch.length; i++) op.push(batch[i], NaN, 0);
+      }
+      this.recordsIn += batch.length;
+      await this.afterUnit(batch.length === 0);
+      if (wms) {
+        const wm = wms.advance();
+        if (wm !== undefined) for (const o of this.outputs) await o.watermark(wm);
+        else if (batch.length === 0 && wms.becameIdle()) for (const o of this.outputs) await o.idle();
+      }
+      await this.yieldSometimes();
+    }
+  }
+
+  /** How long an idle instance may sleep: until its next processing-time timer, at most 1 s. */
+  private idleWaitMs(): number {
+    const next = this.op.nextProcessingTime();
+    if (next === Infinity) return 1000;
+    return Math.min(1000, Math.max(0, next - Date.now()));
+  }
+
+  private processingTime(): void {
+    const next = this.op.nextProcessingTime();
+    if (next === Infinity) return;
+    const now = Date.now();
+    if (next <= now) this.op.onProcessingTime(now);
+  }
+
+  /** The combined input watermark advanced (or every input went idle): fire, then forward. */
+  private async onWatermark(frame: Uint8Array): Promise<void> {
+    const { watermark, idle } = watermarkOf(frame);
+    if (idle) {
+      await this.afterUnit(true);
+      for (const o of this.outputs) await o.idle();
+      return;
+    }
+    if (this.stage) await this.stage.drain(); // results before the watermark go out before it
+    this.op.onWatermark(watermark);
+    await this.afterUnit(true);
+    for (const o of this.outputs) await o.watermark(watermark);
   }
 
   private lastYield = performance.now();
@@ -280,18 +396,21 @@ export class TaskRunner {
   /**
    * Barrier `id` is aligned here: snapshot this instance's part of the checkpoint and
    * forward the barrier. Records stop only for the synchronous part of the snapshot
-   * (dirty pages serialized); the write to LMDB goes on while processing resumes.
+   * (dirty pages frozen); the write to LMDB goes on while processing resumes.
    */
   private async onBarrier(id: number, position: unknown): Promise<void> {
     const t0 = performance.now();
+    if (this.stage) await this.stage.drain(); // a barrier waits for the calls before it
     await this.afterUnit(true); // records before the barrier go out before it
     const ack: CheckpointAck = { id, task: this.setup.taskIndex, subtask: this.setup.subtask, pauseMs: 0 };
     if (this.setup.inputs.length > 1) ack.alignMs = this.inputs!.lastAlignMs;
     if (position !== undefined) ack.position = position;
+    const wm = this.watermarks ? this.watermarks.maxTimestamp : this.inputs?.watermark;
+    if (finite(wm) !== undefined) ack.watermark = wm;
     let durable: Promise<unknown> | undefined;
     if (this.engine) {
       await this.engine.idle(); // the previous checkpoint's pages are durable
-      for (const f of this.beforeSnapshot) f();
+      this.op.beforeSnapshot();
       durable = this.engine.checkpoint().then((info) => {
         ack.version = info.version;
         ack.stateId = this.setup.state!.stateId;
@@ -301,7 +420,7 @@ export class TaskRunner {
     }
     if (this.sink) await this.sink.prepare(id);
     this.lastBarrier = id;
-    if (this.output) await this.output.barrier(id);
+    for (const o of this.outputs) await o.barrier(id);
     ack.pauseMs = performance.now() - t0;
     if (durable) {
       durable.then(
@@ -314,8 +433,8 @@ export class TaskRunner {
   }
 
   private async afterUnit(idle: boolean): Promise<void> {
-    if (this.output) await this.output.flush(!idle);
-    else if (this.sinkBuffer.length) {
+    for (const o of this.outputs) await o.flush(!idle);
+    if (this.sinkBuffer.length) {
       const b = this.sinkBuffer;
       this.sinkBuffer = [];
       this.sinkOut += b.length;
@@ -324,8 +443,9 @@ export class TaskRunner {
   }
 
   private async finish(): Promise<void> {
+    if (this.stage) await this.stage.drain();
     await this.afterUnit(true);
-    if (this.output) await this.output.end();
+    for (const o of this.outputs) await o.end();
     if (this.engine) await this.engine.idle();
     if (this.sink) {
       // The final barrier preceded end of input: wait until its checkpoint completes
@@ -347,60 +467,34 @@ export class TaskRunner {
 
   metrics(): TaskMetrics {
     const p = this.engine?.pager;
+    const s = this.op?.stats() ?? { lateRecords: 0, pendingTimers: 0 };
+    const wm = this.watermarks ? this.watermarks.maxTimestamp - (this.sourceOp?.sourceOptions?.watermark?.maxOutOfOrdernessMs ?? 0) : this.inputs?.watermark;
     return {
       task: this.setup.taskIndex,
       subtask: this.setup.subtask,
       label: this.label,
       recordsIn: this.recordsIn,
-      recordsOut: this.output ? this.output.stats.records : this.sinkOut,
-      blockedMs: this.output?.blockedMs ?? 0,
+      recordsOut: this.outputs.length ? this.outputs.reduce((a, o) => a + o.stats.records, 0) : this.sinkOut,
+      blockedMs: this.outputs.reduce((a, o) => a + o.blockedMs, 0),
       statePages: p ? p.livePages : 0,
       stateSpilled: p?.stats.spillWrites ?? 0,
       cacheHits: p?.stats.hits ?? 0,
       cacheMisses: p?.stats.misses ?? 0,
+      watermark: wm === undefined || wm === -Infinity ? null : wm === Infinity ? Number.MAX_VALUE : wm,
+      lateRecords: s.lateRecords,
+      pendingTimers: s.pendingTimers,
       done: this.done,
     };
   }
 }
 
-async function openEngine(s: StateSetup): Promise<StateEngine> {
-  const codec = await loadCodec(s.compression);
-  let backend: StateBackend;
-  if (s.storage === 'memory' || !s.ring || !s.port || !s.dir) {
-    backend = new MemoryBackend();
-  } else {
-    const io = new IoAttachment(undefined, s.stateId, s.ring, s.port, s.lastCommit);
-    backend = await LmdbBackend.withAttachment({ kind: s.storage, dir: s.dir, stateId: s.stateId, retain: s.retain ?? 1, removeOnClose: false }, io);
+/** One emitter feeding every output of a port (a stream used twice gets every record twice). */
+function fanOut(outs: Output[]): Emit {
+  if (outs.length === 1) {
+    const o = outs[0]!;
+    return (r, ts) => o.push(r, ts);
   }
-  if (!backend) throw errors.worker(s.stateId, 'no state backend');
-  return new StateEngine({ name: s.stateId.replace(/[^A-Za-z0-9._-]/g, '_'), pageSize: s.pageSize, cachePages: s.cachePages, codec, codecFor: codecResolver(codec), backend });
-}
-
-/**
- * Copies the key groups this instance now owns out of the old partitions' checkpointed
- * state. Every state key starts with its key group (operators/context.ts), so each
- * table's share is one contiguous key range per old partition.
- */
-async function takeOverKeyGroups(engine: StateEngine, s: StateSetup): Promise<void> {
-  const [from, to] = s.groups!;
-  if (from >= to) return;
-  const lo = prefixBounds([from]).gte;
-  const hi = prefixBounds([to - 1]).lt;
-  const codec = await loadCodec(s.compression);
-  for (const old of s.rescaleFrom!) {
-    const snap = new SnapshotReader(s.dir!, old.stateId, old.version, codec, codecResolver(codec), Math.max(8, s.cachePages));
-    try {
-      for (const name of snap.tableNames()) {
-        const target = engine.table(name);
-        for (const [k, v] of snap.table(name).entries({ gte: lo, lt: hi })) {
-          target.set(k, v instanceof Uint8Array ? Buffer.from(v) : v);
-          engine.mutations++;
-          engine.pager.evict();
-          snap.evict();
-        }
-      }
-    } finally {
-      await snap.close();
-    }
-  }
+  return (r, ts) => {
+    for (let i = 0; i < outs.length; i++) outs[i]!.push(r, ts);
+  };
 }

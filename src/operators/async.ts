@@ -1,0 +1,92 @@
+// `mapAsync(name, fn, { concurrency, ordered })`: at most `concurrency` calls in flight
+// per subtask. Ordered mode emits results in input order (a finished call waits for
+// the ones before it); unordered emits each as it finishes. The task drains every call
+// before it forwards a barrier or a watermark, so a checkpoint never covers a record
+// whose result is still to come, and results stay ahead of the watermarks after them.
+import type { LogicalOperator } from '../flow/types.js';
+import { userError, type Emit, type StepEnv } from './keyed.js';
+
+interface Slot {
+  done: boolean;
+  value: unknown;
+  ts: number;
+}
+
+export class AsyncStage {
+  private inflight = 0;
+  private readonly queue: Slot[] = [];
+  private waiters: (() => void)[] = [];
+  /** The first call that failed (the task fails with it). */
+  failure: Error | undefined;
+  private readonly concurrency: number;
+  private readonly ordered: boolean;
+
+  constructor(private readonly op: LogicalOperator, private readonly env: StepEnv, private readonly next: Emit) {
+    this.concurrency = op.options?.concurrency ?? 64;
+    this.ordered = op.options?.ordered ?? true;
+  }
+
+  get full(): boolean {
+    return this.inflight >= this.concurrency;
+  }
+
+  get pending(): number {
+    return this.inflight;
+  }
+
+  push(record: unknown, ts: number): void {
+    const slot: Slot = { done: false, value: undefined, ts };
+    if (this.ordered) this.queue.push(slot);
+    this.inflight++;
+    let p: Promise<unknown>;
+    try {
+      p = Promise.resolve((this.op.fn as (r: unknown) => unknown)(record));
+    } catch (e) {
+      p = Promise.reject(e);
+    }
+    p.then(
+      (v) => {
+        slot.done = true;
+        slot.value = v;
+        this.inflight--;
+        if (this.ordered) this.release();
+        else this.next(v, ts);
+        this.wake();
+      },
+      (e: unknown) => {
+        this.inflight--;
+        this.failure ??= userError(this.op, this.env, record, e);
+        this.wake();
+      },
+    );
+  }
+
+  private release(): void {
+    while (this.queue.length && this.queue[0]!.done) {
+      const s = this.queue.shift()!;
+      this.next(s.value, s.ts);
+    }
+  }
+
+  private wake(): void {
+    const w = this.waiters;
+    this.waiters = [];
+    for (const f of w) f();
+  }
+
+  /** Resolves at the next completion of a call. */
+  progress(): Promise<void> {
+    return new Promise((resolve) => this.waiters.push(resolve));
+  }
+
+  /** Waits until fewer than `concurrency` calls are in flight. */
+  async waitSlot(): Promise<void> {
+    while (this.full && !this.failure) await this.progress();
+  }
+
+  /** Waits until every call has finished (and, ordered, been emitted). */
+  async drain(): Promise<void> {
+    while (this.inflight > 0 && !this.failure) await this.progress();
+    if (this.failure) throw this.failure;
+  }
+}

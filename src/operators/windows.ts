@@ -1,0 +1,270 @@
+// Event-time windows on a keyed stream: `.window(assigner).aggregate(...)` / `.reduce(...)`.
+//
+// State (keyed like all state, so it is larger than memory, checkpointed with the
+// tables and rescaled by key group):
+//   panes     [group, key, paneStart]  → accumulator      tumbling, or sliding with merge
+//   windows   [group, key, windowEnd]  → accumulator      sliding without merge
+//   sessions  [group, key, start]      → [end, acc]       (or [end, records] without merge)
+//
+// Sliding windows with a merge function keep one partial per pane (gcd(size, slide)
+// wide) and combine the panes of a window when it fires, so a record costs one update
+// whatever size/slide is (as in Arroyo). Without merge, each record updates each of its
+// size/slide windows.
+//
+// Firing: each key has an event-time timer at the next window end it has data for.
+// When it fires (watermark ≥ end) the window is emitted with timestamp end − 1, cells
+// that no later window (or the allowed lateness) needs are deleted, and the timer moves
+// to the key's next window end or cleanup time. A record for a window that already
+// fired but is within allowedLatenessMs updates it and emits it again at once; a record
+// too late for every window it belongs to is dropped, counted and sent to `.late()`.
+import type { AggregateSpec, LogicalOperator, WindowAssigner } from '../flow/types.js';
+import { encodeKey, decodeKey, prefixBounds, type Key } from '../state/keys.js';
+import { fromStored, toStored } from '../state/values.js';
+import type { DueTimer } from '../time/timers.js';
+import { KeyedRuntime, userError, type Emit, type OperatorInstance, type StepEnv } from './keyed.js';
+
+const mod = (a: number, m: number) => ((a % m) + m) % m;
+const gcd = (a: number, b: number): number => (b === 0 ? a : gcd(b, a % b));
+
+export interface Window {
+  start: number;
+  end: number;
+}
+
+/** Calls into the user's aggregate, each error naming the operator and the record. */
+class UserAggregate {
+  constructor(private readonly op: LogicalOperator, private readonly env: StepEnv, readonly spec: AggregateSpec) {}
+  private guard<T>(record: unknown, f: () => T, what: string): T {
+    let v: T;
+    try {
+      v = f();
+      if (v === undefined && what !== 'create') throw new TypeError(`${what} returned undefined`);
+    } catch (e) {
+      throw userError(this.op, this.env, record, e);
+    }
+    return v;
+  }
+  create(record: unknown): unknown {
+    return this.guard(record, () => this.spec.create(), 'create');
+  }
+  add(acc: unknown, record: unknown): unknown {
+    return this.guard(record, () => this.spec.add(acc, record), 'add');
+  }
+  merge(a: unknown, b: unknown): unknown {
+    return this.guard('(merging partial aggregates)', () => this.spec.merge!(a, b), 'merge');
+  }
+  output(acc: unknown, w: Window, key: unknown): unknown {
+    if (!this.spec.result) return { key, window: { start: w.start, end: w.end }, value: acc };
+    return this.guard(`(result of window [${w.start}, ${w.end}) of key ${JSON.stringify(key) ?? String(key)})`, () => this.spec.result!(acc, { start: w.start, end: w.end }, key), 'result');
+  }
+}
+
+/** Stores an accumulator; `undefined` (a reduce before its first record) is kept as null-free marker. */
+const put = (v: unknown) => toStored([v === undefined ? null : v]);
+const take = (s: unknown) => (fromStored(s as never) as [unknown])[0];
+
+export function makeWindow(op: LogicalOperator, env: StepEnv, emit: Emit, emitLate: Emit): OperatorInstance {
+  const rt = new KeyedRuntime(op, env, emit);
+  const agg = new UserAggregate(op, env, op.options!.aggregate!);
+  const a = op.options!.assigner!;
+  const lateness = op.options!.allowedLatenessMs ?? 0;
+  const body = a.kind === 'session' ? sessionWindows(rt, agg, a, lateness) : alignedWindows(rt, agg, a, lateness);
+  const onTimer = (t: DueTimer) => body.onTimer(t.time);
+  return {
+    push(record, ts) {
+      if (ts !== ts) throw userError(op, env, record, new TypeError('the record has no event time (its source has no eventTime)'));
+      rt.setKey(record, 0);
+      rt.timestamp = ts;
+      if (!body.add(record, ts)) {
+        rt.lateRecords++;
+        emitLate(record, ts);
+      }
+      env.afterState?.();
+    },
+    onWatermark(wm) {
+      rt.watermark = wm;
+      rt.fire(rt.eventTimers, wm, onTimer);
+    },
+    onProcessingTime() {},
+    nextProcessingTime: () => Infinity,
+    beforeSnapshot() {},
+    stats: () => rt.stats(),
+  };
+}
+
+interface WindowBody {
+  /** Adds a record of the current key; false when it is too late for all its windows. */
+  add(record: unknown, ts: number): boolean;
+  /** The current key's timer at `time` fired. */
+  onTimer(time: number): void;
+}
+
+/** Tumbling and sliding windows (panes or per-window accumulators). */
+function alignedWindows(rt: KeyedRuntime, agg: UserAggregate, a: WindowAssigner & { kind: 'tumbling' | 'sliding' }, lateness: number): WindowBody {
+  const size = a.sizeMs;
+  const slide = a.kind === 'sliding' ? a.slideMs : a.sizeMs;
+  const offset = a.offsetMs;
+  const panes = a.kind === 'tumbling' || agg.spec.merge !== undefined;
+  const pane = panes ? gcd(size, slide) : 0;
+  const table = rt.engine.table(`${rt.op.name}/~${panes ? 'panes' : 'windows'}`);
+  const scope = rt.scope;
+  const cellKey = (t: number) => scope.open + encodeKey(t) + '\x00';
+  const lastStart = (t: number) => t - mod(t - offset, slide);
+  /** The smallest window end > t (the first window to fire for a record at t). */
+  const nextEndAfter = (t: number) => lastStart(t - size) + slide + size;
+  const cells = () => {
+    const b = prefixBounds([scope.group, scope.key as Key]);
+    const out: [number, string][] = [];
+    for (const [k] of table.entries(b)) out.push([(decodeKey(k) as Key[])[2] as number, k]);
+    return out;
+  };
+  const emitWindow = (w: Window, acc: unknown) => rt.emit(agg.output(acc, w, scope.key), w.end - 1);
+  const windowAcc = (end: number): unknown => {
+    if (!panes) {
+      const v = table.get(cellKey(end));
+      return v === undefined ? undefined : take(v);
+    }
+    let acc: unknown;
+    let any = false;
+    for (const [, v] of table.entries({ gte: cellKey(end - size), lt: cellKey(end) })) {
+      acc = any ? agg.merge(acc, take(v)) : take(v);
+      any = true;
+    }
+    return any ? acc : undefined;
+  };
+  const has = (end: number) => {
+    if (!panes) return table.has(cellKey(end));
+    for (const _ of table.entries({ gte: cellKey(end - size), lt: cellKey(end), limit: 1 })) return true;
+    return false;
+  };
+  /** The last window end that still needs a cell starting (or ending) at `c`. */
+  const lastNeed = (c: number) => (panes ? lastStart(c) + size : c);
+  /** Registers the key's next fire or cleanup time after `after`, if it has cells left. */
+  const schedule = (after: number) => {
+    let next = Infinity;
+    for (const [c] of cells()) {
+      const fireAt = panes ? Math.max(nextEndAfter(after), nextEndAfter(c)) : c;
+      if (fireAt > after && fireAt <= lastNeed(c)) next = Math.min(next, fireAt);
+      const cleanup = lastNeed(c) + lateness;
+      if (cleanup > after) next = Math.min(next, cleanup);
+    }
+    if (next < Infinity) rt.registerEventTimer(next);
+  };
+  return {
+    add(record, ts) {
+      const wm = rt.watermark;
+      const maxEnd = lastStart(ts) + size;
+      if (maxEnd + lateness <= wm) return false;
+      // Windows containing ts: ends e with ts < e ≤ maxEnd, aligned to slide.
+      const ends: number[] = [];
+      for (let e = maxEnd; e > ts; e -= slide) ends.push(e);
+      ends.reverse();
+      if (panes) {
+        const ps = ts - mod(ts - offset, pane);
+        const k = cellKey(ps);
+        const old = table.get(k);
+        table.set(k, put(agg.add(old === undefined ? agg.create(record) : take(old), record)));
+        rt.engine.mutations++;
+      } else {
+        for (const e of ends) {
+          if (e + lateness <= wm) continue; // that window is gone
+          const k = cellKey(e);
+          const old = table.get(k);
+          table.set(k, put(agg.add(old === undefined ? agg.create(record) : take(old), record)));
+          rt.engine.mutations++;
+        }
+      }
+      let timer = Infinity;
+      for (const e of ends) {
+        if (e + lateness <= wm) continue;
+        if (e <= wm) emitWindow({ start: e - size, end: e }, windowAcc(e)); // late firing
+        else timer = Math.min(timer, e);
+      }
+      // The next window of the record to fire; or, if all of them fired already (a late
+      // record within the lateness), the cleanup of its cell.
+      if (timer < Infinity) rt.registerEventTimer(timer);
+      else rt.registerEventTimer(maxEnd + lateness);
+      return true;
+    },
+    onTimer(time) {
+      // The window ending here fires (if this is a window end and it has data)…
+      if (mod(time - offset, slide) === 0 && has(time)) emitWindow({ start: time - size, end: time }, windowAcc(time));
+      // …cells no window within the lateness needs any more go…
+      for (const [c, k] of cells()) {
+        if (lastNeed(c) + lateness > time) continue;
+        table.delete(k);
+        rt.engine.mutations++;
+      }
+      // …and the key's next fire or cleanup time is registered.
+      schedule(time);
+    },
+  };
+}
+
+/** Session windows per key: [first, last + gap), merged when they come to touch. */
+function sessionWindows(rt: KeyedRuntime, agg: UserAggregate, a: WindowAssigner & { kind: 'session' }, lateness: number): WindowBody {
+  const gap = a.gapMs;
+  const merging = agg.spec.merge !== undefined;
+  const table = rt.engine.table(`${rt.op.name}/~sessions`);
+  const scope = rt.scope;
+  type Session = { start: number; end: number; k: string; state: unknown };
+  const sessions = (): Session[] => {
+    const out: Session[] = [];
+    for (const [k, v] of table.entries(prefixBounds([scope.group, scope.key as Key]))) {
+      const [end, state] = fromStored(v) as [number, unknown];
+      out.push({ start: (decodeKey(k) as Key[])[2] as number, end, k, state });
+    }
+    return out;
+  };
+  const keyOf = (start: number) => scope.open + encodeKey(start) + '\x00';
+  const accOf = (s: { state: unknown }, record: unknown) => {
+    if (merging) return s.state;
+    let acc = agg.create(record);
+    for (const r of s.state as unknown[]) acc = agg.add(acc, r);
+    return acc;
+  };
+  const emitSession = (s: { start: number; end: number; state: unknown }) => rt.emit(agg.output(accOf(s, '(session)'), { start: s.start, end: s.end }, scope.key), s.end - 1);
+  return {
+    add(record, ts) {
+      const wm = rt.watermark;
+      if (ts + gap + lateness <= wm) return false;
+      let start = ts;
+      let end = ts + gap;
+      let state: unknown = merging ? agg.add(agg.create(record), record) : [record];
+      for (const s of sessions()) {
+        // A record at or before a session's end joins it; sessions that touch merge.
+        if (s.start > end || s.end < start) continue;
+        if (s.end + lateness <= wm) continue; // gone (kept only until its cleanup timer)
+        start = Math.min(start, s.start);
+        end = Math.max(end, s.end);
+        state = merging ? agg.merge(s.state, state) : [...(s.state as unknown[]), ...(state as unknown[])];
+        table.delete(s.k);
+        rt.deleteTimers(s.end);
+        if (lateness > 0) rt.deleteTimers(s.end + lateness);
+      }
+      table.set(keyOf(start), toStored([end, state]));
+      rt.engine.mutations++;
+      if (end > wm) rt.registerEventTimer(end);
+      else {
+        emitSession({ start, end, state }); // late firing of a session that already closed
+        rt.registerEventTimer(end + lateness);
+      }
+      return true;
+    },
+    onTimer(time) {
+      for (const s of sessions()) {
+        if (s.end === time) {
+          emitSession(s);
+          if (lateness > 0) {
+            rt.registerEventTimer(s.end + lateness);
+            continue;
+          }
+        }
+        if (s.end + lateness <= time) {
+          table.delete(s.k);
+          rt.engine.mutations++;
+        }
+      }
+    },
+  };
+}
