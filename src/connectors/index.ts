@@ -22,7 +22,7 @@ export const sinks = {
 } as const;
 
 export { resetFileSink, fileSinkPath, fileSinkPaths } from './file-sink.js';
-export { jsonLine, bigintReplacer } from './sinks.js';
+export { jsonLine, bigintReplacer } from './json-lines.js';
 export type { ArraySourceSpec, GeneratorOptions, GeneratorSourceSpec } from './sources.js';
 export type { FileSourceOptions, FileSourceSpec } from './file-source.js';
 export type { StdoutSinkSpec } from './sinks.js';
