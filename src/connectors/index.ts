@@ -15,9 +15,12 @@ export const sources = {
 } as const;
 
 export const sinks = {
-  /** JSON lines, exactly once: visible when the covering checkpoint completes. */
+  /**
+   * JSON lines, exactly once: visible when the covering checkpoint completes. A device,
+   * FIFO or /dev/stdout is written as a plain stream instead (not exactly once).
+   */
   file: fileSink,
-  /** Each record as one JSON line on stdout, printed at commit. */
+  /** Each record as one JSON line on stdout, printed at commit (as it comes without checkpoints). */
   stdout: stdoutSink,
 } as const;
 
