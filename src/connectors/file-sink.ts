@@ -31,12 +31,21 @@
 // completed, so their records will be produced again). A run that starts from scratch
 // calls `resetFileSink(path, parallelism)` first, which deletes all of the above.
 // Parent directories are created. Values: JSON.stringify, bigints as decimal strings.
-import { accessSync, constants as fsConstants, statSync } from 'node:fs';
+//
+// All of this is for regular files only. A path that is a device (/dev/null), a FIFO or
+// a descriptor path (/dev/stdout) gets a plain stream writer instead (stream-sink.ts):
+// lines written at commit, no files beside it, nothing truncated, renamed or deleted,
+// and no exactly-once. A directory or socket is refused with one line by validate(),
+// reset() and open(). sink-target.ts tells them apart; reset() deletes regular files
+// only.
+import { accessSync, constants as fsConstants, lstatSync, statSync } from 'node:fs';
 import { mkdir, open, readdir, rename, rm, type FileHandle } from 'node:fs/promises';
 import { basename, dirname, extname, join, resolve } from 'node:path';
 import { errors, preview } from '../errors.js';
 import type { InstanceContext, SinkSpec, SinkWriter } from '../flow/types.js';
-import { jsonLine } from './sinks.js';
+import { jsonLine } from './json-lines.js';
+import { sinkTarget } from './sink-target.js';
+import { StreamSinkWriter, descriptorOutput, pathOutput } from './stream-sink.js';
 
 export interface FileSinkOptions {
   /** Output file; a relative path resolves against process.cwd() when the sink is made. */
@@ -123,6 +132,12 @@ async function syncDir(dir: string): Promise<void> {
  */
 export async function resetFileSink(path: string, parallelism: number): Promise<void> {
   const abs = resolve(path);
+  // A device, FIFO or descriptor path holds nothing of ours (and /dev is no place to
+  // look for our files); a directory is refused before anything is deleted.
+  const target = sinkTarget(abs);
+  if (target.kind === 'refuse') throw errors.input(abs, target.why);
+  if (target.kind !== 'file') return;
+  checkFinals(abs, parallelism);
   const dir = dirname(abs);
   const names = await listDir(dir);
   if (names.length === 0) return;
@@ -145,11 +160,30 @@ export async function resetFileSink(path: string, parallelism: number): Promise<
     doomed.push(f, ...artifacts);
   }
   try {
-    for (const n of doomed) await rm(join(dir, n), { force: true });
+    // Only regular files: never a device, FIFO, directory, or a symlink (whose target
+    // may be any of those, or someone's file).
+    for (const n of doomed) if (isRegularFile(join(dir, n))) await rm(join(dir, n), { force: true });
   } catch (err) {
     throw errors.io(`resetting file sink ${abs}`, err);
   }
   await syncDir(dir);
+}
+
+/** Whether `path` itself (not a symlink's target) is a regular file. */
+function isRegularFile(path: string): boolean {
+  try {
+    return lstatSync(path).isFile();
+  } catch {
+    return false;
+  }
+}
+
+/** Throws the one-line error of the first final file that cannot be a sink's output. */
+function checkFinals(path: string, parallelism: number): void {
+  for (const final of fileSinkPaths(path, parallelism)) {
+    const target = sinkTarget(final);
+    if (target.kind === 'refuse') throw errors.input(final, target.why);
+  }
 }
 
 function escapeRegExp(s: string): string {
@@ -525,11 +559,22 @@ export function fileSink(options: FileSinkOptions): FileSinkSpec {
     path,
     // One output file unless the config asks for more (operators.<name>.parallelism).
     defaultParallelism: 1,
+    // A stream takes one writer: several would interleave their lines (and p > 1 would
+    // make up names like /dev/null-0).
+    get maxParallelism() {
+      return sinkTarget(path).kind === 'file' ? undefined : 1;
+    },
     validate(): void {
-      try {
-        if (statSync(path).isDirectory()) throw errors.input(shown, 'is a directory, not a file');
-      } catch (err) {
-        if ((err as { code?: string }).code === 'TIDEPOOL_INPUT') throw err;
+      const target = sinkTarget(path);
+      if (target.kind === 'refuse') throw errors.input(shown, target.why);
+      if (target.kind === 'descriptor') return;
+      if (target.kind === 'stream') {
+        try {
+          accessSync(path, fsConstants.W_OK);
+        } catch {
+          throw errors.input(shown, `cannot be written: permission denied (a ${target.what})`);
+        }
+        return;
       }
       // The nearest existing ancestor must be a directory we can write in.
       let dir = dirname(path);
@@ -551,7 +596,26 @@ export function fileSink(options: FileSinkOptions): FileSinkSpec {
         throw errors.input(shown, `cannot be written: permission denied in ${dir}`);
       }
     },
-    open: (ctx: InstanceContext) => FileSinkWriter.open(fileSinkPath(path, ctx.subtask, ctx.parallelism), ctx.subtask),
+    open: (ctx: InstanceContext) => openFileSink(fileSinkPath(path, ctx.subtask, ctx.parallelism), ctx),
     reset: (parallelism: number) => resetFileSink(path, parallelism),
   };
+}
+
+/**
+ * The writer for one final file: the exactly-once protocol for a regular file, a plain
+ * stream for a device, FIFO or descriptor path (see sink-target.ts, stream-sink.ts).
+ */
+async function openFileSink(final: string, ctx: InstanceContext): Promise<SinkWriter<unknown>> {
+  const target = sinkTarget(final);
+  const progressive = ctx.checkpointing === false;
+  switch (target.kind) {
+    case 'file':
+      return FileSinkWriter.open(final, ctx.subtask);
+    case 'descriptor':
+      return new StreamSinkWriter(descriptorOutput(target.fd, final), progressive);
+    case 'stream':
+      return new StreamSinkWriter(pathOutput(final), progressive);
+    case 'refuse':
+      throw errors.input(final, target.why);
+  }
 }

@@ -15,14 +15,17 @@ export const sources = {
 } as const;
 
 export const sinks = {
-  /** JSON lines, exactly once: visible when the covering checkpoint completes. */
+  /**
+   * JSON lines, exactly once: visible when the covering checkpoint completes. A device,
+   * FIFO or /dev/stdout is written as a plain stream instead (not exactly once).
+   */
   file: fileSink,
-  /** Each record as one JSON line on stdout, printed at commit. */
+  /** Each record as one JSON line on stdout, printed at commit (as it comes without checkpoints). */
   stdout: stdoutSink,
 } as const;
 
 export { resetFileSink, fileSinkPath, fileSinkPaths } from './file-sink.js';
-export { jsonLine, bigintReplacer } from './sinks.js';
+export { jsonLine, bigintReplacer } from './json-lines.js';
 export type { ArraySourceSpec, GeneratorOptions, GeneratorSourceSpec } from './sources.js';
 export type { FileSourceOptions, FileSourceSpec } from './file-source.js';
 export type { StdoutSinkSpec } from './sinks.js';
