@@ -17,7 +17,8 @@ export type TidepoolErrorCode =
   | 'TIDEPOOL_FLOW_MODULE'
   | 'TIDEPOOL_USER_CODE'
   | 'TIDEPOOL_INPUT'
-  | 'TIDEPOOL_WORKER';
+  | 'TIDEPOOL_WORKER'
+  | 'TIDEPOOL_MODULE_CACHE';
 
 export class TidepoolError extends Error {
   readonly code: TidepoolErrorCode;
@@ -70,6 +71,8 @@ export const errors = {
   input: (what: string, why: string) => new TidepoolError('TIDEPOOL_INPUT', `${what}: ${why}`),
   worker: (what: string, why: string) => new TidepoolError('TIDEPOOL_WORKER', `${what}: ${why}`),
   ringMisuse: (why: string) => new TidepoolError('TIDEPOOL_RING_MISUSE', `ring: ${why}`),
+  moduleCache: (path: string, why: string) =>
+    new TidepoolError('TIDEPOOL_MODULE_CACHE', `module cache ${path}: ${why}`),
 };
 
 /** A short, single-line rendering of a record for error messages. */

@@ -49,7 +49,7 @@ t.test('a TypeScript flow: types, relative .ts helpers, tidepool from this packa
   t.same(flow.operator('tag')!.fn!({ n: 3 } as never), { n: 3, parity: 'odd' }, 'the helper enum and functions work');
 
   t.ok(url.startsWith(pathToFileURL(moduleCacheDir()).href), `compiled into the cache: ${url}`);
-  t.match(url, /\/typed-[0-9a-f]{20}\.mjs$/);
+  t.match(url, /\/typed-[0-9a-f]{20}\.mjs\?sha256=[0-9a-f]{64}$/, 'named by its hash, which the url carries');
   const code = readFileSync(fileURLToPath(url), 'utf8');
   t.match(code, `from "${pathToFileURL(TIDEPOOL_ENTRY).href}"`, "'tidepool' is imported from this package by URL");
   t.notMatch(code, /class Flow\b/, 'tidepool is not bundled into the module');
@@ -203,4 +203,27 @@ t.test('the compiled url imports in a worker thread', async (t) => {
 t.test('the index this package resolves for tidepool is its own', async (t) => {
   t.equal(TIDEPOOL_ENTRY, fileURLToPath(new URL('../src/index.js', import.meta.url)));
   t.equal(dirname(TIDEPOOL_ENTRY), fileURLToPath(new URL('../src', import.meta.url)));
+});
+
+t.test("a name 'tidepool' does not export: named, with what it exports", async (t) => {
+  const exported = Object.keys(await import(pathToFileURL(TIDEPOOL_ENTRY).href)).filter((k) => k !== 'default').sort();
+  t.ok(exported.includes('sinks') && exported.includes('flow'), 'the list to expect');
+  const cases: [string, string, string][] = [
+    ['export-typo.ts', 'sink', 'sinks'], // bundled: the import is rewritten to dist/src/index.js
+    ['export-typo.mjs', 'Sinks', 'sinks'], // imported by Node as it is
+  ];
+  for (const [entry, missing, meant] of cases) {
+    const e = await failure(t, raw(entry));
+    t.equal(e.code, 'TIDEPOOL_FLOW_MODULE', entry);
+    t.notMatch(e.message, /\n/, `${entry}: one line`);
+    t.ok(e.message.startsWith(`flow module ${raw(entry)}: `), `${entry}: names the module: ${e.message}`);
+    t.notMatch(e.message, /Could not resolve|dist\/src\/index\.js/, `${entry}: not the bundler's message about the rewritten import`);
+    t.match(e.message, `'tidepool' has no export named '${missing}' (did you mean '${meant}'?); it exports ${exported.join(', ')}`, entry);
+  }
+  const js = await failure(t, raw('export-typo.mjs'));
+  t.match(js.message, `: ${relative(process.cwd(), raw('export-typo.mjs'))}:4: 'tidepool'`, 'a .js module: the importing file and line');
+
+  const pkg = await failure(t, raw('package-export-typo.ts'));
+  t.equal(pkg.code, 'TIDEPOOL_FLOW_MODULE');
+  t.match(pkg.message, /^flow module \S+package-export-typo\.ts: module '\S*\/node_modules\/msgpackr\/\S+' has no export named 'packNope'$/, 'a package of a bundle: the name and the package file, not "Could not resolve"');
 });

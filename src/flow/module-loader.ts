@@ -2,13 +2,13 @@
 // the flow and a file URL of plain JavaScript that every worker import()s with
 // importFlow(url) to find its operators' functions.
 //
-//   flow.js / flow.mjs / flow.cjs ──────────────────────────────> url = the file itself
-//   flow.ts / flow.mts / flow.cts ──esbuild bundle──> <tmpdir>/tidepool-modules/flow-<hash>.mjs
+//   flow.js / flow.mjs / flow.cjs ─────────────────────> url = the file itself
+//   flow.ts / flow.mts / flow.cts ──esbuild bundle──> <cache>/flow-<hash>.mjs?sha256=…
 //
 // The TypeScript bundle:
 // - holds the module and the local files it imports (.ts or .js, `./x.js` finds `./x.ts`);
 // - leaves packages (anything resolved inside node_modules) and Node builtins as imports,
-//   rewritten to absolute file URLs, because the bundle lives in a temp directory from
+//   rewritten to absolute file URLs, because the bundle lives in a cache directory from
 //   which the user's node_modules would not be found;
 // - imports 'tidepool' from THIS running package (dist/src/index.js), so the coordinator,
 //   the workers and the user's module share one copy of tidepool's classes;
@@ -17,31 +17,30 @@
 // - is named by the hash of its content: a changed module (or helper) gets a new file,
 //   so a worker never imports a stale one, and an unchanged module is not rewritten.
 //   Nothing is deleted from the cache: a long run may restart workers that import its
-//   file weeks later (the files are small; the OS cleans its temp directory).
+//   file weeks later (the files are small).
+// - lives in a per-user cache that only its user can write, and is checked against its
+//   hash before every import (module-cache.ts has the rules);
 // - carries an inline source map (stack traces map back with --enable-source-maps).
 //
 // Errors are one line: `flow module <path>: <why>`, a syntax error as `file:line:col: message`
-// (1-based column, like tsc), for .js modules too.
-import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
+// (1-based column, like tsc), for .js modules too; a name imported from 'tidepool' that
+// it does not export is named, with the list of what it exports.
+import { readFileSync, realpathSync, statSync } from 'node:fs';
 import { isBuiltin } from 'node:module';
-import { tmpdir } from 'node:os';
-import { basename, dirname, extname, join, relative, resolve, sep } from 'node:path';
+import { basename, dirname, extname, relative, resolve, sep } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import type * as Esbuild from 'esbuild';
 import { errors } from '../errors.js';
 import { isFlow, type Flow } from './builder.js';
+import { isBundleUrl, moduleCacheDir, openCacheDir, storeBundle, verifyBundle } from './module-cache.js';
+
+export { moduleCacheDir };
 
 const TS_EXTS = new Set(['.ts', '.mts', '.cts']);
 const JS_EXTS = new Set(['.js', '.mjs', '.cjs']);
 
 /** This package's entry point, which 'tidepool' imports in user modules resolve to. */
 export const TIDEPOOL_ENTRY = fileURLToPath(new URL('../index.js', import.meta.url));
-
-/** Where compiled TypeScript flow modules are written. */
-export function moduleCacheDir(): string {
-  return process.env.TIDEPOOL_MODULE_CACHE || join(tmpdir(), 'tidepool-modules');
-}
 
 const HINT = "(export default flow('name')…)";
 
@@ -93,11 +92,13 @@ function loadEsbuild(): Promise<typeof Esbuild> {
  */
 export async function importFlow(url: string, source?: string): Promise<Flow> {
   const name = source ?? (url.startsWith('file:') ? fileURLToPath(url) : url);
+  const compiled = isBundleUrl(url);
+  if (compiled) verifyBundle(url); // never import a bundle someone changed or could have
   let mod: Record<string, unknown>;
   try {
     mod = (await import(url)) as Record<string, unknown>;
   } catch (err) {
-    throw await importFailure(name, url, err);
+    throw await importFailure(name, url, err, compiled);
   }
   if (!('default' in mod)) throw errors.flowModule(name, `has no default export ${HINT}`);
   const f = mod.default;
@@ -122,16 +123,80 @@ function oneLine(s: string): string {
 }
 
 /** The message of an error thrown while importing; a JS syntax error gets its location. */
-async function importFailure(name: string, url: string, err: unknown): Promise<Error> {
-  if (err instanceof SyntaxError && url.startsWith('file:')) {
+async function importFailure(name: string, url: string, err: unknown, compiled: boolean): Promise<Error> {
+  let why: string | undefined;
+  if (err instanceof SyntaxError) {
+    why = await missingExport(err, compiled);
     // Node's SyntaxError message has no location; esbuild finds it (in any imported file).
-    const located = await syntaxErrorOf(fileURLToPath(url));
-    if (located) return errors.flowModule(name, located);
+    // Not in a bundle: esbuild made it, and cannot resolve the file URLs it imports.
+    if (!why && !compiled && url.startsWith('file:')) why = await syntaxErrorOf(fileURLToPath(url));
+    if (why) return errors.flowModule(name, why);
   }
   const msg = err instanceof Error ? (err.message || err.name) : String(err);
   const e = errors.flowModule(name, oneLine(msg));
   (e as { cause?: unknown }).cause = err;
   return e;
+}
+
+const TIDEPOOL_URL = pathToFileURL(TIDEPOOL_ENTRY).href;
+
+/**
+ * Node's "The requested module 'x' does not provide an export named 'y'" said plainly:
+ * for 'tidepool' with what it does export (in a bundle, the module is named by the file
+ * URL it was rewritten to, which says nothing to the user).
+ */
+async function missingExport(err: SyntaxError, compiled: boolean): Promise<string | undefined> {
+  const m = /The requested module '([^']+)' does not provide an export named '([^']+)'/.exec(err.message);
+  if (!m) return undefined;
+  const [, spec, name] = m as unknown as [string, string, string];
+  // The stack starts with the importing file ("file:///…/flow.mjs:3"); in a bundle
+  // that is the bundle's line, of no use to the user.
+  const at = compiled ? null : /^(file:\/\/[^\n]+?):(\d+)\r?\n/.exec(err.stack ?? '');
+  const importer = at ? fileURLToPath(at[1]!) : undefined;
+  const where = at ? `${relative(process.cwd(), importer!)}:${at[2]}: ` : '';
+  if (!isTidepool(spec, importer)) {
+    return compiled ? `${where}module '${spec.startsWith('file:') ? fileURLToPath(spec) : spec}' has no export named '${name}'` : undefined;
+  }
+  const names = Object.keys((await import(TIDEPOOL_URL)) as object).filter((k) => k !== 'default').sort();
+  const near = closest(name, names);
+  return `${where}'tidepool' has no export named '${name}'${near ? ` (did you mean '${near}'?)` : ''}; it exports ${names.join(', ')}`;
+}
+
+function isTidepool(spec: string, importer: string | undefined): boolean {
+  if (spec === 'tidepool' || spec === TIDEPOOL_URL) return true;
+  let file: string | undefined;
+  if (spec.startsWith('file:')) file = fileURLToPath(spec);
+  else if (importer && (spec.startsWith('.') || spec.startsWith('/'))) file = resolve(dirname(importer), spec);
+  if (!file) return false;
+  if (file === TIDEPOOL_ENTRY) return true;
+  try {
+    return realpathSync(file) === realpathSync(TIDEPOOL_ENTRY);
+  } catch {
+    return false;
+  }
+}
+
+/** The export most like a mistyped `name` (at most 2 edits away, or other case), if any. */
+function closest(name: string, names: string[]): string | undefined {
+  let best: string | undefined;
+  let bestD = 3;
+  for (const n of names) {
+    const d = n.toLowerCase() === name.toLowerCase() ? 0 : editDistance(name, n);
+    if (d < bestD) [best, bestD] = [n, d];
+  }
+  return best;
+}
+
+function editDistance(a: string, b: string): number {
+  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const cur = [i];
+    for (let j = 1; j <= b.length; j++) {
+      cur[j] = Math.min(prev[j]! + 1, cur[j - 1]! + 1, prev[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+    }
+    prev = cur;
+  }
+  return prev[b.length]!;
 }
 
 async function syntaxErrorOf(file: string): Promise<string | undefined> {
@@ -161,21 +226,8 @@ async function compile(path: string, file: string): Promise<string> {
     throw errors.flowModule(path, formatBuildFailure(err) ?? oneLine((err as Error)?.message ?? String(err)));
   }
   const code = out.outputFiles[0]!.contents;
-  const hash = createHash('sha256').update(file).update('\0').update(code).digest('hex').slice(0, 20);
-  const dir = moduleCacheDir();
-  const target = join(dir, `${basename(file).replace(/\.[^.]+$/, '').replace(/[^A-Za-z0-9_-]/g, '_')}-${hash}.mjs`);
-  if (!existsSync(target)) {
-    try {
-      mkdirSync(dir, { recursive: true });
-      // Write then rename: a concurrent reader never sees a half-written module.
-      const tmp = `${target}.${process.pid}.${Math.random().toString(36).slice(2)}.tmp`;
-      writeFileSync(tmp, code);
-      renameSync(tmp, target);
-    } catch (err) {
-      throw errors.flowModule(path, `cannot write the compiled module to ${dir}: ${oneLine((err as Error)?.message ?? String(err))}`);
-    }
-  }
-  return pathToFileURL(target).href;
+  const stem = basename(file).replace(/\.[^.]+$/, '').replace(/[^A-Za-z0-9_-]/g, '_');
+  return storeBundle(openCacheDir(moduleCacheDir(file)), stem, code);
 }
 
 const SKIP = Symbol('tidepool.resolving');
