@@ -3,6 +3,13 @@
 // the ones before it); unordered emits each as it finishes. The task drains every call
 // before it forwards a barrier or a watermark, so a checkpoint never covers a record
 // whose result is still to come, and results stay ahead of the watermarks after them.
+//
+// Bounds: in flight ≤ concurrency, and in ordered mode also finished-but-waiting
+// results + in flight ≤ concurrency (a slow head call must not let the queue behind it
+// grow without limit: that memory is what backpressure promises to bound).
+// Results are emitted from promise callbacks, so an error thrown downstream of them
+// (a chained step's user code) is caught here and becomes the stage's failure, which
+// the task throws: never an unhandled rejection.
 import type { LogicalOperator } from '../flow/types.js';
 import { userError, type Emit, type StepEnv } from './keyed.js';
 
@@ -27,7 +34,7 @@ export class AsyncStage {
   }
 
   get full(): boolean {
-    return this.inflight >= this.concurrency;
+    return (this.ordered ? this.queue.length : this.inflight) >= this.concurrency;
   }
 
   get pending(): number {
@@ -35,6 +42,7 @@ export class AsyncStage {
   }
 
   push(record: unknown, ts: number): void {
+    if (this.failure) return; // the task fails with it; start no more calls
     const slot: Slot = { done: false, value: undefined, ts };
     if (this.ordered) this.queue.push(slot);
     this.inflight++;
@@ -49,9 +57,15 @@ export class AsyncStage {
         slot.done = true;
         slot.value = v;
         this.inflight--;
-        if (this.ordered) this.release();
-        else this.next(v, ts);
-        this.wake();
+        try {
+          if (this.failure) return; // results after a failure are never emitted
+          if (this.ordered) this.release();
+          else this.next(v, ts);
+        } catch (e) {
+          this.failure ??= e instanceof Error ? e : userError(this.op, this.env, record, e);
+        } finally {
+          this.wake();
+        }
       },
       (e: unknown) => {
         this.inflight--;
