@@ -4,7 +4,7 @@
 // `pauses[j].at` (an index into `items`) it returns empty batches for `pauses[j].ms`
 // of wall clock — so checkpoints, watermarks and processing-time timers go on while it
 // waits. A pause already served (position past it) is not served again after a restore.
-// `onPause(at)` is called once when a pause starts (e.g. to write a marker file).
+// `onPause(at, subtask)` is called once when a pause starts (e.g. to write a marker file).
 import type { SourceSpec, SourceReader, InstanceContext } from 'tidepool';
 
 export interface Pause {
@@ -19,7 +19,7 @@ class PhasedReader<T> implements SourceReader<T> {
   private pauseUntil = 0;
   private readonly served = new Set<number>();
 
-  constructor(private readonly items: readonly T[], private readonly pauses: readonly Pause[], private readonly ctx: InstanceContext, private readonly onPause?: (at: number) => void) {}
+  constructor(private readonly items: readonly T[], private readonly pauses: readonly Pause[], private readonly ctx: InstanceContext, private readonly onPause?: (at: number, subtask: number) => void) {}
 
   /** The index into `items` of this subtask's k-th record. */
   private index(k: number): number {
@@ -44,7 +44,7 @@ class PhasedReader<T> implements SourceReader<T> {
         if (out.length) break; // send what came before the pause first
         this.served.add(p.at);
         this.pauseUntil = Date.now() + p.ms;
-        this.onPause?.(p.at);
+        this.onPause?.(p.at, this.ctx.subtask);
         return [];
       }
       out.push(this.items[i]!);
@@ -65,7 +65,7 @@ class PhasedReader<T> implements SourceReader<T> {
   close(): void {}
 }
 
-export function phased<T>(items: readonly T[], pauses: readonly Pause[] = [], onPause?: (at: number) => void): SourceSpec<T> {
+export function phased<T>(items: readonly T[], pauses: readonly Pause[] = [], onPause?: (at: number, subtask: number) => void): SourceSpec<T> {
   return {
     kind: 'source',
     type: 'phased',
