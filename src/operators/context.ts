@@ -115,6 +115,25 @@ function withinKey(scope: KeyScope, mk: unknown): string {
   return scope.open + inner.slice(1, -1) + scope.encoded.slice(-1);
 }
 
+/**
+ * The kind of state each table holds. A value, a map and a list state of the same name
+ * would share one table, and their keys overlap ([group, key] is a prefix of
+ * [group, key, mapKey]): a map would list the value as an entry, a list would take a
+ * map key for its last index. So one name is one kind, and TTL or not.
+ */
+const kinds = new WeakMap<BTree, string>();
+
+function claim(table: BTree, kind: string): void {
+  const had = kinds.get(table);
+  if (had === undefined) kinds.set(table, kind);
+  else if (had !== kind) {
+    const slash = table.name.indexOf('/');
+    throw new TypeError(`state '${table.name.slice(slash + 1)}' of operator '${table.name.slice(0, slash)}' is ${had} state; it cannot also be ${kind} state (use another name)`);
+  }
+}
+
+const kindOf = (kind: string, ttlMs: number | undefined) => (ttlMs === undefined ? kind : `${kind} (ttlMs ${ttlMs})`);
+
 /** Reads and writes of one table, through TTL wrapping when the state has a ttlMs. */
 class Cells {
   private readonly sweeper?: TtlSweeper;
@@ -169,6 +188,7 @@ export class KeyedValueState<V> implements ValueState<V> {
   private readonly cells: Cells;
   constructor(private readonly scope: KeyScope, table: BTree, engine: StateEngine, ttlMs?: number) {
     this.cells = new Cells(table, engine, ttlMs);
+    claim(table, kindOf('value', ttlMs));
   }
   get(): V | undefined {
     const v = this.cells.read(this.scope.encoded);
@@ -186,6 +206,7 @@ export class KeyedMapState<MK extends Key, V> implements MapState<MK, V> {
   private readonly cells: Cells;
   constructor(private readonly scope: KeyScope, private readonly table: BTree, engine: StateEngine, ttlMs?: number) {
     this.cells = new Cells(table, engine, ttlMs);
+    claim(table, kindOf('map', ttlMs));
   }
   get(key: MK): V | undefined {
     const v = this.cells.read(withinKey(this.scope, key));
@@ -232,7 +253,9 @@ export class KeyedMapState<MK extends Key, V> implements MapState<MK, V> {
 
 /** List state: entries [keyGroup, key, index] in order of `add`. */
 export class KeyedListState<V> implements ListState<V> {
-  constructor(private readonly scope: KeyScope, private readonly table: BTree, private readonly engine: StateEngine) {}
+  constructor(private readonly scope: KeyScope, private readonly table: BTree, private readonly engine: StateEngine) {
+    claim(table, 'list');
+  }
   private bounds() {
     return prefixBounds([this.scope.group, this.scope.key as Key]);
   }
