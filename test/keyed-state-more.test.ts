@@ -104,18 +104,27 @@ t.test('one state name for two kinds of state is one line naming the state and t
 
 // ---- TTL state -----------------------------------------------------------------------------
 
-interface Item { k: string; id: number }
-interface Seen { k: string; id: number; v: number | null; has: boolean; a: number | null; size: number; entries: [string, number][]; seen: number }
+interface Item { k: string; id: number; peek?: true }
+interface Seen { k: string; id: number; v: number | null; has: boolean; a: number | null; size: number; entries: [string, number][]; seen: number; peek?: string[] }
 
 t.test('value and map state with ttlMs: entries not written for ttl read as absent, and are removed incrementally', async (t) => {
   const TTL = 2000;
   const PAUSE = TTL + 1500;
   const r = rng(2718);
-  // Phase 1: 150 records over keys k0…k99. Phase 2: 300 records over k0…k19 (written
-  // in phase 1: expired now) and n0…n99 (new): their accesses sweep the table, so the
-  // expired entries of k20…k99, never read again, must be removed too.
-  const p1: Item[] = Array.from({ length: 150 }, (_, i) => ({ k: `k${i < 100 ? i : Math.floor(r() * 100)}`, id: i }));
-  const p2: Item[] = Array.from({ length: 300 }, (_, i) => ({ k: r() < 0.2 ? `k${Math.floor(r() * 20)}` : `n${Math.floor(r() * 100)}`, id: 1000 + i }));
+  // Phase 1: 150 records over keys k0…k99, 3 each for q0…q7 (map keys a, x0, x1, x2).
+  // Phase 2: for each q two peeks at the first live map key (none, then z: with
+  // expired x0…x2 still stored before it), then 300 records over k0…k19 (written in
+  // phase 1: expired now) and n0…n99 (new): their accesses sweep the table, so the
+  // expired entries of k20…k99 and q0…q7, never read again, must be removed too.
+  const qs = Array.from({ length: 8 }, (_, q) => `q${q}`);
+  const p1: Item[] = [
+    ...Array.from({ length: 150 }, (_, i) => ({ k: `k${i < 100 ? i : Math.floor(r() * 100)}`, id: i })),
+    ...qs.flatMap((k, q) => [0, 1, 2].map((j) => ({ k, id: 500 + 3 * q + j }))),
+  ];
+  const p2: Item[] = [
+    ...qs.flatMap((k, q) => [{ k, id: 900 + 2 * q, peek: true as const }, { k, id: 901 + 2 * q, peek: true as const }]),
+    ...Array.from({ length: 300 }, (_, i) => ({ k: r() < 0.2 ? `k${Math.floor(r() * 20)}` : `n${Math.floor(r() * 100)}`, id: 1000 + i })),
+  ];
   const items = [...p1, ...p2];
   const res = await runs.run<Seen>('ttl-state.ts', { items, ttlMs: TTL, pauses: [{ at: p1.length, ms: PAUSE }] }, ['--set', 'execution=inline', '--set', 'parallelism=2', '--set', 'operators.items.parallelism=1']);
   t.equal(res.exit.code, 0, `run completes ${firstLine(res.exit.stderr)}`);
@@ -123,29 +132,39 @@ t.test('value and map state with ttlMs: entries not written for ttl read as abse
   // The model: what each record reads. Within a phase nothing expires; across the pause
   // everything written before it has.
   const expected: string[] = [];
-  const last = new Map<string, { phase: number; v: number; m: Map<string, number> }>();
+  const vs = new Map<string, { phase: number; v: number }>();
+  const ms = new Map<string, Map<string, { phase: number; v: number }>>();
   const seen = new Map<string, number>();
   items.forEach((e, i) => {
     const phase = i < p1.length ? 1 : 2;
-    const s = last.get(e.k);
-    const live = s && s.phase === phase ? s : undefined;
-    const m = live ? live.m : new Map<string, number>();
-    expected.push(canon({ k: e.k, id: e.id, v: live?.v ?? null, has: m.has('a'), a: m.get('a') ?? null, size: m.size, entries: [...m].sort(([x], [y]) => (x < y ? -1 : 1)), seen: seen.get(e.k) ?? 0 }));
-    m.set('a', e.id);
-    m.set(`x${e.id % 3}`, e.id);
-    last.set(e.k, { phase, v: e.id, m });
+    const m = ms.get(e.k) ?? new Map<string, { phase: number; v: number }>();
+    ms.set(e.k, m);
+    const live = [...m].filter(([, x]) => x.phase === phase).sort(([x], [y]) => (x < y ? -1 : 1)).map(([mk, x]) => [mk, x.v] as [string, number]);
+    if (e.peek) {
+      expected.push(canon({ k: e.k, id: e.id, peek: live.slice(0, 1).map(([mk]) => mk) }));
+      m.set('z', { phase, v: e.id });
+      return;
+    }
+    const v = vs.get(e.k);
+    const a = live.find(([mk]) => mk === 'a');
+    expected.push(canon({ k: e.k, id: e.id, v: v && v.phase === phase ? v.v : null, has: a !== undefined, a: a ? a[1] : null, size: live.length, entries: live, seen: seen.get(e.k) ?? 0 }));
+    vs.set(e.k, { phase, v: e.id });
+    m.set('a', { phase, v: e.id });
+    m.set(`x${e.id % 3}`, { phase, v: e.id });
     seen.set(e.k, (seen.get(e.k) ?? 0) + 1);
   });
   const d = diff(expected, res.out.map(canon), 3);
-  t.same(d, { missing: [], extra: [] }, 'every read as the model says (expired: absent; value, has, get, size, entries)');
+  t.same(d, { missing: [], extra: [] }, 'every read as the model says (expired: absent; value, has, get, size, entries, keys with a limit)');
   const rereads = res.out.filter((o) => o.id >= 1000 && o.k.startsWith('k') && o.seen > 0 && !p2.some((x) => x.k === o.k && x.id < o.id));
   t.ok(rereads.length > 0 && rereads.every((o) => o.v === null && o.size === 0), `keys written before the pause read as absent after it (${rereads.length} first re-reads)`);
+  t.same(res.out.filter((o) => o.peek).map((o) => o.peek), qs.flatMap(() => [[], ['z']]), 'keys({ limit: 1 }) finds the first live key behind expired ones');
 
   const keys = tableKeys(res.state);
-  const live2 = [...last].filter(([, s]) => s.phase === 2);
+  const liveV = [...vs.values()].filter((x) => x.phase === 2).length;
+  const liveM = [...ms.values()].reduce((n, m) => n + [...m.values()].filter((x) => x.phase === 2).length, 0);
   t.same(
     { v: keys['ttl/v'], m: keys['ttl/m'], seen: keys['ttl/seen'] },
-    { v: live2.length, m: live2.reduce((a, [, s]) => a + s.m.size, 0), seen: seen.size },
-    `the expired entries are gone from the tables (${last.size - live2.length} keys were never written again); the state without ttl keeps every key`,
+    { v: liveV, m: liveM, seen: seen.size },
+    `the expired entries are gone from the tables (${vs.size - liveV} value entries expired); the state without ttl keeps every key`,
   );
 });

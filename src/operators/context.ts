@@ -167,20 +167,34 @@ class Cells {
     if (existed) this.engine.mutations++;
     return existed;
   }
-  /** Live entries of a range (expired ones are skipped and removed). */
-  *range(r: Parameters<BTree['entries']>[0]): Generator<[string, StoredValue]> {
+  /**
+   * Live entries of a range (expired ones are skipped and removed). A `limit` counts
+   * live entries: applied to the table it would count expired ones too, and
+   * `keys({ limit: 1 })` could come back empty with live entries behind an expired one.
+   */
+  *range(r: NonNullable<Parameters<BTree['entries']>[0]>): Generator<[string, StoredValue]> {
     if (!this.sweeper) {
       yield* this.table.entries(r);
       return;
     }
+    const { limit = Infinity, ...bounds } = r;
     const now = Date.now();
     const dead: string[] = [];
-    for (const [k, v] of this.table.entries(r)) {
-      const inner = unwrapTtl(v, this.sweeper.ttlMs, now);
-      if (inner === undefined) dead.push(k);
-      else yield [k, inner];
+    let live = 0;
+    try {
+      if (live >= limit) return;
+      for (const [k, v] of this.table.entries(bounds)) {
+        const inner = unwrapTtl(v, this.sweeper.ttlMs, now);
+        if (inner === undefined) dead.push(k);
+        else {
+          yield [k, inner];
+          if (++live >= limit) break;
+        }
+      }
+    } finally {
+      // Also when the caller stops early: never while the table is being iterated.
+      for (const k of dead) this.sweeper.remove(k);
     }
-    for (const k of dead) this.sweeper.remove(k);
   }
 }
 
