@@ -105,7 +105,7 @@ t.test('one state name for two kinds of state is one line naming the state and t
 // ---- TTL state -----------------------------------------------------------------------------
 
 interface Item { k: string; id: number; peek?: true }
-interface Seen { k: string; id: number; v: number | null; has: boolean; a: number | null; size: number; entries: [string, number][]; seen: number; peek?: string[] }
+interface Seen { k: string; id: number; v: number | null; has: boolean; a: number | null; size: number; entries: [string, number][]; seen: number; peek?: string[]; deleted?: boolean }
 
 t.test('value and map state with ttlMs: entries not written for ttl read as absent, and are removed incrementally', async (t) => {
   const TTL = 2000;
@@ -141,7 +141,8 @@ t.test('value and map state with ttlMs: entries not written for ttl read as abse
     ms.set(e.k, m);
     const live = [...m].filter(([, x]) => x.phase === phase).sort(([x], [y]) => (x < y ? -1 : 1)).map(([mk, x]) => [mk, x.v] as [string, number]);
     if (e.peek) {
-      expected.push(canon({ k: e.k, id: e.id, peek: live.slice(0, 1).map(([mk]) => mk) }));
+      expected.push(canon({ k: e.k, id: e.id, peek: live.slice(0, 1).map(([mk]) => mk), deleted: live.some(([mk]) => mk === 'x1') }));
+      m.delete('x1');
       m.set('z', { phase, v: e.id });
       return;
     }
@@ -158,6 +159,7 @@ t.test('value and map state with ttlMs: entries not written for ttl read as abse
   const rereads = res.out.filter((o) => o.id >= 1000 && o.k.startsWith('k') && o.seen > 0 && !p2.some((x) => x.k === o.k && x.id < o.id));
   t.ok(rereads.length > 0 && rereads.every((o) => o.v === null && o.size === 0), `keys written before the pause read as absent after it (${rereads.length} first re-reads)`);
   t.same(res.out.filter((o) => o.peek).map((o) => o.peek), qs.flatMap(() => [[], ['z']]), 'keys({ limit: 1 }) finds the first live key behind expired ones');
+  t.same(res.out.filter((o) => o.peek).map((o) => o.deleted), qs.flatMap(() => [false, false]), 'delete of an expired entry reports none was there');
 
   const keys = tableKeys(res.state);
   const liveV = [...vs.values()].filter((x) => x.phase === 2).length;

@@ -143,6 +143,9 @@ class Cells {
       this.sweeper = new TtlSweeper(table, engine, ttlMs);
     }
   }
+  get ttl(): boolean {
+    return this.sweeper !== undefined;
+  }
   read(k: string): StoredValue | undefined {
     const v = this.table.get(k);
     if (!this.sweeper) return v;
@@ -232,8 +235,11 @@ export class KeyedMapState<MK extends Key, V> implements MapState<MK, V> {
   has(key: MK): boolean {
     return this.cells.read(withinKey(this.scope, key)) !== undefined;
   }
+  /** Whether a live entry was there: an expired one reads as absent, so it was not. */
   delete(key: MK): boolean {
-    return this.cells.remove(withinKey(this.scope, key));
+    const k = withinKey(this.scope, key);
+    if (this.cells.ttl) return this.cells.read(k) !== undefined && this.cells.remove(k);
+    return this.cells.remove(k);
   }
   clear(): void {
     for (const k of [...this.rawKeys()]) this.cells.remove(k);

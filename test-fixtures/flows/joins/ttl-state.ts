@@ -3,8 +3,8 @@
 // (phased: it pauses before item `at`), keyed by k, into process 'ttl'. Per record it
 // emits what it reads — value 'v' (ttl), map 'm' (ttl): has/get of 'a', size, entries —
 // and value 'seen' (no ttl, a count), then writes v = id, m.a = id, m.x<id mod 3> = id.
-// A record with `peek` only reads the first live map key (m.keys({ limit: 1 })) and
-// writes m.z = id.
+// A record with `peek` only deletes m.x1 (reporting whether a live entry was there),
+// reads the first live map key (m.keys({ limit: 1 })) and writes m.z = id.
 import { flow, sinks } from 'tidepool';
 import { readFileSync } from 'node:fs';
 import { phased, type Pause } from './lib/phased.js';
@@ -21,7 +21,7 @@ export default flow('ttl-state')
     const v = ctx.state.value<number>('v', { ttlMs: spec.ttlMs });
     const m = ctx.state.map<string, number>('m', { ttlMs: spec.ttlMs });
     if (e.peek) {
-      ctx.emit({ k: ctx.key, id: e.id, peek: [...m.keys({ limit: 1 })] });
+      ctx.emit({ k: ctx.key, id: e.id, deleted: m.delete('x1'), peek: [...m.keys({ limit: 1 })] }); // in this order
       m.set('z', e.id);
       return;
     }
