@@ -8,7 +8,7 @@
 import t from 'tap';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { FlowChildren, sleep } from './helpers/flow-child.js';
+import { FlowChildren, manifestIds, newestManifest, sleep } from './helpers/flow-child.js';
 import { readJsonl } from './helpers/join-runs.js';
 import { rng } from './helpers/rng.js';
 import { flow, sources, sinks } from '../src/index.js';
@@ -171,15 +171,29 @@ t.test('mapAsync through a SIGKILL crash loop (checkpoints every 100 ms) ends ex
   const state = join(children.dir, 'crash-state');
   const out = join(children.dir, 'crash-out.jsonl');
   const env = { TP_N: String(N), TP_KEYS: String(KEYS), TP_KEYED: '1', TP_OUT: out, TP_CONC: '16', TP_DELAY: '3', TP_SLOW_EVERY: '200', TP_SLOW_MS: '30' };
-  const args = ['--set', 'parallelism=2', '--set', 'checkpoint.intervalMs=100'];
+  // Small batches: a source injects a barrier between two batches, and the pacing sleeps inside one.
+  const args = ['--set', 'parallelism=2', '--set', 'checkpoint.intervalMs=100', '--set', 'batchSize=32'];
   const r = rng(99);
   const rounds: string[] = [];
   let committed: Buffer = Buffer.alloc(0);
   const bad: string[] = [];
+  // Round 1 is killed early (likely before any checkpoint); every later one once it
+  // completed two checkpoints of its own (the first is taken as it starts), plus 0–400 ms, so each round makes progress
+  // whatever the machine's speed.
+  const flowState = join(state, 'async-map');
   for (let round = 0; round < 5; round++) {
-    const run = children.start('../joins/async-map.ts', state, args, { ...env, TP_RATE: '800' });
-    const killAt = 700 + Math.round(r() * 1800);
-    while (!run.exited && performance.now() - run.started < killAt) await sleep(5);
+    const before = newestManifest(flowState);
+    const run = children.start('../joins/async-map.ts', state, args, { ...env, TP_RATE: '600' });
+    const extra = Math.round(r() * 400);
+    const deadline = run.started + 30_000;
+    while (!run.exited && performance.now() < deadline) {
+      if (round === 0 ? performance.now() - run.started >= 300 + extra : newestManifest(flowState) > before + 1) {
+        if (round > 0) await sleep(extra);
+        break;
+      }
+      await sleep(5);
+    }
+    const killAt = Math.round(performance.now() - run.started);
     const killed = !run.exited && run.child.kill('SIGKILL');
     const e = await run.done;
     rounds.push(`#${round + 1} ${killed ? `killed at ${killAt} ms` : `exited ${e.code}: ${firstLine(e.stderr)}`}`);
@@ -196,6 +210,7 @@ t.test('mapAsync through a SIGKILL crash loop (checkpoints every 100 ms) ends ex
   t.comment(rounds.join('\n'));
   t.same(bad, [], 'each round killed or finished cleanly; published output never changes');
   t.ok(committed.length > 0, `the killed runs published progress (${committed.length} bytes) before the last run`);
+  t.ok(manifestIds(flowState).length > 0, 'and left checkpoints to restore');
   const fin = await children.runToEnd('../joins/async-map.ts', state, args, { ...env, TP_RATE: '0' });
   t.equal(fin.code, 0, `the last run completes ${firstLine(fin.stderr)}`);
 

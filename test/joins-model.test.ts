@@ -170,7 +170,7 @@ t.test('join, intervalJoin, windowJoin equal the model (inline, parallelism 1 an
       const problems = await checkRun(spec, ['--set', 'execution=inline', '--set', `parallelism=${parallelism}`, '--set', `batchSize=${batchSize}`], what);
       if (problems.length) throw new Error(problems.join('\n'));
     }),
-    { numRuns: 8, endOnFailure: true },
+    { numRuns: 6, endOnFailure: true },
   );
   t.pass(`${seen.length} random two-sided streams agree with the model`);
 });
