@@ -18,7 +18,8 @@ export type TidepoolErrorCode =
   | 'TIDEPOOL_USER_CODE'
   | 'TIDEPOOL_INPUT'
   | 'TIDEPOOL_WORKER'
-  | 'TIDEPOOL_MODULE_CACHE';
+  | 'TIDEPOOL_MODULE_CACHE'
+  | 'TIDEPOOL_STATE_LOCKED';
 
 export class TidepoolError extends Error {
   readonly code: TidepoolErrorCode;
@@ -71,6 +72,8 @@ export const errors = {
   input: (what: string, why: string) => new TidepoolError('TIDEPOOL_INPUT', `${what}: ${why}`),
   worker: (what: string, why: string) => new TidepoolError('TIDEPOOL_WORKER', `${what}: ${why}`),
   ringMisuse: (why: string) => new TidepoolError('TIDEPOOL_RING_MISUSE', `ring: ${why}`),
+  stateLocked: (dir: string, holder: string) =>
+    new TidepoolError('TIDEPOOL_STATE_LOCKED', `state directory ${dir} is in use by ${holder}; one run at a time per --state directory`),
   moduleCache: (path: string, why: string) =>
     new TidepoolError('TIDEPOOL_MODULE_CACHE', `module cache ${path}: ${why}`),
 };

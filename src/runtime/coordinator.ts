@@ -17,6 +17,7 @@ import type { Flow } from '../flow/builder.js';
 import { STATEFUL, type OperatorKind } from '../flow/types.js';
 import { createRingBuffer } from '../transport/ring.js';
 import { IoClient } from '../storage/io-client.js';
+import { acquireStoreLock, type StoreLock } from '../storage/lock.js';
 import { TaskRunner, type CheckpointAck, type OutputSetup, type TaskControl, type TaskMetrics, type TaskSetup } from './task.js';
 import { CheckpointCoordinator, checkpointDir, listManifests, readManifest, syncDir, type Manifest } from './checkpoints.js';
 import { createBell } from '../transport/channels.js';
@@ -115,9 +116,20 @@ export async function run(modulePath: string, options: RunOptions = {}): Promise
   const tempState = options.state === undefined;
   const stateRoot = tempState ? mkdtempSync(join(tmpdir(), 'tidepool-state-')) : resolve(options.state!);
   const stateDir = join(stateRoot, flow.name);
+  // One run per --state directory, taken before anything in it is read or changed. The
+  // lock is released by the kernel when this process dies, SIGKILL included.
+  mkdirSync(stateRoot, { recursive: true });
+  let lock: StoreLock;
+  try {
+    lock = await acquireStoreLock(stateRoot, '.tidepool-run');
+  } catch (e) {
+    if ((e as { code?: string }).code !== 'TIDEPOOL_STORE_LOCKED') throw e;
+    const holder = /in (another process.*|this process.*); close/.exec((e as Error).message)?.[1] ?? 'another run';
+    throw errors.stateLocked(stateRoot, holder.replace(/^another process/, 'another run'));
+  }
   // Only lmdb state survives a run; temp and memory state start empty every time.
   const durable = config.state.storage === 'lmdb';
-  const metricsServer = config.metrics.port ? await startMetricsServer(config.metrics.port) : undefined;
+  const metricsServer = config.metrics.port ? await startMetricsServer(config.metrics.port).catch(async (e: unknown) => { await lock.release(); throw e; }) : undefined;
   let attempt = 0;
   let restarts = 0;
   try {
@@ -164,6 +176,7 @@ export async function run(modulePath: string, options: RunOptions = {}): Promise
       }
     }
   } finally {
+    await lock.release();
     await metricsServer?.close();
     if (tempState) rmSync(stateRoot, { recursive: true, force: true });
   }
