@@ -5,6 +5,7 @@ export { flow, Flow, DataStream, KeyedStream, FlowBuilder, isFlow } from './flow
 export type { SourceSpec, SinkSpec, SourceReader, SinkWriter, InstanceContext } from './flow/types.js';
 export type { ProcessContext, ValueState, MapState } from './operators/context.js';
 export { sources, sinks } from './connectors/index.js';
+export type { NexmarkEvent, NexmarkPerson, NexmarkAuction, NexmarkBid } from './connectors/index.js';
 export type { RunOptions, RunSummary } from './runtime/coordinator.js';
 import type { RunOptions, RunSummary } from './runtime/coordinator.js';
 
