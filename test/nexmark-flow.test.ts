@@ -12,7 +12,7 @@ const children = new FlowChildren('tidepool-nexmark-flow-');
 t.teardown(() => children.remove());
 const { start, runToEnd } = children;
 const FIXTURE = 'nexmark-bids.ts';
-const EVENTS = 30_000;
+const EVENTS = 20_000;
 const SEED = 77;
 
 /** Per auction, the counts the reduce emitted, in output order. */
@@ -54,12 +54,12 @@ t.test('two source subtasks: bids per auction equal the plain count', async (t) 
 t.test('SIGKILL mid-run, run again: the same output, each bid once', async (t) => {
   const state = join(children.dir, 'crash-state');
   const out = join(children.dir, 'crash', 'counts.jsonl');
-  // 30,000 events at 6,000/s: about 5 s, checkpoints every 150 ms.
-  const env = { TP_EVENTS: String(EVENTS), TP_SEED: String(SEED), TP_OUT: out, TP_RATE: '6000' };
+  // 20,000 events at 5,000/s: about 4 s, checkpoints every 150 ms.
+  const env = { TP_EVENTS: String(EVENTS), TP_SEED: String(SEED), TP_OUT: out, TP_RATE: '5000' };
   const args = ['--set', 'parallelism=2', '--set', 'checkpoint.intervalMs=150'];
   const r = start(FIXTURE, state, args, env);
   const deadline = performance.now() + 30_000;
-  while (!r.exited && newestManifest(join(state, 'chk-nexmark')) < 4 && performance.now() < deadline) await sleep(20);
+  while (!r.exited && newestManifest(join(state, 'chk-nexmark')) < 3 && performance.now() < deadline) await sleep(20);
   t.notOk(r.exited, 'the run was still going when killed');
   r.child.kill('SIGKILL');
   const killed = await r.done;
