@@ -4,6 +4,7 @@
 //   NEXMARK_SEED    generator seed (default 0)
 //   NEXMARK_RATE    events/s: event-time spacing, and wall-clock pacing (default: the
 //                   suite's 10,000/s of event time, unpaced)
+//   NEXMARK_EVENT_RATE  events/s of event time only, unpaced (e.g. 100: many windows, fast)
 //   NEXMARK_OUT     output file (default qN.jsonl in the working directory)
 // The plain references of the same queries are in perf/nexmark/reference.ts; each flow
 // writes exactly the rows its reference returns.
@@ -31,6 +32,7 @@ export function nexmarkEvents(f: Flow) {
     events: envNumber('NEXMARK_EVENTS') ?? 100_000,
     seed: envNumber('NEXMARK_SEED') ?? 0,
     ...(rate === undefined ? {} : { rate }),
+    ...(envNumber('NEXMARK_EVENT_RATE') === undefined ? {} : { eventRate: envNumber('NEXMARK_EVENT_RATE') }),
   });
   return f.source('events', spec, {
     eventTime: (e: NexmarkEvent) => e.dateTime,

@@ -26,6 +26,12 @@ export interface NexmarkOptions {
   rate?: number;
   /** Any safe integer; the same seed gives the same events (default 0). */
   seed?: number;
+  /**
+   * Event-time spacing only (events per second of event time), unpaced: a slow event
+   * time (e.g. 100/s) spans many windows without waiting for the clock. Overrides `rate`
+   * for event time; `rate` still paces when both are given.
+   */
+  eventRate?: number;
 }
 
 export interface NexmarkSourceSpec extends SourceSpec<NexmarkEvent> {
@@ -129,8 +135,8 @@ export function nexmarkSource(options: NexmarkOptions): NexmarkSourceSpec {
   if (typeof options !== 'object' || options === null) {
     throw errors.badOption('options', `sources.nexmark needs { events, rate?, seed? }, got ${preview(options)}`);
   }
-  checkOptionKeys('nexmark', options, ['events', 'rate', 'seed']);
-  const { events, rate, seed = 0 } = options;
+  checkOptionKeys('nexmark', options, ['events', 'rate', 'seed', 'eventRate']);
+  const { events, rate, seed = 0, eventRate } = options;
   if (typeof events !== 'number' || !Number.isSafeInteger(events) || events < 0) {
     throw errors.badOption('nexmark.events', `must be a non-negative integer, got ${preview(events)}`);
   }
@@ -144,7 +150,7 @@ export function nexmarkSource(options: NexmarkOptions): NexmarkSourceSpec {
     bounded: true,
     maxParallelism: events || 1,
     events,
-    eventRate: pace ?? NEXMARK_DEFAULT_RATE,
+    eventRate: eventRate !== undefined ? positiveNumber('nexmark.eventRate', eventRate) : pace ?? NEXMARK_DEFAULT_RATE,
     pace,
     seed,
     open: (ctx) => new NexmarkReader(spec, ctx),
