@@ -1,6 +1,9 @@
 // The `tidepool` command in a child process, as a user runs it: `node dist/src/cli/main.js`,
-// with this process's environment minus tap's (NODE_OPTIONS would load tap's loaders in
-// the child and in every worker it starts).
+// with this process's environment minus tap's. Removing tap's variables is not enough:
+// @tapjs/processinfo wraps child_process.spawn and writes its --import loader into every
+// child's NODE_OPTIONS, whatever env the caller passes, and the child's worker threads
+// inherit it (each then runs the loader and a hooks thread). So children start through
+// `env -u NODE_OPTIONS`, which takes it out again.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 
@@ -12,6 +15,11 @@ export function cleanEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv 
   const env: NodeJS.ProcessEnv = {};
   for (const [k, v] of Object.entries(process.env)) if (k !== 'NODE_OPTIONS' && !/^_?TAP/.test(k)) env[k] = v;
   return { ...env, ...extra };
+}
+
+/** `command args…` without the NODE_OPTIONS tap's spawn wrapper adds (see the top). */
+export function plain(command: string, args: string[]): [string, string[]] {
+  return ['env', ['-u', 'NODE_OPTIONS', command, ...args]];
 }
 
 export interface CliResult {
@@ -45,7 +53,7 @@ export function startCli(args: string[], opts: CliOptions): CliRun {
 /** Starts any command with the clean environment (the CLI under `script`, for one). */
 export function startProcess(command: string, args: string[], opts: CliOptions): CliRun {
   const t0 = performance.now();
-  const c = spawn(command, args, { cwd: opts.cwd, env: cleanEnv(opts.env), stdio: ['ignore', 'pipe', 'pipe'] });
+  const c = spawn(...plain(command, args), { cwd: opts.cwd, env: cleanEnv(opts.env), stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';
   let timedOut = false;
