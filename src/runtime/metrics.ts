@@ -1,27 +1,61 @@
-// Optional Prometheus endpoint (`metrics.port`): per-task counters and gauges,
+// Optional Prometheus endpoint (`metrics.port`): per task instance counters and gauges,
 // served by the coordinator from the metrics the instances report every 250 ms.
+//
+// Names follow the Prometheus conventions: `_total` only on counters, base units in the
+// name (`_seconds`), no unit for plain counts of pages. Instances report running totals
+// that start again at 0 when the flow restarts from a checkpoint; the counters here add
+// each report's increase over the instance's previous one, so they only grow for the
+// whole run (restarts included; records reprocessed after a restart count again).
 import { createServer, type Server } from 'node:http';
-import { Registry, Gauge } from 'prom-client';
+import { Registry, Gauge, Counter } from 'prom-client';
 import type { TaskMetrics } from './task.js';
+import { errors } from '../errors.js';
 
 export interface MetricsServer {
   update(flow: string, metrics: TaskMetrics[]): void;
+  /**
+   * A restarted attempt begins: its instances report totals from 0 again, so their next
+   * reports count in full. (Without this call, a report smaller than the previous one is
+   * taken as a restart; one already larger is under-counted by the previous total.)
+   */
+  beginAttempt(): void;
   readonly port: number;
   close(): Promise<void>;
 }
 
+/** One exposed metric: its name, TYPE and HELP, and how to read it from a report. */
+interface MetricDef {
+  name: string;
+  type: 'counter' | 'gauge';
+  help: string;
+  read: (m: TaskMetrics) => number;
+}
+
+/** Every metric the endpoint serves, labelled { flow, task, subtask }. Listed in the README. */
+export const METRICS: readonly MetricDef[] = [
+  { name: 'tidepool_records_in_total', type: 'counter', help: 'Records read by a task instance (from its source or its input rings)', read: (m) => m.recordsIn },
+  { name: 'tidepool_records_out_total', type: 'counter', help: 'Records emitted by a task instance (into its output rings, or written to its sink)', read: (m) => m.recordsOut },
+  { name: 'tidepool_backpressure_seconds_total', type: 'counter', help: 'Time a task instance spent parked on full output rings', read: (m) => m.blockedMs / 1000 },
+  { name: 'tidepool_state_cache_hits_total', type: 'counter', help: 'State page cache hits of a task instance', read: (m) => m.cacheHits },
+  { name: 'tidepool_state_cache_misses_total', type: 'counter', help: 'State page cache misses of a task instance', read: (m) => m.cacheMisses },
+  { name: 'tidepool_state_pages', type: 'gauge', help: 'State pages held by a task instance (in its cache and its spill file)', read: (m) => m.statePages },
+  { name: 'tidepool_state_spilled_pages', type: 'gauge', help: 'State pages of a task instance in its spill file', read: (m) => m.stateSpilled },
+];
+
+const LABELS = ['flow', 'task', 'subtask'] as const;
+
 export async function startMetricsServer(port: number): Promise<MetricsServer> {
   const registry = new Registry();
-  const labels = ['flow', 'task', 'subtask'] as const;
-  const gauge = (name: string, help: string) => new Gauge({ name, help, labelNames: labels, registers: [registry] });
-  const recordsIn = gauge('tidepool_records_in_total', 'Records read by a task instance');
-  const recordsOut = gauge('tidepool_records_out_total', 'Records emitted by a task instance');
-  const blocked = gauge('tidepool_backpressure_seconds_total', 'Time a task instance spent parked on full output rings');
-  const pages = gauge('tidepool_state_pages', 'State pages held (cache and spill) by a task instance');
-  const hits = gauge('tidepool_state_cache_hits_total', 'Page cache hits');
-  const misses = gauge('tidepool_state_cache_misses_total', 'Page cache misses');
+  const series = METRICS.map((d) => ({
+    def: d,
+    metric: d.type === 'counter'
+      ? new Counter({ name: d.name, help: d.help, labelNames: LABELS, registers: [registry] })
+      : new Gauge({ name: d.name, help: d.help, labelNames: LABELS, registers: [registry] }),
+  }));
+  /** Per instance, the values of its previous report (for the counters' increases). */
+  const previous = new Map<string, number[]>();
   const server: Server = createServer((req, res) => {
-    if (req.url !== '/metrics') {
+    if (req.method !== 'GET' || new URL(req.url ?? '/', 'http://localhost').pathname !== '/metrics') {
       res.writeHead(404).end();
       return;
     }
@@ -31,7 +65,7 @@ export async function startMetricsServer(port: number): Promise<MetricsServer> {
     }, (e: Error) => res.writeHead(500).end(e.message));
   });
   await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
+    server.once('error', (e) => reject(errors.io(`metrics.port: cannot serve metrics on 127.0.0.1:${port}`, e)));
     server.listen(port, '127.0.0.1', () => resolve());
   });
   server.unref();
@@ -40,15 +74,26 @@ export async function startMetricsServer(port: number): Promise<MetricsServer> {
     port: typeof address === 'object' && address ? address.port : port,
     update(flow, metrics) {
       for (const m of metrics) {
-        const l = { flow, task: m.label, subtask: String(m.subtask) };
-        recordsIn.set(l, m.recordsIn);
-        recordsOut.set(l, m.recordsOut);
-        blocked.set(l, m.blockedMs / 1000);
-        pages.set(l, m.statePages);
-        hits.set(l, m.cacheHits);
-        misses.set(l, m.cacheMisses);
+        const labels = { flow, task: m.label, subtask: String(m.subtask) };
+        const id = `${flow}\0${m.task}\0${m.subtask}`;
+        const now = series.map(({ def }) => def.read(m));
+        let before = previous.get(id);
+        // A counter that went down: the instance started again (a restart); count all of it.
+        if (before && series.some(({ def }, i) => def.type === 'counter' && now[i]! < before![i]!)) before = undefined;
+        series.forEach(({ metric }, i) => {
+          if (metric instanceof Gauge) metric.set(labels, now[i]!);
+          else (metric as Counter<string>).inc(labels, now[i]! - (before?.[i] ?? 0));
+        });
+        previous.set(id, now);
       }
     },
-    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+    beginAttempt() {
+      previous.clear();
+    },
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections(); // a scraper's keep-alive connection must not hold the run's end
+      }),
   };
 }

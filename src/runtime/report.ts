@@ -104,7 +104,10 @@ export class ProgressLine {
     this.lastOut = recOut;
     this.lastT = elapsedMs;
     const line = `${(elapsedMs / 1000).toFixed(1)}s in ${fmt(recIn)} (${fmt(inRate)}/s) out ${fmt(recOut)} (${fmt(outRate)}/s) | backpressure ${bp} | state ${pages} pages`;
-    process.stderr.write(`\r\x1b[2K${line.slice(0, (process.stderr.columns ?? 200) - 1)}`);
+    // Shorter than the terminal, so it never wraps (\r returns to the start of the last
+    // row only). A terminal that reports no width (0, e.g. a pty nobody sized) gets it whole.
+    const columns = process.stderr.columns;
+    process.stderr.write(`\r\x1b[2K${columns > 0 ? line.slice(0, columns - 1) : line}`);
   }
 
   clear(): void {
