@@ -246,6 +246,7 @@ async function execute(
   flow: Flow, url: string, plan: PhysicalPlan, config: TidepoolConfig, stateDir: string,
   restore: Manifest | undefined, options: RunOptions, metricsServer: MetricsServer | undefined, started: number,
 ): Promise<RunSummary> {
+  metricsServer?.beginAttempt(); // instances of this attempt report totals from 0
   const instances = await prepareInstances(plan, config, stateDir, restore);
   const control: ExecutionControl = {};
   const exec = config.execution === 'inline' ? runInline(flow, plan, instances, control) : runWorkers(url, plan, instances, control);
@@ -299,6 +300,7 @@ async function execute(
     progress?.clear();
   }
   await Promise.all(drops);
+  metricsServer?.update(flow.name, final); // the last reports, for a final scrape
   const summary = buildSummary(flow.name, plan, final, performance.now() - started, config);
   summary.checkpoints = checkpoints.stats;
   if (restore) summary.restoredFrom = restore.id;

@@ -40,6 +40,10 @@ export const METRICS: readonly MetricDef[] = [
   { name: 'tidepool_state_cache_misses_total', type: 'counter', help: 'State page cache misses of a task instance', read: (m) => m.cacheMisses },
   { name: 'tidepool_state_pages', type: 'gauge', help: 'State pages held by a task instance (in its cache and its spill file)', read: (m) => m.statePages },
   { name: 'tidepool_state_spilled_pages', type: 'gauge', help: 'State pages of a task instance in its spill file', read: (m) => m.stateSpilled },
+  { name: 'tidepool_watermark_seconds', type: 'gauge', help: 'Event-time watermark of a task instance, epoch seconds (NaN before the first, +Inf after end of input)', read: (m) => (m.watermark === null ? NaN : m.watermark / 1000) },
+  { name: 'tidepool_watermark_lag_seconds', type: 'gauge', help: 'Wall clock minus the event-time watermark of a task instance (NaN without a finite watermark)', read: (m) => (m.watermark === null || !Number.isFinite(m.watermark) ? NaN : (Date.now() - m.watermark) / 1000) },
+  { name: 'tidepool_late_records_total', type: 'counter', help: 'Records a window or join dropped as too late (sent to .late())', read: (m) => m.lateRecords },
+  { name: 'tidepool_pending_timers', type: 'gauge', help: 'Event-time and processing-time timers registered in a task instance', read: (m) => m.pendingTimers },
 ];
 
 const LABELS = ['flow', 'task', 'subtask'] as const;

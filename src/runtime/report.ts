@@ -18,6 +18,12 @@ export interface OperatorSummary {
   statePages: number;
   stateSpilledPages: number;
   cacheHitRate: number | null;
+  /** The task's event-time watermark at the end (min over subtasks; null: none; 'Infinity' after end of input). */
+  watermark: number | 'Infinity' | null;
+  /** Records windows or joins dropped as too late (they went to `.late()`). */
+  lateRecords: number;
+  /** Timers registered at the end (event and processing time). */
+  pendingTimers: number;
 }
 
 export interface RunSummary {
@@ -56,8 +62,17 @@ function aggregate(plan: PhysicalPlan, metrics: TaskMetrics[], wallMs: number): 
       statePages: sum((m) => m.statePages),
       stateSpilledPages: sum((m) => m.stateSpilled),
       cacheHitRate: hits + misses ? Number((hits / (hits + misses)).toFixed(4)) : null,
+      watermark: watermarkOf(ms),
+      lateRecords: sum((m) => m.lateRecords ?? 0),
+      pendingTimers: sum((m) => m.pendingTimers ?? 0),
     };
   });
+}
+
+function watermarkOf(ms: TaskMetrics[]): number | 'Infinity' | null {
+  if (!ms.length || ms.some((m) => m.watermark === null || m.watermark === undefined)) return null;
+  const w = Math.min(...ms.map((m) => m.watermark!));
+  return w === Infinity ? 'Infinity' : w;
 }
 
 export function buildSummary(flow: string, plan: PhysicalPlan, metrics: TaskMetrics[], wallMs: number, config: TidepoolConfig): RunSummary {
@@ -103,7 +118,13 @@ export class ProgressLine {
     this.lastIn = recIn;
     this.lastOut = recOut;
     this.lastT = elapsedMs;
-    const line = `${(elapsedMs / 1000).toFixed(1)}s in ${fmt(recIn)} (${fmt(inRate)}/s) out ${fmt(recOut)} (${fmt(outRate)}/s) | backpressure ${bp} | state ${pages} pages`;
+    const late = ops.reduce((a, o) => a + o.lateRecords, 0);
+    const timers = ops.reduce((a, o) => a + o.pendingTimers, 0);
+    // Event time: the watermark lag of the slowest task that has one (a live source's delay).
+    const wms = ops.map((o) => o.watermark).filter((w): w is number => typeof w === 'number');
+    const lag = wms.length ? ` | watermark lag ${((Date.now() - Math.min(...wms)) / 1000).toFixed(1)}s` : '';
+    const time = `${lag}${late ? ` | late ${fmt(late)}` : ''}${timers ? ` | timers ${fmt(timers)}` : ''}`;
+    const line = `${(elapsedMs / 1000).toFixed(1)}s in ${fmt(recIn)} (${fmt(inRate)}/s) out ${fmt(recOut)} (${fmt(outRate)}/s) | backpressure ${bp} | state ${pages} pages${time}`;
     // Shorter than the terminal, so it never wraps (\r returns to the start of the last
     // row only). A terminal that reports no width (0, e.g. a pty nobody sized) gets it whole.
     const columns = process.stderr.columns;

@@ -112,7 +112,7 @@ export interface TaskMetrics {
   stateSpilled: number;
   cacheHits: number;
   cacheMisses: number;
-  /** The instance's event-time watermark (null before the first; sources: the one they sent). */
+  /** The instance's event-time watermark (null before the first, Infinity after end of input; sources: their own). */
   watermark: number | null;
   lateRecords: number;
   pendingTimers: number;
@@ -480,7 +480,7 @@ export class TaskRunner {
       stateSpilled: p?.stats.spillWrites ?? 0,
       cacheHits: p?.stats.hits ?? 0,
       cacheMisses: p?.stats.misses ?? 0,
-      watermark: wm === undefined || wm === -Infinity ? null : wm === Infinity ? Number.MAX_VALUE : wm,
+      watermark: wm === undefined || wm === -Infinity ? null : wm,
       lateRecords: s.lateRecords,
       pendingTimers: s.pendingTimers,
       done: this.done,
