@@ -54,6 +54,7 @@ const DEFAULTS: TidepoolConfig = {
   checkpoint: { intervalMs: 1000, timeoutMs: 60000, retain: 2, tolerableFailures: 0 },
   restart: { maxAttempts: 3, backoffMs: 500 },
   metrics: { port: 0 },
+  errors: { onRecord: 'fail', deadLetterPath: 'dead-letter.jsonl' },
 };
 
 t.test('defaults', async (t) => {

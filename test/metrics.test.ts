@@ -141,7 +141,7 @@ t.test('counters keep growing across an in-process restart; gauges follow the la
   t.teardown(() => server.close());
   const report = (recordsIn: number, statePages: number): TaskMetrics => ({
     task: 1, subtask: 0, label: 'counts', recordsIn, recordsOut: recordsIn, blockedMs: recordsIn * 10,
-    statePages, stateSpilled: 0, cacheHits: recordsIn, cacheMisses: 0, watermark: null, lateRecords: 0, pendingTimers: 0, done: false,
+    statePages, stateSpilled: 0, cacheHits: recordsIn, cacheMisses: 0, watermark: null, lateRecords: 0, pendingTimers: 0, skippedRecords: 0, deadLetters: 0, done: false,
   });
   const read = async () => {
     const s = await scrape(server.port);

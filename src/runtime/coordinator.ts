@@ -22,6 +22,7 @@ import { TaskRunner, type CheckpointAck, type OutputSetup, type TaskControl, typ
 import { CheckpointCoordinator, checkpointDir, listManifests, readManifest, syncDir, type Manifest } from './checkpoints.js';
 import { createBell } from '../transport/channels.js';
 import { dropOrphanPartitions } from './orphans.js';
+import { resolveOperator } from './dead-letters.js';
 import { ProgressLine, buildSummary, type RunSummary } from './report.js';
 import { startMetricsServer, type MetricsServer } from './metrics.js';
 
@@ -110,7 +111,7 @@ export async function run(modulePath: string, options: RunOptions = {}): Promise
     op.source?.validate?.();
     op.sink?.validate?.();
   }
-  const plan = planFlow(flow, { parallelism: config.parallelism, keyGroups: config.keyGroups, chaining: config.chaining, operators: config.operators });
+  const plan = planFlow(flow, { parallelism: config.parallelism, keyGroups: config.keyGroups, chaining: config.chaining, operators: config.operators, errors: config.errors });
   if (options.verbose) process.stderr.write(`tidepool: plan ${describePlan(plan)}\n`);
 
   const tempState = options.state === undefined;
@@ -140,7 +141,7 @@ export async function run(modulePath: string, options: RunOptions = {}): Promise
         // make sure its epoch is published (a crash may have come between the manifest
         // and the sinks' commit; commit is idempotent).
         for (const t of plan.tasks) {
-          const op = flow.operator(t.operators[t.operators.length - 1]!)!;
+          const op = resolveOperator(flow, t.operators[t.operators.length - 1]!, plan.deadLetterPath);
           if (!op.sink) continue;
           for (let s = 0; s < t.parallelism; s++) {
             const w = await op.sink.open({ flow: flow.name, operator: op.name, subtask: s, parallelism: t.parallelism });
@@ -156,7 +157,7 @@ export async function run(modulePath: string, options: RunOptions = {}): Promise
       }
       if (!restore) {
         rmSync(stateDir, { recursive: true, force: true });
-        for (const t of plan.tasks) for (const name of t.operators) await flow.operator(name)!.sink?.reset?.(t.parallelism);
+        for (const t of plan.tasks) for (const name of t.operators) await resolveOperator(flow, name, plan.deadLetterPath).sink?.reset?.(t.parallelism);
       }
       mkdirSync(stateDir, { recursive: true });
       try {

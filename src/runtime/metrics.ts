@@ -43,6 +43,8 @@ export const METRICS: readonly MetricDef[] = [
   { name: 'tidepool_watermark_seconds', type: 'gauge', help: 'Event-time watermark of a task instance, epoch seconds (NaN before the first, +Inf after end of input)', read: (m) => (m.watermark === null ? NaN : m.watermark / 1000) },
   { name: 'tidepool_watermark_lag_seconds', type: 'gauge', help: 'Wall clock minus the event-time watermark of a task instance (NaN without a finite watermark)', read: (m) => (m.watermark === null || !Number.isFinite(m.watermark) ? NaN : (Date.now() - m.watermark) / 1000) },
   { name: 'tidepool_late_records_total', type: 'counter', help: 'Records a window or join dropped as too late (sent to .late())', read: (m) => m.lateRecords },
+  { name: 'tidepool_records_skipped_total', type: 'counter', help: 'Records that made user code throw and were dropped (errors.onRecord skip)', read: (m) => m.skippedRecords },
+  { name: 'tidepool_dead_letters_total', type: 'counter', help: 'Records that made user code throw and went to the dead-letter file', read: (m) => m.deadLetters },
   { name: 'tidepool_pending_timers', type: 'gauge', help: 'Event-time and processing-time timers registered in a task instance', read: (m) => m.pendingTimers },
 ];
 

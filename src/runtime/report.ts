@@ -24,6 +24,9 @@ export interface OperatorSummary {
   lateRecords: number;
   /** Timers registered at the end (event and processing time). */
   pendingTimers: number;
+  /** Records that made user code throw: dropped (errors.onRecord 'skip') and dead-lettered. */
+  skippedRecords: number;
+  deadLetters: number;
 }
 
 export interface RunSummary {
@@ -65,6 +68,8 @@ function aggregate(plan: PhysicalPlan, metrics: TaskMetrics[], wallMs: number): 
       watermark: watermarkOf(ms),
       lateRecords: sum((m) => m.lateRecords ?? 0),
       pendingTimers: sum((m) => m.pendingTimers ?? 0),
+      skippedRecords: sum((m) => m.skippedRecords ?? 0),
+      deadLetters: sum((m) => m.deadLetters ?? 0),
     };
   });
 }
