@@ -34,7 +34,7 @@ const c = f.source('c', sources.generator({ count: nc, make: make('c', 30, 7, pa
 
 a.union(c)
   .keyBy((r: Rec) => r.k)
-  .window(windows.sliding({ sizeMs: 1000, slideMs: 250 }))
+  .window(windows.sliding({ sizeMs: 1000, slideMs: Number(process.env.TP_SLIDE ?? 250) }))
   .aggregate('win', { create: () => 0, add: (n: number) => n + 1, merge: (x: number, y: number) => x + y })
   .sink('out-win', sinks.file({ path: `${out}/win.jsonl` }));
 
