@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseExposition, type Family } from './helpers/prom-text.js';
 import { cli, startCli, FLOWS, sleep } from './helpers/cli.js';
-import { startMetricsServer } from '../src/runtime/metrics.js';
+import { startMetricsServer } from '../src/observe/metrics.js';
 import type { TaskMetrics } from '../src/runtime/task.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'tidepool-metrics-'));

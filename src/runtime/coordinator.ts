@@ -21,10 +21,10 @@ import { acquireStoreLock, type StoreLock } from '../storage/lock.js';
 import { TaskRunner, type CheckpointAck, type OutputSetup, type TaskControl, type TaskMetrics, type TaskSetup } from './task.js';
 import { CheckpointCoordinator, checkpointDir, listManifests, readManifest, syncDir, type Manifest } from './checkpoints.js';
 import { createBell } from '../transport/channels.js';
-import { dropOrphanPartitions } from './orphans.js';
+import { dropOrphanPartitions } from '../storage/gc.js';
 import { resolveOperator } from './dead-letters.js';
-import { ProgressLine, buildSummary, type RunSummary } from './report.js';
-import { startMetricsServer, type MetricsServer } from './metrics.js';
+import { ProgressLine, buildSummary, type RunSummary } from '../observe/report.js';
+import { startMetricsServer, type MetricsServer } from '../observe/metrics.js';
 
 export interface RunOptions {
   /** State directory (default: a temporary directory removed after the run). */
@@ -46,7 +46,7 @@ export interface RunOptions {
   verbose?: boolean;
 }
 
-export type { RunSummary } from './report.js';
+export type { RunSummary } from '../observe/report.js';
 
 /**
  * Bytes per channel ring. Aligned barriers queue behind what a full ring holds, so this

@@ -3,8 +3,8 @@
 // cache hit rate.
 import type { PhysicalPlan } from '../flow/plan.js';
 import type { TidepoolConfig } from '../config/schema.js';
-import type { TaskMetrics } from './task.js';
-import type { CheckpointStats } from './checkpoints.js';
+import type { TaskMetrics } from '../runtime/task.js';
+import type { CheckpointStats } from '../runtime/checkpoints.js';
 
 export interface OperatorSummary {
   task: string;

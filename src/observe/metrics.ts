@@ -8,7 +8,7 @@
 // whole run (restarts included; records reprocessed after a restart count again).
 import { createServer, type Server } from 'node:http';
 import { Registry, Gauge, Counter } from 'prom-client';
-import type { TaskMetrics } from './task.js';
+import type { TaskMetrics } from '../runtime/task.js';
 import { errors } from '../errors.js';
 
 export interface MetricsServer {
