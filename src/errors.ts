@@ -89,3 +89,16 @@ export function preview(record: unknown, max = 120): string {
   s = s.replace(/\s+/g, ' ');
   return s.length > max ? `${s.slice(0, max)}…` : s;
 }
+
+/** Levenshtein distance between two names, for "did you mean …" in error messages. */
+export function editDistance(a: string, b: string): number {
+  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const cur = [i];
+    for (let j = 1; j <= b.length; j++) {
+      cur[j] = Math.min(prev[j]! + 1, cur[j - 1]! + 1, prev[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+    }
+    prev = cur;
+  }
+  return prev[b.length]!;
+}

@@ -21,7 +21,7 @@ import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { run, type RunOptions, type RunSummary } from '../src/index.js';
 import { rng } from './helpers/rng.js';
-import { plain } from './helpers/cli.js';
+import { plain, type CliResult } from './helpers/cli.js';
 
 const FIX = fileURLToPath(new URL('../../test-fixtures/flows/run/', import.meta.url));
 const CLI = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
@@ -81,14 +81,7 @@ function updatesByKey<V>(records: { key: unknown; value: V }[]): Map<string, V[]
   return m;
 }
 
-interface ChildResult {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  stdout: string;
-  stderr: string;
-  ms: number;
-  timedOut: boolean;
-}
+type ChildResult = CliResult;
 
 /** This process's environment without tap's (NODE_OPTIONS would load its loaders in every child). */
 function cleanEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {

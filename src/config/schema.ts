@@ -18,7 +18,7 @@
 // - `operators.<name>` names are free-form here; the planner checks that they exist.
 import { availableParallelism } from 'node:os';
 import { z } from 'zod';
-import { errors, preview } from '../errors.js';
+import { editDistance, errors, preview } from '../errors.js';
 import type { CompressionSpec } from '../state/codecs.js';
 
 /** setTimeout's largest delay: a longer one fires at once. */
@@ -191,23 +191,11 @@ function show(v: unknown): string {
   return preview(v, 60);
 }
 
-/** Levenshtein distance, for "did you mean". */
-function distance(a: string, b: string): number {
-  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
-  for (let i = 1; i <= a.length; i++) {
-    const cur = [i];
-    for (let j = 1; j <= b.length; j++) {
-      cur[j] = Math.min(prev[j]! + 1, cur[j - 1]! + 1, prev[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
-    }
-    prev = cur;
-  }
-  return prev[b.length]!;
-}
 
 function unknownKey(key: string, known: string[]): string {
   const lower = key.toLowerCase();
   const best = known
-    .map((k) => ({ k, d: k.toLowerCase() === lower ? 0 : distance(lower, k.toLowerCase()) }))
+    .map((k) => ({ k, d: k.toLowerCase() === lower ? 0 : editDistance(lower, k.toLowerCase()) }))
     .sort((x, y) => x.d - y.d)[0];
   if (best && best.d <= Math.max(1, Math.floor(best.k.length / 3))) return `unknown key '${key}' (did you mean '${best.k}'?)`;
   return `unknown key '${key}' (known keys: ${known.join(', ')})`;
