@@ -175,7 +175,7 @@ t.test('parallelism is at most keyGroups, per operator too', async (t) => {
 
 t.test('unknown keys at every level', async (t) => {
   rejects(t, () => parseConfig({ paralelism: 2 }), 'paralelism', "unknown key 'paralelism' (did you mean 'parallelism'?)");
-  rejects(t, () => parseConfig({ foo: 1 }), 'foo', /unknown key 'foo' \(known keys: parallelism, keyGroups, .*metrics\)/);
+  rejects(t, () => parseConfig({ foo: 1 }), 'foo', /unknown key 'foo' \(known keys: parallelism, keyGroups, .*metrics, errors\)/);
   rejects(t, () => parseConfig({ state: { cachepages: 8 } }), 'state.cachepages', "unknown key 'cachepages' (did you mean 'cachePages'?)");
   rejects(t, () => parseConfig({ state: { path: '/x' } }), 'state.path', /known keys: storage, pageSize, cachePages, compression/);
   rejects(t, () => parseConfig({ checkpoint: { interval: 5 } }), 'checkpoint.interval', /did you mean 'intervalMs'/);
