@@ -18,7 +18,8 @@ export type TidepoolErrorCode =
   | 'TIDEPOOL_USER_CODE'
   | 'TIDEPOOL_INPUT'
   | 'TIDEPOOL_WORKER'
-  | 'TIDEPOOL_MODULE_CACHE';
+  | 'TIDEPOOL_MODULE_CACHE'
+  | 'TIDEPOOL_STATE_LOCKED';
 
 export class TidepoolError extends Error {
   readonly code: TidepoolErrorCode;
@@ -71,6 +72,8 @@ export const errors = {
   input: (what: string, why: string) => new TidepoolError('TIDEPOOL_INPUT', `${what}: ${why}`),
   worker: (what: string, why: string) => new TidepoolError('TIDEPOOL_WORKER', `${what}: ${why}`),
   ringMisuse: (why: string) => new TidepoolError('TIDEPOOL_RING_MISUSE', `ring: ${why}`),
+  stateLocked: (dir: string, holder: string) =>
+    new TidepoolError('TIDEPOOL_STATE_LOCKED', `state directory ${dir} is in use by ${holder}; one run at a time per --state directory`),
   moduleCache: (path: string, why: string) =>
     new TidepoolError('TIDEPOOL_MODULE_CACHE', `module cache ${path}: ${why}`),
 };
@@ -85,4 +88,17 @@ export function preview(record: unknown, max = 120): string {
   }
   s = s.replace(/\s+/g, ' ');
   return s.length > max ? `${s.slice(0, max)}…` : s;
+}
+
+/** Levenshtein distance between two names, for "did you mean …" in error messages. */
+export function editDistance(a: string, b: string): number {
+  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const cur = [i];
+    for (let j = 1; j <= b.length; j++) {
+      cur[j] = Math.min(prev[j]! + 1, cur[j - 1]! + 1, prev[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+    }
+    prev = cur;
+  }
+  return prev[b.length]!;
 }

@@ -7,6 +7,7 @@ export type { WindowAssigner, AggregateSpec, SourceOptions, WatermarkOptions } f
 export type { SourceSpec, SinkSpec, SourceReader, SinkWriter, InstanceContext } from './flow/types.js';
 export type { ProcessContext, TimerContext, TimerService, ValueState, MapState, ListState, StateOptions } from './operators/context.js';
 export { sources, sinks } from './connectors/index.js';
+export type { NexmarkEvent, NexmarkPerson, NexmarkAuction, NexmarkBid } from './connectors/index.js';
 export type { RunOptions, RunSummary } from './runtime/coordinator.js';
 import type { RunOptions, RunSummary } from './runtime/coordinator.js';
 

@@ -54,6 +54,7 @@ const DEFAULTS: TidepoolConfig = {
   checkpoint: { intervalMs: 1000, timeoutMs: 60000, retain: 2, tolerableFailures: 0 },
   restart: { maxAttempts: 3, backoffMs: 500 },
   metrics: { port: 0 },
+  errors: { onRecord: 'fail', deadLetterPath: 'dead-letter.jsonl' },
 };
 
 t.test('defaults', async (t) => {
@@ -82,8 +83,12 @@ t.test('the contract example and every accepted form', async (t) => {
     checkpoint: { intervalMs: 1000, timeoutMs: 60000, retain: 2, tolerableFailures: 0 },
     restart: { maxAttempts: 3, backoffMs: 500 },
     metrics: { port: 0 },
+    errors: { onRecord: 'fail', deadLetterPath: 'dead-letter.jsonl' },
   };
   t.same(parseConfig(example), example);
+  t.same(parseConfig({ errors: { onRecord: 'deadLetter' }, operators: { m: { errors: { onRecord: 'skip' } } } }).operators.m, { errors: { onRecord: 'skip' } });
+  t.throws(() => parseConfig({ errors: { onRecord: 'ignore' } }), { message: /^config errors\.onRecord: expected 'fail', 'skip' or 'deadLetter'/ });
+  t.throws(() => parseConfig({ operators: { m: { errors: { onRecord: 'nope' } } } }), { message: /^config operators\.m\.errors\.onRecord: expected 'fail', 'skip' or 'deadLetter'/ });
   t.same(parseConfig(structuredClone(example)), example, 'input is not mutated');
   for (const compression of ['none', 'lz4', 'zstd', 'deflate', { module: './codec.js' }]) {
     t.same(parseConfig({ state: { compression } }).state.compression, compression);
@@ -170,7 +175,7 @@ t.test('parallelism is at most keyGroups, per operator too', async (t) => {
 
 t.test('unknown keys at every level', async (t) => {
   rejects(t, () => parseConfig({ paralelism: 2 }), 'paralelism', "unknown key 'paralelism' (did you mean 'parallelism'?)");
-  rejects(t, () => parseConfig({ foo: 1 }), 'foo', /unknown key 'foo' \(known keys: parallelism, keyGroups, .*metrics\)/);
+  rejects(t, () => parseConfig({ foo: 1 }), 'foo', /unknown key 'foo' \(known keys: parallelism, keyGroups, .*metrics, errors\)/);
   rejects(t, () => parseConfig({ state: { cachepages: 8 } }), 'state.cachepages', "unknown key 'cachepages' (did you mean 'cachePages'?)");
   rejects(t, () => parseConfig({ state: { path: '/x' } }), 'state.path', /known keys: storage, pageSize, cachePages, compression/);
   rejects(t, () => parseConfig({ checkpoint: { interval: 5 } }), 'checkpoint.interval', /did you mean 'intervalMs'/);

@@ -8,6 +8,7 @@ import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { plain } from './helpers/cli.js';
 
 const REPO = fileURLToPath(new URL('../../', import.meta.url));
 const CLI = join(REPO, 'dist/src/cli/main.js');
@@ -38,7 +39,7 @@ function cleanEnv(): NodeJS.ProcessEnv {
 function cli(args: string[], opts: { cwd?: string; env?: Record<string, string>; timeoutMs?: number } = {}): Promise<Result> {
   return new Promise((resolve, reject) => {
     const t0 = performance.now();
-    const c = spawn(process.execPath, [CLI, ...args], {
+    const c = spawn(...plain(process.execPath, [CLI, ...args]), {
       cwd: opts.cwd ?? tmp,
       // Compiled modules go to a cache under tmp; no TTY, so no progress drawing.
       env: { ...cleanEnv(), TIDEPOOL_MODULE_CACHE: join(tmp, 'module-cache'), ...opts.env },
@@ -187,11 +188,19 @@ t.test('profile cpu writes one .cpuprofile per thread', async (t) => {
   t.equal(dirs.length, 1, 'one profile directory in the cwd');
   const files = readdirSync(join(cwd, dirs[0] ?? '.')).filter((f) => f.endsWith('.cpuprofile'));
   // Main thread, the I/O worker, and 5 task instances: [lines→words]×2, [counts]×2, [out]×1.
-  t.ok(files.length >= 3, `${files.length} profiles`);
+  t.equal(files.length, 7, `one profile per thread: ${files.join(' ')}`);
+  // Which thread a profile is: Node names it CPU.<date>.<time>.<pid>.<thread id>.<seq>
+  // (thread 0 is the main thread), and its call frames name the entry module.
+  const kinds: string[] = [];
   for (const f of files) {
-    const p = JSON.parse(readFileSync(join(cwd, dirs[0]!, f), 'utf8')) as { nodes?: unknown[] };
+    const p = JSON.parse(readFileSync(join(cwd, dirs[0]!, f), 'utf8')) as { nodes?: { callFrame: { url: string } }[] };
     t.ok(Array.isArray(p.nodes) && p.nodes.length > 0, `${f} is a CPU profile`);
+    const urls = (p.nodes ?? []).map((n) => n.callFrame.url);
+    const has = (path: string) => urls.some((u) => u.endsWith(`/dist/${path}`));
+    const thread = Number(/^CPU\.\d+\.\d+\.\d+\.(\d+)\.\d+\.cpuprofile$/.exec(f)?.[1]);
+    kinds.push(thread === 0 && has('src/cli/main.js') ? 'main' : has('workers/io.js') ? 'io' : has('workers/operator.js') || has('src/runtime/task.js') ? 'instance' : `unknown (${f})`);
   }
-  t.match(r.stdout, new RegExp(`${files.length} CPU profiles`), 'the command says how many and where');
+  t.same(kinds.sort(), ['instance', 'instance', 'instance', 'instance', 'instance', 'io', 'main'], 'the coordinator, the I/O worker and the 5 task instances');
+  t.match(r.stdout, /\b7 CPU profiles\b/, 'the command says how many and where');
   t.equal(readFileSync(join(cwd, 'out.jsonl'), 'utf8').trimEnd().split('\n').length, 11, 'the flow ran');
 });

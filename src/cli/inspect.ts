@@ -1,22 +1,52 @@
 // `tidepool inspect <state-dir>`: what a state directory holds, read without a lock
 // (LMDB readers never block the writer, so this is safe against a live process).
+//
+// A directory is one of: an embedded store directory (data.mdb, one or more stores by
+// name), a flow's state directory (`<state>/<flow>`: checkpoints/ and data.mdb), or a
+// `--state` root (one subfolder per flow). For a flow, the checkpoint is the truth:
+// an instance's key counts are those of the state version its checkpoint names, and
+// page versions newer than that belong to an unfinished checkpoint (a commit record
+// can exist for a checkpoint whose manifest was never written).
 import { existsSync, readdirSync } from 'node:fs';
-import { listManifests, readManifest } from '../runtime/checkpoints.js';
-import { join } from 'node:path';
-import { open } from 'lmdb';
+import { basename, join } from 'node:path';
+import { open, type Database, type Transaction } from 'lmdb';
+import { listManifests, readManifest, checkpointDir, type Manifest } from '../runtime/checkpoints.js';
 import { COMMITS_DB, PAGES_DB, envOptions } from '../storage/io-protocol.js';
 import type { CommitRecord } from '../storage/backend.js';
 import { errors } from '../errors.js';
 
+export interface FlushReport {
+  version: number;
+  time: string;
+  pagesWritten: number;
+  bytesWritten: number;
+  /** Keys per table in this version. */
+  keys: Record<string, number>;
+}
+
 export interface StateReport {
+  /** The store's name (embedded store) or the partition's state id (flow). */
   stateId: string;
-  flushes: { version: number; time: string; pagesWritten: number; bytesWritten: number }[];
+  /** Retained flushes (checkpoint versions), oldest first. */
+  flushes: FlushReport[];
+  /** Tables of the current version: the newest flush, or for a flow the version its newest checkpoint names. */
   tables: Record<string, { keys: number }>;
   storedPages: number;
   storedVersions: number;
   storedBytes: number;
-  /** Page versions newer than the last complete flush (a flush cut off by a crash). */
+  /** Page versions newer than the current version (a flush or checkpoint cut off by a crash; ignored, removed at next open). */
   unfinishedVersions: number;
+  /** Flows only: the newest state version a retained checkpoint names (absent: no retained checkpoint names this partition). */
+  checkpointVersion?: number;
+}
+
+export interface InstanceReport {
+  subtask: number;
+  stateId?: string;
+  stateVersion?: number;
+  sourcePosition?: unknown;
+  /** Keys per table at the checkpoint's state version. */
+  keys?: Record<string, number>;
 }
 
 export interface FlowReport {
@@ -24,7 +54,7 @@ export interface FlowReport {
   dir: string;
   checkpoints: { id: number; time: string; durationMs: number; bytesWritten: number; final: boolean; complete: true }[];
   /** From the newest checkpoint: tasks, instances, state versions, source positions. */
-  operators: { operators: string[]; parallelism: number; stateful: boolean; instances: { subtask: number; stateVersion?: number; sourcePosition?: unknown; keys?: Record<string, number> }[] }[];
+  operators: { operators: string[]; parallelism: number; stateful: boolean; instances: InstanceReport[] }[];
   /** Per state partition: stored pages, versions and bytes, and versions of unfinished checkpoints. */
   states: StateReport[];
 }
@@ -34,75 +64,118 @@ export interface DirReport {
   flows: FlowReport[];
 }
 
-/** A directory of embedded stores (data.mdb) and/or flows run with --state (one subfolder per flow). */
+const isFlowDir = (dir: string) => existsSync(checkpointDir(dir));
+
+/** A store directory, a flow's state directory, or a --state root holding flows. */
 export function inspectDir(dir: string): DirReport {
   if (!existsSync(dir)) throw errors.badOption('state-dir', `${dir} does not exist`);
+  if (isFlowDir(dir)) return { stores: [], flows: [inspectFlowDir(dir)] };
   const stores = existsSync(join(dir, 'data.mdb')) ? inspectStateDir(dir) : [];
   const flows: FlowReport[] = [];
-  for (const name of readdirSync(dir)) {
+  for (const name of readdirSync(dir).sort()) {
     const sub = join(dir, name);
-    if (!existsSync(join(sub, 'checkpoints'))) continue;
-    const ids = listManifests(sub);
-    const manifests = ids.map((id) => readManifest(sub, id));
-    const newest = manifests[manifests.length - 1];
-    const states = existsSync(join(sub, 'data.mdb')) ? inspectStateDir(sub) : [];
-    flows.push({
-      flow: newest?.flow ?? name,
-      dir: sub,
-      checkpoints: manifests.map((m) => ({ id: m.id, time: new Date(m.time).toISOString(), durationMs: m.durationMs, bytesWritten: m.bytesWritten, final: m.final, complete: true as const })),
-      operators: (newest?.tasks ?? []).map((t) => ({
-        operators: t.operators,
-        parallelism: t.parallelism,
-        stateful: t.stateful,
-        instances: t.instances.map((i) => ({
-          subtask: i.subtask,
-          stateVersion: i.version,
-          sourcePosition: i.position,
-          keys: i.stateId ? states.find((x) => x.stateId === i.stateId)?.tables && Object.fromEntries(Object.entries(states.find((x) => x.stateId === i.stateId)!.tables).map(([k, v]) => [k, v.keys])) : undefined,
-        })),
-      })),
-      states,
-    });
+    if (isFlowDir(sub)) flows.push(inspectFlowDir(sub));
   }
   if (stores.length === 0 && flows.length === 0) throw errors.badOption('state-dir', `${dir} holds no tidepool state (no data.mdb, no flow checkpoints)`);
   return { stores, flows };
 }
 
-export function inspectStateDir(dir: string): StateReport[] {
+/** Manifests in id order; one deleted while we read (retain, on a live run) is skipped. */
+function readManifests(dir: string): Manifest[] {
+  const out: Manifest[] = [];
+  for (const id of listManifests(dir)) {
+    try {
+      out.push(readManifest(dir, id));
+    } catch (e) {
+      if (listManifests(dir).includes(id)) throw e;
+    }
+  }
+  return out;
+}
+
+export function inspectFlowDir(dir: string): FlowReport {
+  const manifests = readManifests(dir);
+  const newest = manifests[manifests.length - 1];
+  // The version each partition is at: the newest one a retained checkpoint names.
+  const named = new Map<string, number>();
+  for (const m of manifests) {
+    for (const t of m.tasks) for (const i of t.instances) if (i.stateId !== undefined && i.version !== undefined) named.set(i.stateId, Math.max(named.get(i.stateId) ?? 0, i.version));
+  }
+  const states = existsSync(join(dir, 'data.mdb')) ? inspectStateDir(dir, (id) => named.get(id) ?? 0) : [];
+  for (const s of states) if (named.has(s.stateId)) s.checkpointVersion = named.get(s.stateId);
+  return {
+    flow: newest?.flow ?? basename(dir),
+    dir,
+    checkpoints: manifests.map((m) => ({ id: m.id, time: new Date(m.time).toISOString(), durationMs: m.durationMs, bytesWritten: m.bytesWritten, final: m.final, complete: true as const })),
+    operators: (newest?.tasks ?? []).map((t) => ({
+      operators: t.operators,
+      parallelism: t.parallelism,
+      stateful: t.stateful,
+      instances: t.instances.map((i) => {
+        const r: InstanceReport = { subtask: i.subtask };
+        if (i.stateId !== undefined) r.stateId = i.stateId;
+        if (i.version !== undefined) r.stateVersion = i.version;
+        if (i.position !== undefined) r.sourcePosition = i.position;
+        const flush = states.find((s) => s.stateId === i.stateId)?.flushes.find((f) => f.version === i.version);
+        if (flush) r.keys = flush.keys;
+        return r;
+      }),
+    })),
+    states,
+  };
+}
+
+/**
+ * Every store (or partition) in one LMDB environment, read in one read transaction so
+ * commits and pages agree on a live directory. `current(id)`: the version to report
+ * tables at and count unfinished versions from (0: the newest flush).
+ */
+export function inspectStateDir(dir: string, current: (stateId: string) => number = () => 0): StateReport[] {
   if (!existsSync(join(dir, 'data.mdb'))) throw errors.badOption('state-dir', `${dir} holds no tidepool state (no data.mdb)`);
   const root = open({ ...envOptions(dir, false), readOnly: true });
   try {
+    // The databases first: opening one renews lmdb-js's read transaction.
     const commits = root.openDB({ name: COMMITS_DB, encoding: 'msgpack', keyEncoding: 'ordered-binary' });
     const pages = root.openDB({ name: PAGES_DB, encoding: 'binary', keyEncoding: 'ordered-binary' });
-    const byState = new Map<string, StateReport>();
-    for (const { key, value } of commits.getRange({})) {
-      const [stateId] = key as [string, number];
-      const c = value as CommitRecord;
-      let r = byState.get(stateId);
-      if (!r) {
-        r = { stateId, flushes: [], tables: {}, storedPages: 0, storedVersions: 0, storedBytes: 0, unfinishedVersions: 0 };
-        byState.set(stateId, r);
-      }
-      r.flushes.push({ version: c.version, time: new Date(c.time).toISOString(), pagesWritten: c.pagesWritten, bytesWritten: c.bytesWritten });
-      r.tables = Object.fromEntries(Object.entries(c.tables).map(([name, t]) => [name, { keys: t.size }]));
+    const txn = root.useReadTransaction();
+    try {
+      return readStates(commits, pages, txn, current);
+    } finally {
+      txn.done();
     }
-    for (const r of byState.values()) {
-      const last = r.flushes[r.flushes.length - 1]?.version ?? 0;
-      let lastPage = -1;
-      for (const { key, value } of pages.getRange({ start: [r.stateId, -1, 0], end: [r.stateId, Number.MAX_SAFE_INTEGER, 0] })) {
-        const [, pageId, version] = key as [string, number, number];
-        r.storedVersions++;
-        r.storedBytes += (value as Buffer).length;
-        if (pageId !== lastPage) r.storedPages++;
-        lastPage = pageId;
-        if (version > last) r.unfinishedVersions++;
-      }
-    }
-    return [...byState.values()];
   } finally {
     void root.close();
   }
 }
+
+function readStates(commits: Database, pages: Database, txn: Transaction, current: (stateId: string) => number): StateReport[] {
+  const byState = new Map<string, StateReport>();
+  for (const { key, value } of commits.getRange({ transaction: txn })) {
+    const [stateId] = key as [string, number];
+    const c = value as CommitRecord;
+    let r = byState.get(stateId);
+    if (!r) byState.set(stateId, (r = { stateId, flushes: [], tables: {}, storedPages: 0, storedVersions: 0, storedBytes: 0, unfinishedVersions: 0 }));
+    const keys = Object.fromEntries(Object.entries(c.tables).map(([name, t]) => [name, t.size]));
+    r.flushes.push({ version: c.version, time: new Date(c.time).toISOString(), pagesWritten: c.pagesWritten, bytesWritten: c.bytesWritten, keys });
+  }
+  for (const r of byState.values()) {
+    const at = current(r.stateId) || r.flushes[r.flushes.length - 1]!.version;
+    const flush = r.flushes.find((f) => f.version === at);
+    r.tables = flush ? Object.fromEntries(Object.entries(flush.keys).map(([name, keys]) => [name, { keys }])) : {};
+    let lastPage = -1;
+    for (const { key, value } of pages.getRange({ start: [r.stateId, -1, 0], end: [r.stateId, Number.MAX_SAFE_INTEGER, 0], transaction: txn })) {
+      const [, pageId, version] = key as [string, number, number];
+      r.storedVersions++;
+      r.storedBytes += (value as Buffer).length;
+      if (pageId !== lastPage) r.storedPages++;
+      lastPage = pageId;
+      if (version > at) r.unfinishedVersions++;
+    }
+  }
+  return [...byState.values()];
+}
+
+const mib = (bytes: number) => `${(bytes / 2 ** 20).toFixed(2)} MiB`;
 
 export function formatDirReport(r: DirReport): string {
   const out: string[] = [];
@@ -115,14 +188,18 @@ export function formatDirReport(r: DirReport): string {
       out.push(`  [${o.operators.join('→')}] ×${o.parallelism}${o.stateful ? ' (stateful)' : ''}`);
       for (const i of o.instances) {
         const parts = [`#${i.subtask}`];
-        if (i.stateVersion !== undefined) parts.push(`state version ${i.stateVersion}`);
-        if (i.keys) parts.push(Object.entries(i.keys).map(([t, n]) => `${t}: ${n} keys`).join(', '));
+        if (i.stateId !== undefined) parts.push(`state ${i.stateId}`);
+        if (i.stateVersion !== undefined) parts.push(`version ${i.stateVersion}`);
+        if (i.keys) parts.push(...Object.entries(i.keys).map(([t, n]) => `${t}: ${n} keys`));
         if (i.sourcePosition !== undefined) parts.push(`source position ${JSON.stringify(i.sourcePosition)}`);
         out.push(`    ${parts.join(', ')}`);
       }
     }
     for (const st of f.states) {
-      out.push(`  state ${st.stateId}: ${st.storedPages} pages, ${st.storedVersions} page versions, ${(st.storedBytes / 2 ** 20).toFixed(2)} MiB${st.unfinishedVersions ? `, ${st.unfinishedVersions} versions of an unfinished checkpoint (ignored)` : ''}`);
+      const notes = [];
+      if (st.checkpointVersion === undefined) notes.push('named by no retained checkpoint (deleted by the next run)');
+      if (st.unfinishedVersions) notes.push(`${st.unfinishedVersions} page versions of an unfinished checkpoint (ignored)`);
+      out.push(`  state ${st.stateId}: ${st.storedPages} pages, ${st.storedVersions} page versions, ${mib(st.storedBytes)}${notes.map((n) => `, ${n}`).join('')}`);
     }
   }
   return out.join('\n');
@@ -135,7 +212,7 @@ export function formatReport(reports: StateReport[]): string {
     const last = r.flushes[r.flushes.length - 1]!;
     lines.push(`${r.stateId}: version ${last.version} at ${last.time}`);
     for (const [name, t] of Object.entries(r.tables)) lines.push(`  table ${name}: ${t.keys} keys`);
-    lines.push(`  stored: ${r.storedPages} pages, ${r.storedVersions} page versions, ${(r.storedBytes / 2 ** 20).toFixed(2)} MiB`);
+    lines.push(`  stored: ${r.storedPages} pages, ${r.storedVersions} page versions, ${mib(r.storedBytes)}`);
     if (r.unfinishedVersions) lines.push(`  ${r.unfinishedVersions} page versions of an unfinished flush (ignored; removed at next open)`);
     for (const f of r.flushes) lines.push(`  flush ${f.version}: ${f.time}, ${f.pagesWritten} pages, ${f.bytesWritten} bytes written`);
   }

@@ -90,8 +90,11 @@ export function parseSet(assignment: string): { path: string[]; value: unknown }
   if (key === '' || path.some((p) => p === '')) {
     throw errors.config('--set', `'${oneLine(assignment, 80)}' has an empty key path (e.g. --set checkpoint.intervalMs=200)`);
   }
-  // Operator names may contain dots: operators.<name…>.parallelism.
-  if (path[0] === 'operators' && path.length > 3) path = ['operators', path.slice(1, -1).join('.'), path.at(-1)!];
+  // Operator names may contain dots: operators.<name…>.parallelism, operators.<name…>.errors.onRecord.
+  if (path[0] === 'operators') {
+    const leaf = path.length >= 4 && path.at(-2) === 'errors' ? 2 : 1;
+    if (path.length > 2 + leaf) path = ['operators', path.slice(1, -leaf).join('.'), ...path.slice(-leaf)];
+  }
   const bad = path.find((p) => FORBIDDEN.has(p));
   if (bad !== undefined) throw errors.config(key, `'${bad}' is not a config key`);
   let value: unknown;

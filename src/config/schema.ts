@@ -18,7 +18,7 @@
 // - `operators.<name>` names are free-form here; the planner checks that they exist.
 import { availableParallelism } from 'node:os';
 import { z } from 'zod';
-import { errors, preview } from '../errors.js';
+import { editDistance, errors, preview } from '../errors.js';
 import type { CompressionSpec } from '../state/codecs.js';
 
 /** setTimeout's largest delay: a longer one fires at once. */
@@ -26,6 +26,7 @@ const MAX_MS = 2 ** 31 - 1;
 
 export type ExecutionMode = 'workers' | 'inline';
 export type StorageKind = 'lmdb' | 'temp' | 'memory';
+export type OnRecordPolicy = 'fail' | 'skip' | 'deadLetter';
 
 /** The configuration after defaults: what the runtime reads. */
 export interface TidepoolConfig {
@@ -40,7 +41,9 @@ export interface TidepoolConfig {
   /** Records per batch between tasks. */
   batchSize: number;
   /** Per-operator overrides, by operator name. */
-  operators: Record<string, { parallelism?: number }>;
+  operators: Record<string, { parallelism?: number; errors?: { onRecord?: OnRecordPolicy } }>;
+  /** What a record that makes user code throw does (per operator: operators.<name>.errors). */
+  errors: { onRecord: OnRecordPolicy; deadLetterPath: string };
   state: {
     storage: StorageKind;
     pageSize: number;
@@ -95,8 +98,13 @@ const compression = z.union(
   { error: COMPRESSION_EXPECTED },
 );
 
+const onRecord = oneOf(['fail', 'skip', 'deadLetter']);
+
 const operatorConfig = z.strictObject(
-  { parallelism: int(1, Number.MAX_SAFE_INTEGER, 'expected an integer ≥ 1').optional() },
+  {
+    parallelism: int(1, Number.MAX_SAFE_INTEGER, 'expected an integer ≥ 1').optional(),
+    errors: z.strictObject({ onRecord: onRecord.optional() }, { error: 'expected an object like { "onRecord": "skip" }' }).optional(),
+  },
   { error: 'expected an object like { "parallelism": 4 }' },
 );
 
@@ -133,6 +141,12 @@ const schema = z
     metrics: z
       .strictObject({
         port: int(0, 65535, 'expected a port from 1 to 65535, or 0 (off)').default(0),
+      }, { error: 'expected an object' })
+      .prefault({}),
+    errors: z
+      .strictObject({
+        onRecord: onRecord.default('fail'),
+        deadLetterPath: z.string({ error: 'expected a file path' }).min(1, { error: 'expected a non-empty file path' }).default('dead-letter.jsonl'),
       }, { error: 'expected an object' })
       .prefault({}),
   }, { error: 'expected a JSON object' })
@@ -177,23 +191,11 @@ function show(v: unknown): string {
   return preview(v, 60);
 }
 
-/** Levenshtein distance, for "did you mean". */
-function distance(a: string, b: string): number {
-  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
-  for (let i = 1; i <= a.length; i++) {
-    const cur = [i];
-    for (let j = 1; j <= b.length; j++) {
-      cur[j] = Math.min(prev[j]! + 1, cur[j - 1]! + 1, prev[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
-    }
-    prev = cur;
-  }
-  return prev[b.length]!;
-}
 
 function unknownKey(key: string, known: string[]): string {
   const lower = key.toLowerCase();
   const best = known
-    .map((k) => ({ k, d: k.toLowerCase() === lower ? 0 : distance(lower, k.toLowerCase()) }))
+    .map((k) => ({ k, d: k.toLowerCase() === lower ? 0 : editDistance(lower, k.toLowerCase()) }))
     .sort((x, y) => x.d - y.d)[0];
   if (best && best.d <= Math.max(1, Math.floor(best.k.length / 3))) return `unknown key '${key}' (did you mean '${best.k}'?)`;
   return `unknown key '${key}' (known keys: ${known.join(', ')})`;
@@ -283,4 +285,5 @@ export const CONFIG_KEYS: readonly string[] = [
   'state.storage', 'state.pageSize', 'state.cachePages', 'state.compression',
   'checkpoint.intervalMs', 'checkpoint.timeoutMs', 'checkpoint.retain', 'checkpoint.tolerableFailures',
   'restart.maxAttempts', 'restart.backoffMs', 'metrics.port',
+  'errors.onRecord', 'errors.deadLetterPath', 'operators.<name>.errors.onRecord',
 ];

@@ -30,7 +30,7 @@ import { isBuiltin } from 'node:module';
 import { basename, dirname, extname, relative, resolve, sep } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import type * as Esbuild from 'esbuild';
-import { errors } from '../errors.js';
+import { editDistance, errors } from '../errors.js';
 import { isFlow, type Flow } from './builder.js';
 import { isBundleUrl, moduleCacheDir, openCacheDir, storeBundle, verifyBundle } from './module-cache.js';
 
@@ -187,17 +187,6 @@ function closest(name: string, names: string[]): string | undefined {
   return best;
 }
 
-function editDistance(a: string, b: string): number {
-  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
-  for (let i = 1; i <= a.length; i++) {
-    const cur = [i];
-    for (let j = 1; j <= b.length; j++) {
-      cur[j] = Math.min(prev[j]! + 1, cur[j - 1]! + 1, prev[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
-    }
-    prev = cur;
-  }
-  return prev[b.length]!;
-}
 
 async function syntaxErrorOf(file: string): Promise<string | undefined> {
   try {

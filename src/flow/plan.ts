@@ -20,18 +20,26 @@
 // - Key groups: subtask i of p owns groups [⌈i·G/p⌉, ⌈(i+1)·G/p⌉), so a checkpoint
 //   taken at one parallelism can be split at another (rescale).
 import { createHash } from 'node:crypto';
+import { resolve as resolvePath } from 'node:path';
 import { TidepoolError, errors } from '../errors.js';
 import { EVENT_TIME, STATEFUL, type LogicalOperator, type OperatorKind, type Port } from './types.js';
 import type { Flow } from './builder.js';
 
 export type Partitioning = 'forward' | 'hash' | 'rebalance';
 
+export type OnRecordPolicy = 'fail' | 'skip' | 'deadLetter';
+
 export interface PlanOptions {
   parallelism: number;
   keyGroups: number;
   chaining: boolean;
-  operators: Record<string, { parallelism?: number }>;
+  operators: Record<string, { parallelism?: number; errors?: { onRecord?: OnRecordPolicy } }>;
+  /** Poison-record handling (default: fail). */
+  errors?: { onRecord: OnRecordPolicy; deadLetterPath: string };
 }
+
+/** The planner's own sink of dead letters (runtime/dead-letters.ts). */
+export const DEAD_LETTER_SINK = '~dead-letter';
 
 export interface TaskPlan {
   index: number;
@@ -52,7 +60,8 @@ export interface EdgePlan {
   partitioning: Partitioning;
   /** The producing operator (the last of task `from`) and which of its outputs. */
   fromOperator: string;
-  port: Port;
+  /** 'dead': the dead letters of task `from` (to the dead-letter sink). */
+  port: Port | 'dead';
   /** The consuming operator (the first of task `to`), and which input of it this is. */
   toOperator: string;
   input: number;
@@ -69,6 +78,10 @@ export interface PhysicalPlan {
   edges: EdgePlan[];
   /** Hash of the stateful part (names, kinds, shapes, key groups): a checkpoint is only restorable into the same. */
   stateHash: string;
+  /** Operators whose failed records are skipped or dead-lettered (others fail the run). */
+  onRecord: Record<string, OnRecordPolicy>;
+  /** Where dead letters go (absolute), when any operator dead-letters. */
+  deadLetterPath?: string;
 }
 
 /** The key groups subtask `i` of `p` owns: [start, end). */
@@ -195,9 +208,26 @@ export function planFlow(flow: Flow, opts: PlanOptions): PhysicalPlan {
     tasks.push(task);
     taskOf.set(op.name, task);
   }
+  // Poison records: each operator's policy; dead letters get a sink task of their own.
+  const onRecord: Record<string, OnRecordPolicy> = {};
+  for (const op of ops) {
+    if (op.kind === 'sink') continue;
+    const p = opts.operators[op.name]?.errors?.onRecord ?? opts.errors?.onRecord ?? 'fail';
+    if (p !== 'fail') onRecord[op.name] = p;
+  }
+  let deadLetterPath: string | undefined;
+  const dlTasks = tasks.filter((t) => t.operators.some((n) => onRecord[n] === 'deadLetter'));
+  if (dlTasks.length) {
+    deadLetterPath = resolvePath(opts.errors!.deadLetterPath);
+    const sink: TaskPlan = { index: tasks.length, operators: [DEAD_LETTER_SINK], kinds: ['sink'], shapes: ['sink'], parallelism: 1, stateful: false, label: DEAD_LETTER_SINK };
+    dlTasks.forEach((t, n) => {
+      edges.push({ from: t.index, to: sink.index, partitioning: t.parallelism === 1 ? 'forward' : 'rebalance', fromOperator: t.operators[t.operators.length - 1]!, port: 'dead', toOperator: DEAD_LETTER_SINK, input: n, side: 0 });
+    });
+    tasks.push(sink);
+  }
   const statePart = ops.filter((o) => STATEFUL.has(o.kind) || o.kind === 'source' || o.kind === 'sink').map((o) => `${o.name}:${operatorShape(o)}`);
   const stateHash = createHash('sha256').update(JSON.stringify([opts.keyGroups, statePart])).digest('hex').slice(0, 16);
-  return { flow: flow.name, keyGroups: opts.keyGroups, tasks, edges, stateHash };
+  return { flow: flow.name, keyGroups: opts.keyGroups, tasks, edges, stateHash, onRecord, deadLetterPath };
 }
 
 /** A one-line description per task, for --verbose and errors. */

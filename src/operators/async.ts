@@ -15,6 +15,7 @@ import { userError, type Emit, type StepEnv } from './keyed.js';
 
 interface Slot {
   done: boolean;
+  skip?: boolean;
   value: unknown;
   ts: number;
 }
@@ -69,7 +70,12 @@ export class AsyncStage {
       },
       (e: unknown) => {
         this.inflight--;
-        this.failure ??= userError(this.op, this.env, record, e);
+        if (this.env.recordFailed?.(this.op, record, e)) {
+          // Skipped or dead-lettered: its slot emits nothing.
+          slot.done = true;
+          slot.skip = true;
+          if (this.ordered) this.release();
+        } else this.failure ??= userError(this.op, this.env, record, e);
         this.wake();
       },
     );
@@ -78,7 +84,7 @@ export class AsyncStage {
   private release(): void {
     while (this.queue.length && this.queue[0]!.done) {
       const s = this.queue.shift()!;
-      this.next(s.value, s.ts);
+      if (!s.skip) this.next(s.value, s.ts);
     }
   }
 

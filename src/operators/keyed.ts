@@ -44,6 +44,8 @@ export interface StepEnv {
   engine?: StateEngine;
   /** Called after every record that touched state: evicts down to the cache bound. */
   afterState?: () => void;
+  /** A record made `op` throw: true when it was skipped or dead-lettered (errors.onRecord), false to fail. */
+  recordFailed?: (op: LogicalOperator, record: unknown, error: unknown) => boolean;
   /** The watermark restored from the checkpoint (the instance's, or the minimum of the old ones'). */
   restoredWatermark?: number;
 }

@@ -23,6 +23,7 @@ export function makeStep(op: LogicalOperator, next: Emit, env: StepEnv): Emit {
           out = fn(r);
           notAsync(op, out);
         } catch (e) {
+          if (env.recordFailed?.(op, r, e)) return;
           throw userError(op, env, r, e);
         }
         next(out, ts);
@@ -34,6 +35,7 @@ export function makeStep(op: LogicalOperator, next: Emit, env: StepEnv): Emit {
           keep = fn(r);
           notAsync(op, keep);
         } catch (e) {
+          if (env.recordFailed?.(op, r, e)) return;
           throw userError(op, env, r, e);
         }
         if (keep) next(r, ts);
@@ -47,6 +49,7 @@ export function makeStep(op: LogicalOperator, next: Emit, env: StepEnv): Emit {
           notAsync(op, out);
           if (typeof (out as Iterable<unknown>)[Symbol.iterator] !== 'function') throw new TypeError('flatMap must return an iterable (or null)');
         } catch (e) {
+          if (env.recordFailed?.(op, r, e)) return;
           throw userError(op, env, r, e);
         }
         for (const x of out as Iterable<unknown>) next(x, ts);

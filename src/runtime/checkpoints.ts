@@ -18,7 +18,7 @@ import { join } from 'node:path';
 import { errors } from '../errors.js';
 import type { PhysicalPlan } from '../flow/plan.js';
 import type { CheckpointAck } from './task.js';
-import { Samples, type Distribution } from './samples.js';
+import { Samples, type Distribution } from '../observe/samples.js';
 
 export interface ManifestInstance {
   subtask: number;

@@ -24,6 +24,7 @@ import type { StateEngine } from '../state/engine.js';
 import type { CompressionSpec } from '../state/codecs.js';
 import type { CommitRecord } from '../storage/backend.js';
 import { openEngine, takeOverKeyGroups } from './task-state.js';
+import { RecordFailures, resolveOperator } from './dead-letters.js';
 
 export interface StateSetup {
   storage: 'lmdb' | 'temp' | 'memory';
@@ -112,10 +113,13 @@ export interface TaskMetrics {
   stateSpilled: number;
   cacheHits: number;
   cacheMisses: number;
-  /** The instance's event-time watermark (null before the first; sources: the one they sent). */
+  /** The instance's event-time watermark (null before the first, Infinity after end of input; sources: their own). */
   watermark: number | null;
   lateRecords: number;
   pendingTimers: number;
+  /** Records that made user code throw, dropped (errors.onRecord 'skip') or dead-lettered. */
+  skippedRecords: number;
+  deadLetters: number;
   done: boolean;
 }
 
@@ -131,6 +135,9 @@ export class TaskRunner {
   private watermarks?: SourceWatermarks;
   private stage?: AsyncStage;
   private inputs?: Inputs;
+  private failures!: RecordFailures;
+  /** The first operator's failed records are skipped or dead-lettered at the task loop (keyed, async). */
+  private guardFirst: string | undefined;
   private engine?: StateEngine;
   private recordsIn = 0;
   private sinkOut = 0;
@@ -176,7 +183,7 @@ export class TaskRunner {
 
   async init(): Promise<void> {
     const task = this.plan.tasks[this.setup.taskIndex]!;
-    const ops = task.operators.map((n) => this.flow.operator(n)!);
+    const ops = task.operators.map((n) => resolveOperator(this.flow, n, this.plan.deadLetterPath));
     const ctx: InstanceContext = { flow: this.flow.name, operator: '', subtask: this.setup.subtask, parallelism: task.parallelism, checkpointing: this.setup.checkpointing ?? true };
     if (this.setup.state) {
       this.engine = await openEngine(this.setup.state);
@@ -195,13 +202,14 @@ export class TaskRunner {
     const last = ops[ops.length - 1]!;
     let tail: Emit;
     let lateTail: Emit = () => undefined;
+    let deadTail: Emit = () => undefined;
     if (last.kind === 'sink') {
       this.sink = await last.sink!.open({ ...ctx, operator: last.name });
       tail = (r) => {
         this.sinkBuffer.push(r);
       };
     } else {
-      const byPort = { main: [] as Output[], late: [] as Output[] };
+      const byPort = { main: [] as Output[], late: [] as Output[], dead: [] as Output[] };
       for (const o of this.setup.outputs) {
         const edge = this.plan.edges[o.edge]!;
         const keyFn = edge.keyOperator ? this.flow.operator(edge.keyOperator)!.inputs[edge.input]!.keyBy : undefined;
@@ -211,6 +219,13 @@ export class TaskRunner {
       }
       tail = fanOut(byPort.main);
       if (byPort.late.length) lateTail = fanOut(byPort.late);
+      if (byPort.dead.length) deadTail = fanOut(byPort.dead);
+    }
+    const policies = new Map(ops.flatMap((o) => (this.plan.onRecord[o.name] ? [[o.name, this.plan.onRecord[o.name]!] as const] : [])));
+    this.failures = new RecordFailures(policies, this.setup.subtask, deadTail);
+    if (this.failures.active) {
+      const f = this.failures;
+      env.recordFailed = (op, record, e) => f.handle(op.name, record, e);
     }
     const first = ops[0]!;
     // The stateless steps after the first operator (or from it, when it is a step).
@@ -222,6 +237,7 @@ export class TaskRunner {
       emit = makeStep(op, emit, env);
     }
     this.op = this.makeOperator(first, env, emit, lateTail);
+    if (!firstIsStep && first.kind !== 'source' && first.kind !== 'sink' && this.failures.policy(first.name) !== 'fail') this.guardFirst = first.name;
     if (this.sink && this.setup.restoredCheckpoint !== undefined) {
       // Publish what the restored checkpoint prepared (idempotent), drop anything later.
       await this.sink.commit(this.setup.restoredCheckpoint);
@@ -284,8 +300,16 @@ export class TaskRunner {
         const side = inputs.lastSide;
         const op = this.op;
         const stage = this.stage;
+        const guard = this.guardFirst;
         for (let i = 0; i < batch.length; i++) {
-          op.push(batch[i], ts[i]!, side);
+          if (guard === undefined) op.push(batch[i], ts[i]!, side);
+          else {
+            try {
+              op.push(batch[i], ts[i]!, side);
+            } catch (e) {
+              if ((e as { code?: string }).code !== 'TIDEPOOL_USER_CODE' || !this.failures.handle(guard, batch[i], e)) throw e;
+            }
+          }
           if (stage?.full) await stage.waitSlot();
         }
         if (stage?.failure) throw stage.failure;
@@ -480,9 +504,11 @@ export class TaskRunner {
       stateSpilled: p?.stats.spillWrites ?? 0,
       cacheHits: p?.stats.hits ?? 0,
       cacheMisses: p?.stats.misses ?? 0,
-      watermark: wm === undefined || wm === -Infinity ? null : wm === Infinity ? Number.MAX_VALUE : wm,
+      watermark: wm === undefined || wm === -Infinity ? null : wm,
       lateRecords: s.lateRecords,
       pendingTimers: s.pendingTimers,
+      skippedRecords: this.failures?.skipped ?? 0,
+      deadLetters: this.failures?.deadLetters ?? 0,
       done: this.done,
     };
   }

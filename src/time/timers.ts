@@ -100,19 +100,22 @@ export class TimerTable {
 
   /** Removes and returns the earliest timer with time ≤ `upTo`, or undefined. */
   pop(upTo: number): DueTimer | undefined {
-    if (this.next() > upTo) return undefined;
-    let gi = 0;
-    for (let i = 1; i < this.heads.length; i++) if (this.heads[i]! < this.heads[gi]!) gi = i;
-    const group = this.from + gi;
-    const b = prefixBounds([group]);
     let found: string | undefined;
-    for (const [k] of this.table.entries({ gte: b.gte, lt: b.lt, limit: 1 })) found = k;
-    if (found === undefined) {
-      // A head that went stale (cannot happen if every change goes through this class).
-      this.heads[gi] = Infinity;
-      this.minValid = false;
-      return this.pop(upTo);
+    let gi = 0;
+    while (found === undefined) {
+      const next = this.next();
+      if (next === Infinity || next > upTo) return undefined;
+      gi = 0;
+      for (let i = 1; i < this.heads.length; i++) if (this.heads[i]! < this.heads[gi]!) gi = i;
+      const b = prefixBounds([this.from + gi]);
+      for (const [k] of this.table.entries({ gte: b.gte, lt: b.lt, limit: 1 })) found = k;
+      if (found === undefined) {
+        // A head that went stale (cannot happen if every change goes through this class).
+        this.heads[gi] = Infinity;
+        this.minValid = false;
+      }
     }
+    const group = this.from + gi;
     const parts = decodeKey(found) as Key[];
     this.table.delete(found);
     this.engine.mutations++;

@@ -2,7 +2,8 @@
 // from TP_KEYS values (default 1000), keyBy → reduce keeping { n, i } (records of the
 // key so far, index of the last one) → file sink TP_OUT (lines { key, value: { n, i } }).
 // TP_RATE paces each source instance (records/s; unset: unpaced). TP_REDUCE renames
-// the reduce (default 'counts'): restoring a checkpoint into a changed flow.
+// the reduce (default 'counts'), TP_SOURCE the source (default 'gen'): restoring a
+// checkpoint into a changed flow.
 import { flow, sources, sinks } from 'tidepool';
 import { envRate, pacer } from './lib/pace.js';
 
@@ -13,6 +14,7 @@ const n = Number(process.env.TP_N);
 const keys = Number(process.env.TP_KEYS ?? 1000);
 const out = process.env.TP_OUT;
 const reduceName = process.env.TP_REDUCE || 'counts';
+const sourceName = process.env.TP_SOURCE || 'gen';
 if (!Number.isSafeInteger(n) || !Number.isSafeInteger(keys) || keys < 1 || !out) {
   throw new Error('keyed-count fixture: set TP_N, TP_OUT (and TP_KEYS, TP_RATE, TP_REDUCE)');
 }
@@ -22,7 +24,7 @@ const pace = pacer(envRate());
 const keyOf = (i: number): string => `k${(Math.imul(i, 2654435761) >>> 0) % keys}`;
 
 export default flow('chk-count')
-  .source('gen', sources.generator({ count: n, make: (i): Rec => (pace(), { k: keyOf(i), i }) }))
+  .source(sourceName, sources.generator({ count: n, make: (i): Rec => (pace(), { k: keyOf(i), i }) }))
   .keyBy((r: Rec) => r.k)
   .reduce(reduceName, (acc: Acc | undefined, r: Rec): Acc => ({ n: (acc?.n ?? 0) + 1, i: r.i }))
   .sink('out', sinks.file({ path: out }));

@@ -3,8 +3,8 @@
 // cache hit rate.
 import type { PhysicalPlan } from '../flow/plan.js';
 import type { TidepoolConfig } from '../config/schema.js';
-import type { TaskMetrics } from './task.js';
-import type { CheckpointStats } from './checkpoints.js';
+import type { TaskMetrics } from '../runtime/task.js';
+import type { CheckpointStats } from '../runtime/checkpoints.js';
 
 export interface OperatorSummary {
   task: string;
@@ -18,6 +18,15 @@ export interface OperatorSummary {
   statePages: number;
   stateSpilledPages: number;
   cacheHitRate: number | null;
+  /** The task's event-time watermark at the end (min over subtasks; null: none; 'Infinity' after end of input). */
+  watermark: number | 'Infinity' | null;
+  /** Records windows or joins dropped as too late (they went to `.late()`). */
+  lateRecords: number;
+  /** Timers registered at the end (event and processing time). */
+  pendingTimers: number;
+  /** Records that made user code throw: dropped (errors.onRecord 'skip') and dead-lettered. */
+  skippedRecords: number;
+  deadLetters: number;
 }
 
 export interface RunSummary {
@@ -56,8 +65,19 @@ function aggregate(plan: PhysicalPlan, metrics: TaskMetrics[], wallMs: number): 
       statePages: sum((m) => m.statePages),
       stateSpilledPages: sum((m) => m.stateSpilled),
       cacheHitRate: hits + misses ? Number((hits / (hits + misses)).toFixed(4)) : null,
+      watermark: watermarkOf(ms),
+      lateRecords: sum((m) => m.lateRecords ?? 0),
+      pendingTimers: sum((m) => m.pendingTimers ?? 0),
+      skippedRecords: sum((m) => m.skippedRecords ?? 0),
+      deadLetters: sum((m) => m.deadLetters ?? 0),
     };
   });
+}
+
+function watermarkOf(ms: TaskMetrics[]): number | 'Infinity' | null {
+  if (!ms.length || ms.some((m) => m.watermark === null || m.watermark === undefined)) return null;
+  const w = Math.min(...ms.map((m) => m.watermark!));
+  return w === Infinity ? 'Infinity' : w;
 }
 
 export function buildSummary(flow: string, plan: PhysicalPlan, metrics: TaskMetrics[], wallMs: number, config: TidepoolConfig): RunSummary {
@@ -103,8 +123,17 @@ export class ProgressLine {
     this.lastIn = recIn;
     this.lastOut = recOut;
     this.lastT = elapsedMs;
-    const line = `${(elapsedMs / 1000).toFixed(1)}s in ${fmt(recIn)} (${fmt(inRate)}/s) out ${fmt(recOut)} (${fmt(outRate)}/s) | backpressure ${bp} | state ${pages} pages`;
-    process.stderr.write(`\r\x1b[2K${line.slice(0, (process.stderr.columns ?? 200) - 1)}`);
+    const late = ops.reduce((a, o) => a + o.lateRecords, 0);
+    const timers = ops.reduce((a, o) => a + o.pendingTimers, 0);
+    // Event time: the watermark lag of the slowest task that has one (a live source's delay).
+    const wms = ops.map((o) => o.watermark).filter((w): w is number => typeof w === 'number');
+    const lag = wms.length ? ` | watermark lag ${((Date.now() - Math.min(...wms)) / 1000).toFixed(1)}s` : '';
+    const time = `${lag}${late ? ` | late ${fmt(late)}` : ''}${timers ? ` | timers ${fmt(timers)}` : ''}`;
+    const line = `${(elapsedMs / 1000).toFixed(1)}s in ${fmt(recIn)} (${fmt(inRate)}/s) out ${fmt(recOut)} (${fmt(outRate)}/s) | backpressure ${bp} | state ${pages} pages${time}`;
+    // Shorter than the terminal, so it never wraps (\r returns to the start of the last
+    // row only). A terminal that reports no width (0, e.g. a pty nobody sized) gets it whole.
+    const columns = process.stderr.columns;
+    process.stderr.write(`\r\x1b[2K${columns > 0 ? line.slice(0, columns - 1) : line}`);
   }
 
   clear(): void {

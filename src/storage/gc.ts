@@ -4,9 +4,9 @@
 // remembering what a run replaced, so partitions a crash left behind (the process died
 // before `retain` new checkpoints existed) are collected by the next run too.
 import { open } from 'lmdb';
-import { ATTEMPTS_DB, COMMITS_DB, PAGES_DB, envOptions } from '../storage/io-protocol.js';
-import { IoClient } from '../storage/io-client.js';
-import { listManifests, readManifest } from './checkpoints.js';
+import { ATTEMPTS_DB, COMMITS_DB, PAGES_DB, envOptions } from './io-protocol.js';
+import { IoClient } from './io-client.js';
+import { listManifests, readManifest } from '../runtime/checkpoints.js';
 
 /** State ids stored in the environment: in commit records, page keys or crash-cleanup records. */
 async function storedStateIds(stateDir: string): Promise<Set<string>> {

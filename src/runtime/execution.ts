@@ -1,0 +1,120 @@
+// Running the instances of one attempt: one worker thread each (workers/operator.ts), or
+// all on this thread (inline mode, same semantics). Either way the coordinator sees an
+// Execution: done/ready promises, metrics polls, checkpoint and commit messages, stop.
+import { Worker, type TransferListItem } from 'node:worker_threads';
+import { errors, TidepoolError } from '../errors.js';
+import type { Flow } from '../flow/builder.js';
+import type { PhysicalPlan } from '../flow/plan.js';
+import { TaskRunner, type CheckpointAck, type TaskControl, type TaskMetrics } from './task.js';
+import type { Instance } from './instances.js';
+
+export interface ExecutionControl {
+  ack?: (a: CheckpointAck) => void;
+  exhausted?: (task: number, subtask: number) => void;
+}
+
+export interface Execution {
+  done: Promise<TaskMetrics[]>;
+  /** Every instance initialized (state attached, inputs open): checkpoint timing starts here. */
+  ready: Promise<void>;
+  poll(): TaskMetrics[];
+  checkpoint(task: number, subtask: number, id: number, final: boolean): void;
+  commit(task: number, subtask: number, id: number): void;
+  stop(): Promise<void>;
+}
+
+export function runWorkers(url: string, plan: PhysicalPlan, instances: Instance[], control: ExecutionControl): Execution {
+  const workerUrl = new URL('../../workers/operator.js', import.meta.url);
+  const latest: TaskMetrics[] = [];
+  const workers = new Map<string, Worker>();
+  const all: Worker[] = [];
+  let readyCount = 0;
+  let allReady!: () => void;
+  const ready = new Promise<void>((resolve) => (allReady = resolve));
+  const done = new Promise<TaskMetrics[]>((resolveAll, rejectAll) => {
+    let remaining = instances.length;
+    const final: TaskMetrics[] = [];
+    let failed = false;
+    const fail = (e: Error) => {
+      if (failed) return;
+      failed = true;
+      for (const w of all) void w.terminate();
+      rejectAll(e);
+    };
+    for (const inst of instances) {
+      const label = `${plan.tasks[inst.task]!.label}#${inst.subtask}`;
+      const w = new Worker(workerUrl, { workerData: { url, plan, setup: inst.setup }, transferList: inst.transfer as never });
+      workers.set(`${inst.task}/${inst.subtask}`, w);
+      all.push(w);
+      let finished = false;
+      w.on('message', (m: { type: string; metrics?: TaskMetrics; ack?: CheckpointAck; message?: string; code?: string; stack?: string }) => {
+        if (m.type === 'metrics') latest.push(m.metrics!);
+        else if (m.type === 'ready') {
+          if (++readyCount === instances.length) allReady();
+        }
+        else if (m.type === 'ack') control.ack?.(m.ack!);
+        else if (m.type === 'exhausted') control.exhausted?.(inst.task, inst.subtask);
+        else if (m.type === 'done') {
+          finished = true;
+          final.push(m.metrics!);
+          if (--remaining === 0) resolveAll(final);
+        } else if (m.type === 'error') {
+          const err = new TidepoolError((m.code as never) ?? 'TIDEPOOL_WORKER', m.message ?? 'worker failed');
+          if (m.stack) err.stack = m.stack;
+          fail(err);
+        }
+      });
+      w.on('error', (e) => fail(errors.worker(`worker ${label}`, e.message)));
+      w.on('exit', (code) => {
+        if (!finished && !failed) fail(errors.worker(`worker ${label}`, `exited with code ${code} before finishing`));
+      });
+    }
+  });
+  const stop = async () => {
+    await Promise.all(all.map((w) => w.terminate()));
+  };
+  return {
+    done: done.finally(stop),
+    ready,
+    poll: () => latest.splice(0),
+    checkpoint: (t, s, id, final) => workers.get(`${t}/${s}`)?.postMessage({ type: 'checkpoint', id, final }),
+    commit: (t, s, id) => workers.get(`${t}/${s}`)?.postMessage({ type: 'commit', id }),
+    stop,
+  };
+}
+
+export function runInline(flow: Flow, plan: PhysicalPlan, instances: Instance[], control: ExecutionControl): Execution {
+  const taskControl: TaskControl = {
+    ack: (a) => control.ack?.(a),
+    exhausted: (t, s) => control.exhausted?.(t, s),
+  };
+  const runners = new Map<string, TaskRunner>();
+  for (const i of instances) runners.set(`${i.task}/${i.subtask}`, new TaskRunner(flow, plan, i.setup, taskControl));
+  const list = [...runners.values()];
+  let stopped = false;
+  let allReady!: () => void;
+  const ready = new Promise<void>((resolve) => (allReady = resolve));
+  const done = (async () => {
+    await Promise.all(list.map((r) => r.init()));
+    allReady();
+    let metrics: TaskMetrics[];
+    try {
+      await Promise.all(list.map((r) => r.run()));
+      metrics = list.map((r) => r.metrics());
+    } finally {
+      stopped = true;
+      await Promise.all(list.map((r) => r.close().catch(() => undefined)));
+    }
+    return metrics;
+  })();
+  return {
+    done,
+    ready,
+    poll: () => list.map((r) => r.metrics()),
+    checkpoint: (t, s, id, final) => runners.get(`${t}/${s}`)?.requestCheckpoint(id, final),
+    commit: (t, s, id) => runners.get(`${t}/${s}`)?.commit(id),
+    stop: async () => {
+      if (!stopped) await Promise.all(list.map((r) => r.close().catch(() => undefined)));
+    },
+  };
+}

@@ -1,0 +1,71 @@
+// The task instances of one attempt: their setup (rings, restored positions and
+// watermarks), and for stateful ones the state partition — attached to the I/O worker,
+// at the checkpoint's version, or a new generation copying key groups on a rescale.
+import type { TransferListItem } from 'node:worker_threads';
+import { errors } from '../errors.js';
+import type { TidepoolConfig } from '../config/schema.js';
+import { keyGroupRange, type PhysicalPlan } from '../flow/plan.js';
+import { IoClient } from '../storage/io-client.js';
+import type { TaskSetup } from './task.js';
+import type { Manifest } from './checkpoints.js';
+import { wire } from './wiring.js';
+
+export interface Instance {
+  task: number;
+  subtask: number;
+  setup: TaskSetup;
+  transfer: TransferListItem[];
+}
+
+export async function prepareInstances(plan: PhysicalPlan, config: TidepoolConfig, stateDir: string, restore: Manifest | undefined): Promise<Instance[]> {
+  const rings = wire(plan);
+  const instances: Instance[] = [];
+  for (const t of plan.tasks) {
+    const old = restore?.tasks.find((x) => x.operators[0] === t.operators[0]);
+    for (let s = 0; s < t.parallelism; s++) {
+      const { inputs, inputSides, outputs, bell } = rings.get(`${t.index}/${s}`)!;
+      const setup: TaskSetup = { taskIndex: t.index, subtask: s, inputs, inputSides, outputs, bell, batchSize: config.batchSize, checkpointing: config.state.storage === 'lmdb' };
+      const saved = old?.instances.find((i) => i.subtask === s);
+      if (restore) setup.restoredCheckpoint = restore.id;
+      // Watermarks do not go back across a restore: a source resumes from its largest
+      // timestamp, an operator from its own watermark (rescaled: the old instances' minimum).
+      const oldWms = old ? (old.parallelism === t.parallelism ? [saved?.watermark] : old.instances.map((i) => i.watermark)) : [];
+      if (oldWms.length && oldWms.every((w) => typeof w === 'number')) setup.restoredWatermark = Math.min(...(oldWms as number[]));
+      if (saved?.position !== undefined && t.kinds[0] === 'source') setup.sourcePosition = saved.position;
+      const transfer: TransferListItem[] = [];
+      if (t.stateful) {
+        // Rescaled (restored at another parallelism): a new generation of partitions,
+        // each copying its key groups from the old ones it overlaps.
+        const rescaled = old !== undefined && old.parallelism !== t.parallelism;
+        const stateId = rescaled ? `${t.operators[0]}#${s}.g${restore!.id}` : saved?.stateId ?? `${t.operators[0]}#${s}`;
+        const st = config.state;
+        setup.state = { storage: st.storage, stateId, pageSize: st.pageSize, cachePages: st.cachePages, compression: st.compression, retain: config.checkpoint.retain + 1 };
+        if (rescaled) {
+          const [a, b] = keyGroupRange(s, t.parallelism, plan.keyGroups);
+          setup.state.groups = [a, b];
+          setup.state.rescaleFrom = old!.instances
+            .filter((i) => {
+              const [oa, ob] = keyGroupRange(i.subtask, old!.parallelism, plan.keyGroups);
+              return i.stateId !== undefined && i.version !== undefined && oa < b && a < ob;
+            })
+            .map((i) => ({ stateId: i.stateId!, version: i.version! }));
+        }
+        if (st.storage !== 'memory') {
+          const restoreVersion = restore ? (rescaled ? 0 : saved?.version ?? 0) : undefined;
+          // retain + 1: a snapshot is durable before its manifest exists, so the versions
+          // of the oldest retained checkpoint must outlive one more snapshot.
+          let a;
+          try {
+            a = await IoClient.shared().attachRaw({ stateId, dir: stateDir, noSync: st.storage === 'temp', retain: config.checkpoint.retain + 1, ringBytes: 8 << 20, restoreVersion });
+          } catch (e) {
+            throw errors.input(`state of '${t.operators[0]}' subtask ${s}`, (e as Error).message); // not retriable
+          }
+          Object.assign(setup.state, { dir: stateDir, ring: a.ring, port: a.port, lastCommit: a.lastCommit });
+          transfer.push(a.port as unknown as TransferListItem);
+        }
+      }
+      instances.push({ task: t.index, subtask: s, setup, transfer });
+    }
+  }
+  return instances;
+}
