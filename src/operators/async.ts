@@ -70,13 +70,19 @@ export class AsyncStage {
       },
       (e: unknown) => {
         this.inflight--;
-        if (this.env.recordFailed?.(this.op, record, e)) {
-          // Skipped or dead-lettered: its slot emits nothing.
-          slot.done = true;
-          slot.skip = true;
-          if (this.ordered) this.release();
-        } else this.failure ??= userError(this.op, this.env, record, e);
-        this.wake();
+        try {
+          if (this.failure) return;
+          if (this.env.recordFailed?.(this.op, record, e)) {
+            // Skipped or dead-lettered: its slot emits nothing.
+            slot.done = true;
+            slot.skip = true;
+            if (this.ordered) this.release(); // the results it held back go now
+          } else this.failure = userError(this.op, this.env, record, e);
+        } catch (err) {
+          this.failure ??= err instanceof Error ? err : userError(this.op, this.env, record, err);
+        } finally {
+          this.wake();
+        }
       },
     );
   }
