@@ -8,12 +8,13 @@
 import t from 'tap';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { FlowChildren, manifestIds, newestManifest, sleep } from './helpers/flow-child.js';
-import { readJsonl } from './helpers/join-runs.js';
+import { manifestIds, newestManifest } from './helpers/flow-child.js';
+import { sleep } from './helpers/cli.js';
+import { FixtureRuns, readJsonl } from './helpers/join-runs.js';
 import { rng } from './helpers/rng.js';
 import { flow, sources, sinks } from '../src/index.js';
 
-const children = new FlowChildren('tidepool-async-map-');
+const children = new FixtureRuns('tidepool-async-map-');
 t.teardown(() => children.remove());
 let runNo = 0;
 
@@ -21,7 +22,7 @@ interface Tagged { i: number; max: number; held: number }
 
 async function runAsync(env: Record<string, string>, args: string[]) {
   const out = join(children.dir, `${++runNo}-out.jsonl`);
-  const exit = await children.runToEnd('../joins/async-map.ts', join(children.dir, `${runNo}-state`), args, { TP_OUT: out, ...env }, 120_000);
+  const exit = await children.runToEnd('async-map.ts', join(children.dir, `${runNo}-state`), args, { TP_OUT: out, ...env });
   return { exit, out: readJsonl<Tagged>(out), path: out };
 }
 
@@ -134,7 +135,7 @@ t.test('an async function for map, filter, flatMap, reduce, process, keyBy or a 
 
 t.test('through the CLI: an async map is one line naming the operator, before anything runs', async (t) => {
   const out = join(children.dir, 'async-map-cli.jsonl');
-  const exit = await children.runToEnd('../joins/promise-misuse.ts', join(children.dir, 'pm-state'), INLINE, { TP_MODE: 'map-async', TP_OUT: out });
+  const exit = await children.runToEnd('promise-misuse.ts', join(children.dir, 'pm-state'), INLINE, { TP_MODE: 'map-async', TP_OUT: out });
   t.not(exit.code, 0, 'fails');
   t.equal(exit.stderr.trim().split('\n').length, 1, `one line: ${exit.stderr.trim()}`);
   t.match(exit.stderr, /map 'bad' is given an async function/, 'names the operator');
@@ -143,7 +144,7 @@ t.test('through the CLI: an async map is one line naming the operator, before an
 t.test('a plain map, filter, flatMap, reduce or process returning a Promise fails at run time with one line', async (t) => {
   for (const kind of ['map', 'filter', 'flatMap', 'reduce', 'process']) {
     const out = join(children.dir, `${kind}-promise.jsonl`);
-    const exit = await children.runToEnd('../joins/promise-misuse.ts', join(children.dir, `${kind}-state`), [...INLINE, '--set', 'restart.maxAttempts=0'], { TP_MODE: `${kind}-promise`, TP_OUT: out });
+    const exit = await children.runToEnd('promise-misuse.ts', join(children.dir, `${kind}-state`), [...INLINE, '--set', 'restart.maxAttempts=0'], { TP_MODE: `${kind}-promise`, TP_OUT: out });
     t.not(exit.code, 0, `${kind}: fails`);
     const lines = exit.stderr.trim().split('\n');
     t.equal(lines.length, 1, `${kind}: one line: ${lines.slice(0, 3).join(' | ')}`);
@@ -155,7 +156,7 @@ t.test('a map returning a Promise that later rejects: still one line (the reject
   // With the default restart policy the run waits before retrying; a returned Promise
   // that rejects meanwhile must not crash the process with its own stack trace.
   const out = join(children.dir, 'rejected.jsonl');
-  const exit = await children.runToEnd('../joins/promise-misuse.ts', join(children.dir, 'rejected-state'), [...INLINE, '--set', 'restart.maxAttempts=1', '--set', 'restart.backoffMs=200'], { TP_MODE: 'map-rejected', TP_OUT: out });
+  const exit = await children.runToEnd('promise-misuse.ts', join(children.dir, 'rejected-state'), [...INLINE, '--set', 'restart.maxAttempts=1', '--set', 'restart.backoffMs=200'], { TP_MODE: 'map-rejected', TP_OUT: out });
   t.not(exit.code, 0, 'fails');
   const lines = exit.stderr.trim().split('\n').filter((l) => !l.includes('restarting from the last checkpoint'));
   t.equal(lines.length, 1, `one line besides the restart notice: ${lines.slice(0, 4).join(' | ')}`);
@@ -183,7 +184,7 @@ t.test('mapAsync through a SIGKILL crash loop (checkpoints every 100 ms) ends ex
   const flowState = join(state, 'async-map');
   for (let round = 0; round < 5; round++) {
     const before = newestManifest(flowState);
-    const run = children.start('../joins/async-map.ts', state, args, { ...env, TP_RATE: '600' });
+    const run = children.start('async-map.ts', state, args, { ...env, TP_RATE: '600' });
     const extra = Math.round(r() * 400);
     const deadline = run.started + 30_000;
     while (!run.exited && performance.now() < deadline) {
@@ -211,7 +212,7 @@ t.test('mapAsync through a SIGKILL crash loop (checkpoints every 100 ms) ends ex
   t.same(bad, [], 'each round killed or finished cleanly; published output never changes');
   t.ok(committed.length > 0, `the killed runs published progress (${committed.length} bytes) before the last run`);
   t.ok(manifestIds(flowState).length > 0, 'and left checkpoints to restore');
-  const fin = await children.runToEnd('../joins/async-map.ts', state, args, { ...env, TP_RATE: '0' });
+  const fin = await children.runToEnd('async-map.ts', state, args, { ...env, TP_RATE: '0' });
   t.equal(fin.code, 0, `the last run completes ${firstLine(fin.stderr)}`);
 
   const lines = readJsonl<{ key: string; value: { n: number; i: number } }>(out);

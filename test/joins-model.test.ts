@@ -15,10 +15,10 @@
 import t from 'tap';
 import fc from 'fast-check';
 import { rng } from './helpers/rng.js';
-import { sleep } from './helpers/flow-child.js';
-import { JoinRuns, diff, inspect, tableKeys, type Inspected } from './helpers/join-runs.js';
+import { sleep } from './helpers/cli.js';
+import { FixtureRuns, diff, inspect, tableKeys, type Inspected } from './helpers/join-runs.js';
 
-const runs = new JoinRuns('tidepool-joins-model-');
+const runs = new FixtureRuns('tidepool-joins-model-');
 t.teardown(() => runs.remove());
 
 interface Ev { k: number; t: number; id: number }
@@ -194,7 +194,7 @@ t.test('while both sources pause, a checkpoint holds exactly the interval and wi
     tumbling: { sizeMs: 10, offsetMs: 4 }, sliding: { sizeMs: 12, slideMs: 4, offsetMs: 1 },
     pauses: { a: [{ at: p1.a.length, ms: PAUSE_MS }], b: [{ at: p1.b.length, ms: PAUSE_MS }] },
   };
-  const { running, state } = runs.start('joins.ts', spec, ['--set', 'execution=inline', '--set', 'parallelism=1', '--set', 'checkpoint.intervalMs=100']);
+  const { running, state } = runs.startSpec('joins.ts', spec, ['--set', 'execution=inline', '--set', 'parallelism=1', '--set', 'checkpoint.intervalMs=100']);
   // The newest checkpoint has both sources at the end of phase 1, and the inner join
   // (which keeps every record) holds exactly phase 1: a snapshot taken in the pause.
   const inPause = (i: Inspected) =>

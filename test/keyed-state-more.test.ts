@@ -8,9 +8,9 @@
 import t from 'tap';
 import fc from 'fast-check';
 import { rng } from './helpers/rng.js';
-import { JoinRuns, diff, tableKeys } from './helpers/join-runs.js';
+import { FixtureRuns, diff, tableKeys } from './helpers/join-runs.js';
 
-const runs = new JoinRuns('tidepool-keyed-more-');
+const runs = new FixtureRuns('tidepool-keyed-more-');
 t.teardown(() => runs.remove());
 const firstLine = (s: string) => s.trim().split('\n')[0] ?? '';
 

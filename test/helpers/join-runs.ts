@@ -1,15 +1,13 @@
 // Runs of the fixtures in test-fixtures/flows/joins/ as real `tidepool run` child
-// processes (each run a fresh process, so each may read its own spec file), their JSON
-// lines output, and the key counts `tidepool inspect --json` reports per operator.
+// processes (each run a fresh process, so each may read its own spec file; started
+// without tap's loaders, see cli.ts), their JSON lines output, and what
+// `tidepool inspect --json` reports (key counts per table, source positions).
 import { execFileSync } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { FlowChildren, type Exit, type Running } from './flow-child.js';
-
-const CLI = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
-/** FlowChildren resolves fixture names against the checkpoint folder. */
-const JOINS = '../joins/';
+import { CLI, FLOWS, cleanEnv, plain, startCli, type CliResult } from './cli.js';
+import type { ChildProcess } from 'node:child_process';
 
 export function readJsonl<T>(path: string): T[] {
   let text: string;
@@ -22,26 +20,24 @@ export function readJsonl<T>(path: string): T[] {
   return end < 0 ? [] : text.slice(0, end).split('\n').map((l) => JSON.parse(l) as T);
 }
 
-export interface SpecRun<T> {
-  exit: Exit;
-  out: T[];
+export interface Running {
+  child: ChildProcess;
+  started: number;
+  exited: boolean;
+  done: Promise<CliResult>;
 }
 
-/** One temporary directory per test file; `run` numbers its runs. */
-export class JoinRuns {
-  readonly children: FlowChildren;
+/** One temporary directory per test file (compiled modules cached in it); `path` numbers files. */
+export class FixtureRuns {
+  readonly dir: string;
   private n = 0;
 
   constructor(prefix: string) {
-    this.children = new FlowChildren(prefix);
-  }
-
-  get dir(): string {
-    return this.children.dir;
+    this.dir = mkdtempSync(join(tmpdir(), prefix));
   }
 
   remove(): void {
-    this.children.remove();
+    rmSync(this.dir, { recursive: true, force: true });
   }
 
   /** A fresh path in the temporary directory. */
@@ -49,24 +45,36 @@ export class JoinRuns {
     return join(this.dir, `${++this.n}-${name}`);
   }
 
-  /** Writes `spec` (with `out` filled in) and starts the fixture on it. */
-  start(fixture: string, spec: object, args: string[], env: Record<string, string> = {}, state = this.path('state')): { running: Running; out: string; state: string } {
+  /** `tidepool run joins/<fixture> --state <state> <args…>` with `env`. */
+  start(fixture: string, state: string, args: string[], env: Record<string, string> = {}, timeoutMs = 150_000): Running {
+    const started = performance.now();
+    const run = startCli(['run', join(FLOWS, 'joins', fixture), '--state', state, ...args], {
+      cwd: this.dir,
+      env: { TIDEPOOL_MODULE_CACHE: join(this.dir, 'module-cache'), ...env },
+      timeoutMs,
+    });
+    const r: Running = { child: run.child, started, exited: false, done: run.done };
+    void run.done.then(() => (r.exited = true), () => (r.exited = true));
+    return r;
+  }
+
+  runToEnd(fixture: string, state: string, args: string[], env: Record<string, string> = {}): Promise<CliResult> {
+    return this.start(fixture, state, args, env).done;
+  }
+
+  /** Writes `spec` (with `out` filled in) and starts the fixture on it (TP_SPEC). */
+  startSpec(fixture: string, spec: object, args: string[], env: Record<string, string> = {}, state = this.path('state')): { running: Running; out: string; state: string } {
     const out = this.path('out.jsonl');
     const specFile = this.path('spec.json');
     writeFileSync(specFile, JSON.stringify({ ...spec, out }));
-    return { running: this.children.start(JOINS + fixture, state, args, { TP_SPEC: specFile, ...env }), out, state };
+    return { running: this.start(fixture, state, args, { TP_SPEC: specFile, ...env }), out, state };
   }
 
-  /** Runs the fixture to its end; the output lines (empty if it failed). */
-  async run<T>(fixture: string, spec: object, args: string[], env: Record<string, string> = {}): Promise<SpecRun<T> & { state: string }> {
-    const { running, out, state } = this.start(fixture, spec, args, env);
-    const timer = setTimeout(() => running.child.kill('SIGKILL'), 120_000);
-    try {
-      const exit = await running.done;
-      return { exit, out: readJsonl<T>(out), state };
-    } finally {
-      clearTimeout(timer);
-    }
+  /** Runs the fixture on `spec` to its end; the output lines (empty if it failed). */
+  async run<T>(fixture: string, spec: object, args: string[], env: Record<string, string> = {}): Promise<{ exit: CliResult; out: T[]; state: string }> {
+    const { running, out, state } = this.startSpec(fixture, spec, args, env);
+    const exit = await running.done;
+    return { exit, out: readJsonl<T>(out), state };
   }
 }
 
@@ -86,7 +94,8 @@ export interface Inspected {
  * each state partition's last flush, and the newest checkpoint's source positions.
  */
 export function inspect(state: string): Inspected {
-  const json = JSON.parse(execFileSync(process.execPath, [CLI, 'inspect', state, '--json'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] })) as InspectJson;
+  const [cmd, args] = plain(process.execPath, [CLI, 'inspect', state, '--json']);
+  const json = JSON.parse(execFileSync(cmd, args, { encoding: 'utf8', env: cleanEnv(), stdio: ['ignore', 'pipe', 'pipe'] })) as InspectJson;
   const keys: Record<string, number> = {};
   const positions: Record<string, unknown[]> = {};
   for (const f of json.flows) {
