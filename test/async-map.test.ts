@@ -101,6 +101,13 @@ t.test('a user error downstream of mapAsync results is one line too (not an unha
     t.equal(lines.length, 1, `ordered=${ordered}: one line: ${r.exit.stderr.trim().split('\n').slice(0, 3).join(' | ')}`);
     t.match(lines[0], /operator 'tag' \(subtask 0\) threw Error: tag failed on 41 on record \{"i":41\}/, `ordered=${ordered}: names the chained operator and the record`);
   }
+  // Results released by a skipped call (errors.onRecord=skip for 'call' only): record 37
+  // is slow and rejected, 38 waits behind it and makes 'tag' throw when it is released.
+  const r = await runAsync({ TP_N: '200', TP_FAIL_AT: '37', TP_SLOW_EVERY: '38', TP_SLOW_MS: '50', TP_THROW_AT: '38' }, [...INLINE, '--set', 'restart.maxAttempts=0', '--set', 'operators.call.errors.onRecord=skip']);
+  const lines = r.exit.stderr.trim().split('\n');
+  t.not(r.exit.code, 0, 'released by a skipped call: the run fails');
+  t.equal(lines.length, 1, `released by a skipped call: one line: ${lines.slice(0, 3).join(' | ')}`);
+  t.match(lines[0], /operator 'tag' \(subtask 0\) threw Error: tag failed on 38 on record \{"i":38\}/, 'released by a skipped call: names the chained operator and the record');
 });
 
 // ---- functions that must not be asynchronous ----------------------------------------------
