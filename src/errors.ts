@@ -17,7 +17,9 @@ export type TidepoolErrorCode =
   | 'TIDEPOOL_FLOW_MODULE'
   | 'TIDEPOOL_USER_CODE'
   | 'TIDEPOOL_INPUT'
-  | 'TIDEPOOL_WORKER';
+  | 'TIDEPOOL_WORKER'
+  | 'TIDEPOOL_DISK_FULL'
+  | 'TIDEPOOL_CORRUPT_STATE';
 
 export class TidepoolError extends Error {
   readonly code: TidepoolErrorCode;
@@ -70,7 +72,19 @@ export const errors = {
   input: (what: string, why: string) => new TidepoolError('TIDEPOOL_INPUT', `${what}: ${why}`),
   worker: (what: string, why: string) => new TidepoolError('TIDEPOOL_WORKER', `${what}: ${why}`),
   ringMisuse: (why: string) => new TidepoolError('TIDEPOOL_RING_MISUSE', `ring: ${why}`),
+  /** A write found no space (ENOSPC, EDQUOT, or LMDB's short write); nothing durable was damaged. */
+  diskFull: (what: string, path: string) =>
+    new TidepoolError('TIDEPOOL_DISK_FULL', `disk full: ${what}: no space left on the device of ${path}; free space and retry`),
+  /** A stored record other than a page (a commit record, an attempts record) is damaged. */
+  corruptState: (what: string, where: string, why: string) =>
+    new TidepoolError('TIDEPOOL_CORRUPT_STATE', `corrupted ${what} in ${where}: ${oneLine(why)}`),
 };
+
+/** Messages from elsewhere (lmdb-js, msgpackr) folded onto one line. */
+export function oneLine(s: string, max = 200): string {
+  const t = s.replace(/\s+/g, ' ').trim();
+  return t.length > max ? `${t.slice(0, max)}…` : t;
+}
 
 /** A short, single-line rendering of a record for error messages. */
 export function preview(record: unknown, max = 120): string {

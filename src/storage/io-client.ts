@@ -48,7 +48,10 @@ export class IoAttachment {
       this.waiting.delete(m.version);
       this.settled();
     } else if (m.type === 'failed') {
-      this.waiting.get(m.version)?.reject(errors.io(`flush ${m.version} of '${this.stateId}' failed: ${m.message}`));
+      const e = m.diskFull
+        ? errors.diskFull(`flush ${m.version} of '${this.stateId}' was not written`, m.dir ?? 'the state directory')
+        : errors.io(`flush ${m.version} of '${this.stateId}' failed: ${m.message}`);
+      this.waiting.get(m.version)?.reject(e);
       this.waiting.delete(m.version);
       this.settled();
     } else if (m.type === 'error') {
