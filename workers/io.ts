@@ -20,10 +20,12 @@ import { open, type Database, type RootDatabase } from 'lmdb';
 import { RingReader } from '../src/transport/ring.js';
 import {
   ATTEMPTS_DB, COMMITS_DB, FRAME_COMMIT, FRAME_FREE, FRAME_HEADER, FRAME_PAGE, PAGES_DB,
-  envOptions, readFrameHeader, type AttachRequest, type IoReply,
+  envOptions, readFrameHeader, type AttachRequest, type IoErrorCode, type IoReply,
 } from '../src/storage/io-protocol.js';
 import { packr } from '../src/state/values.js';
 import type { CommitRecord } from '../src/storage/backend.js';
+import { sealCommit, verifyCommit } from '../src/storage/commit-record.js';
+import { backLmdbMap } from '../src/storage/lmdb-file.js';
 import { WriteGroup, isDiskFull, mustSucceed, guardLmdbFailures, quietly } from '../src/storage/write-failure.js';
 
 guardLmdbFailures();
@@ -78,6 +80,7 @@ function openEnv(dir: string, noSync: boolean): { env: Env; key: string } {
   const key = `${dir}\0${noSync}`;
   let env = envs.get(key);
   if (!env) {
+    backLmdbMap(dir);
     const root = open(envOptions(dir, noSync));
     env = {
       dir,
@@ -111,10 +114,25 @@ function reply(port: MessagePort, msg: IoReply): void {
 }
 
 export function lastCommitOf(env: Env, stateId: string): CommitRecord | undefined {
-  for (const { value } of env.commits.getRange({ start: [stateId, Number.MAX_SAFE_INTEGER], end: [stateId, -1], reverse: true, limit: 1 })) {
-    return value;
+  for (const { key, value } of env.commits.getRange({ start: [stateId, Number.MAX_SAFE_INTEGER], end: [stateId, -1], reverse: true, limit: 1 })) {
+    return verifyCommit(value, stateId, (key as [string, number])[1], env.dir);
   }
   return undefined;
+}
+
+/**
+ * The version named by the attempts record. A damaged record cannot say how far an
+ * unfinished flush got, so it is taken to be any: everything newer than the last
+ * commit is deleted at attach, which is always safe.
+ */
+function attemptOf(env: Env, stateId: string): number {
+  let a: unknown;
+  try {
+    a = env.attempts.get(stateId) ?? 0;
+  } catch {
+    return Number.MAX_SAFE_INTEGER;
+  }
+  return typeof a === 'number' && Number.isSafeInteger(a) && a >= 0 ? a : Number.MAX_SAFE_INTEGER;
 }
 
 /** Deletes page versions in [from, to] of one state; returns how many. */
@@ -151,11 +169,12 @@ async function attach(req: AttachRequest): Promise<void> {
     const g = new WriteGroup();
     if (req.restoreVersion !== undefined && req.restoreVersion !== (last?.version ?? 0)) {
       // Restoring an older checkpoint: drop everything written after it.
-      const target = req.restoreVersion === 0 ? undefined : env.commits.get([req.stateId, req.restoreVersion]);
+      const stored = req.restoreVersion === 0 ? undefined : env.commits.get([req.stateId, req.restoreVersion]);
+      const target = stored === undefined ? undefined : verifyCommit(stored, req.stateId, req.restoreVersion, env.dir);
       if (req.restoreVersion !== 0 && target === undefined) {
         throw new Error(`state '${req.stateId}' has no flush ${req.restoreVersion} to restore (it was collected or never completed)`);
       }
-      const newest = Math.max(last?.version ?? 0, env.attempts.get(req.stateId) ?? 0);
+      const newest = Math.max(last?.version ?? 0, attemptOf(env, req.stateId));
       cleaned = deleteVersions(env, req.stateId, req.restoreVersion + 1, newest, g);
       for (const k of env.commits.getKeys({ start: [req.stateId, req.restoreVersion + 1], end: [req.stateId, Number.MAX_SAFE_INTEGER] })) {
         g.add(env.commits.remove(k));
@@ -166,7 +185,7 @@ async function attach(req: AttachRequest): Promise<void> {
       last = target;
     }
     const lastVersion = last?.version ?? 0;
-    const attempt = env.attempts.get(req.stateId) ?? 0;
+    const attempt = attemptOf(env, req.stateId);
     if (attempt > lastVersion) {
       cleaned += deleteVersions(env, req.stateId, lastVersion + 1, attempt, g);
       await mustSucceed(g, `removing the unfinished flush ${attempt} of state '${req.stateId}'`);
@@ -184,8 +203,15 @@ async function attach(req: AttachRequest): Promise<void> {
     abandoned: false, begun: lastVersion, flushBytes: 0, writes: new WriteGroup(), leftovers: [],
   };
   attached.set(stateKey, st);
-  for (const { value } of env.commits.getRange({ start: [req.stateId, 0], end: [req.stateId, Number.MAX_SAFE_INTEGER] })) {
-    st.gc.push({ version: value.version, written: value.gcWritten ?? [], freed: value.gcFreed ?? [] });
+  for (const { key, value } of env.commits.getRange({ start: [req.stateId, 0], end: [req.stateId, Number.MAX_SAFE_INTEGER] })) {
+    // A damaged older record only loses its GC replay (its pages stay until the state is dropped).
+    let r: CommitRecord;
+    try {
+      r = verifyCommit(value, req.stateId, (key as [string, number])[1], env.dir);
+    } catch {
+      continue;
+    }
+    st.gc.push({ version: r.version, written: r.gcWritten ?? [], freed: r.gcFreed ?? [] });
   }
   if (last) collect(st, lastVersion);
   req.port.on('message', (m: { type: string }) => {
@@ -292,7 +318,7 @@ async function handle(st: AttachedState, frame: Uint8Array): Promise<void> {
     st.written = [];
     st.freed = [];
     const w = st.writes;
-    if (!w.failure) w.add(st.env.commits.put([st.stateId, version], record));
+    if (!w.failure) w.add(st.env.commits.put([st.stateId, version], sealCommit(record)));
     await w.settled();
     if (!w.failure) {
       try {
@@ -363,11 +389,22 @@ async function dropState(dir: string, noSync: boolean, stateId: string): Promise
   }
 }
 
+/** The stable code of an attach failure: damage, a full disk, or another I/O error. */
+function codeOf(e: Error, dir: string): IoErrorCode | undefined {
+  const code = (e as { code?: unknown }).code;
+  if (code === 'TIDEPOOL_CORRUPT_STATE' || code === 'TIDEPOOL_CORRUPT_PAGE') return code;
+  // lmdb-js's errors for a damaged environment (and msgpack's for a damaged record).
+  if (/^MDB_(CORRUPTED|PAGE_NOTFOUND|BAD_TXN|INVALID|BAD_VALSIZE|BAD_DBI|VERSION_MISMATCH|INCOMPATIBLE|KEYEXIST|TLS_FULL)|Data read, but end of buffer not reached|Unexpected end of (MessagePack|buffer)|not valid msgpack/i.test(e.message)) return 'TIDEPOOL_CORRUPT_STATE';
+  const errno = (e as { errno?: number }).errno;
+  if (errno !== undefined && isDiskFull({ errno, message: e.message }, dir, 0)) return 'TIDEPOOL_DISK_FULL';
+  return undefined;
+}
+
 type DropRequest = { type: 'drop'; dir: string; noSync: boolean; stateId: string; port: MessagePort };
 
 parentPort!.on('message', (msg: AttachRequest | DropRequest) => {
   if (msg.type === 'attach') {
-    attach(msg).catch((e: Error) => reply(msg.port, { type: 'error', message: e.message }));
+    attach(msg).catch((e: Error) => reply(msg.port, { type: 'error', message: e.message.replace(/\s+/g, ' '), code: codeOf(e, msg.dir) }));
   } else if (msg.type === 'drop') {
     dropState(msg.dir, msg.noSync, msg.stateId).then(
       (n) => {

@@ -12,7 +12,7 @@
 //   flush durable; only then may the persistent tier be the only copy.
 // - Eviction happens only between operations (`evict()`), never inside one, so tree
 //   code may hold node references for the duration of one operation.
-import { errors } from '../errors.js';
+import { errors, oneLine } from '../errors.js';
 import { MalformedNode, deserializeNode, freezeNode, serializeNode, newBranch, newLeaf, type BranchNode, type LeafNode, type TreeNode } from './node.js';
 import { decodePage, encodePage } from './page-format.js';
 import type { PageCodec } from './codecs.js';
@@ -102,7 +102,14 @@ export class Pager {
       const bytes = fl.bytes ?? this.spill.read(fl.slot!);
       return this.decode(id, table, bytes, `${fl.version} (in flight)`);
     }
-    const found = this.persistent.readPage(id);
+    let found: { bytes: Uint8Array; version: number } | undefined;
+    try {
+      found = this.persistent.readPage(id);
+    } catch (e) {
+      // LMDB's own structures are damaged (lmdb-js throws MDB_CORRUPTED, MDB_PAGE_NOTFOUND…).
+      if ((e as { code?: unknown }).code === 'TIDEPOOL_CORRUPT_PAGE') throw e;
+      throw errors.corruptPage({ table, pageId: id, version: 'any' }, `storage could not read it: ${oneLine(String((e as Error)?.message ?? e))}`);
+    }
     if (found === undefined) {
       throw errors.corruptPage({ table, pageId: id, version: 'any' }, 'page is referenced by the tree but missing from storage');
     }

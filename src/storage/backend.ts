@@ -37,6 +37,8 @@ export interface CommitRecord {
   /** Filled in by the I/O worker: pages written and freed by this flush, for GC replay. */
   gcWritten?: number[];
   gcFreed?: number[];
+  /** CRC-32C of the rest (commit-record.ts); absent in records written before checks. */
+  check?: number;
 }
 
 /**

@@ -38,7 +38,10 @@ export type IoReply =
   | { type: 'durable'; version: number }
   | { type: 'failed'; version: number; message: string; diskFull?: boolean; dir?: string }
   | { type: 'detached' }
-  | { type: 'error'; message: string };
+  | { type: 'error'; message: string; code?: IoErrorCode };
+
+/** How an attach failed, when it is one of the stable cases. */
+export type IoErrorCode = 'TIDEPOOL_CORRUPT_STATE' | 'TIDEPOOL_CORRUPT_PAGE' | 'TIDEPOOL_DISK_FULL';
 
 export function frameHeader(buf: Uint8Array, type: number, version: number): DataView {
   const dv = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
