@@ -24,7 +24,7 @@ import {
 } from '../src/storage/io-protocol.js';
 import { packr } from '../src/state/values.js';
 import type { CommitRecord } from '../src/storage/backend.js';
-import { sealCommit, verifyCommit } from '../src/storage/commit-record.js';
+import { decodeAttempt, decodeCommit, sealCommit } from '../src/storage/commit-record.js';
 import { backLmdbMap } from '../src/storage/lmdb-file.js';
 import { WriteGroup, isDiskFull, mustSucceed, guardLmdbFailures, quietly } from '../src/storage/write-failure.js';
 
@@ -37,6 +37,9 @@ interface Env {
   pages: Database<Buffer, [string, number, number]>;
   commits: Database<CommitRecord, [string, number]>;
   attempts: Database<number, string>;
+  /** The same two databases, read as stored bytes (commit-record.ts says why). */
+  commitsRaw: Database<Buffer, [string, number]>;
+  attemptsRaw: Database<Buffer, string>;
   users: number;
 }
 
@@ -89,6 +92,8 @@ function openEnv(dir: string, noSync: boolean): { env: Env; key: string } {
       pages: root.openDB({ name: PAGES_DB, encoding: 'binary', keyEncoding: 'ordered-binary' }) as never,
       commits: root.openDB({ name: COMMITS_DB, encoding: 'msgpack', keyEncoding: 'ordered-binary' }) as never,
       attempts: root.openDB({ name: ATTEMPTS_DB, encoding: 'msgpack', keyEncoding: 'ordered-binary' }) as never,
+      commitsRaw: root.openDB({ name: COMMITS_DB, encoding: 'binary', keyEncoding: 'ordered-binary' }) as never,
+      attemptsRaw: root.openDB({ name: ATTEMPTS_DB, encoding: 'binary', keyEncoding: 'ordered-binary' }) as never,
       users: 0,
     };
     envs.set(key, env);
@@ -114,8 +119,8 @@ function reply(port: MessagePort, msg: IoReply): void {
 }
 
 export function lastCommitOf(env: Env, stateId: string): CommitRecord | undefined {
-  for (const { key, value } of env.commits.getRange({ start: [stateId, Number.MAX_SAFE_INTEGER], end: [stateId, -1], reverse: true, limit: 1 })) {
-    return verifyCommit(value, stateId, (key as [string, number])[1], env.dir);
+  for (const { key, value } of env.commitsRaw.getRange({ start: [stateId, Number.MAX_SAFE_INTEGER], end: [stateId, -1], reverse: true, limit: 1 })) {
+    return decodeCommit(value, stateId, (key as [string, number])[1], env.dir);
   }
   return undefined;
 }
@@ -126,13 +131,9 @@ export function lastCommitOf(env: Env, stateId: string): CommitRecord | undefine
  * commit is deleted at attach, which is always safe.
  */
 function attemptOf(env: Env, stateId: string): number {
-  let a: unknown;
-  try {
-    a = env.attempts.get(stateId) ?? 0;
-  } catch {
-    return Number.MAX_SAFE_INTEGER;
-  }
-  return typeof a === 'number' && Number.isSafeInteger(a) && a >= 0 ? a : Number.MAX_SAFE_INTEGER;
+  const raw = env.attemptsRaw.get(stateId);
+  if (raw === undefined) return 0;
+  return decodeAttempt(raw) ?? Number.MAX_SAFE_INTEGER;
 }
 
 /** Deletes page versions in [from, to] of one state; returns how many. */
@@ -169,8 +170,8 @@ async function attach(req: AttachRequest): Promise<void> {
     const g = new WriteGroup();
     if (req.restoreVersion !== undefined && req.restoreVersion !== (last?.version ?? 0)) {
       // Restoring an older checkpoint: drop everything written after it.
-      const stored = req.restoreVersion === 0 ? undefined : env.commits.get([req.stateId, req.restoreVersion]);
-      const target = stored === undefined ? undefined : verifyCommit(stored, req.stateId, req.restoreVersion, env.dir);
+      const stored = req.restoreVersion === 0 ? undefined : env.commitsRaw.get([req.stateId, req.restoreVersion]);
+      const target = stored === undefined ? undefined : decodeCommit(stored, req.stateId, req.restoreVersion, env.dir);
       if (req.restoreVersion !== 0 && target === undefined) {
         throw new Error(`state '${req.stateId}' has no flush ${req.restoreVersion} to restore (it was collected or never completed)`);
       }
@@ -203,11 +204,11 @@ async function attach(req: AttachRequest): Promise<void> {
     abandoned: false, begun: lastVersion, flushBytes: 0, writes: new WriteGroup(), leftovers: [],
   };
   attached.set(stateKey, st);
-  for (const { key, value } of env.commits.getRange({ start: [req.stateId, 0], end: [req.stateId, Number.MAX_SAFE_INTEGER] })) {
+  for (const { key, value } of env.commitsRaw.getRange({ start: [req.stateId, 0], end: [req.stateId, Number.MAX_SAFE_INTEGER] })) {
     // A damaged older record only loses its GC replay (its pages stay until the state is dropped).
     let r: CommitRecord;
     try {
-      r = verifyCommit(value, req.stateId, (key as [string, number])[1], env.dir);
+      r = decodeCommit(value, req.stateId, (key as [string, number])[1], env.dir);
     } catch {
       continue;
     }
@@ -394,7 +395,7 @@ function codeOf(e: Error, dir: string): IoErrorCode | undefined {
   const code = (e as { code?: unknown }).code;
   if (code === 'TIDEPOOL_CORRUPT_STATE' || code === 'TIDEPOOL_CORRUPT_PAGE') return code;
   // lmdb-js's errors for a damaged environment (and msgpack's for a damaged record).
-  if (/^MDB_(CORRUPTED|PAGE_NOTFOUND|BAD_TXN|INVALID|BAD_VALSIZE|BAD_DBI|VERSION_MISMATCH|INCOMPATIBLE|KEYEXIST|TLS_FULL)|Data read, but end of buffer not reached|Unexpected end of (MessagePack|buffer)|not valid msgpack/i.test(e.message)) return 'TIDEPOOL_CORRUPT_STATE';
+  if (/\bMDB_(CORRUPTED|PAGE_NOTFOUND|BAD_TXN|INVALID|BAD_VALSIZE|BAD_DBI|VERSION_MISMATCH|INCOMPATIBLE|KEYEXIST|TLS_FULL)|Data read, but end of buffer not reached|Unexpected end of (MessagePack|buffer)|not valid msgpack/i.test(e.message)) return 'TIDEPOOL_CORRUPT_STATE';
   const errno = (e as { errno?: number }).errno;
   if (errno !== undefined && isDiskFull({ errno, message: e.message }, dir, 0)) return 'TIDEPOOL_DISK_FULL';
   return undefined;

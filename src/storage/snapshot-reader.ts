@@ -8,7 +8,7 @@ import { Pager } from '../state/pager.js';
 import { MemorySpill } from '../state/spill-file.js';
 import type { PageCodec } from '../state/codecs.js';
 import { COMMITS_DB, PAGES_DB, envOptions } from './io-protocol.js';
-import { verifyCommit } from './commit-record.js';
+import { decodeCommit } from './commit-record.js';
 import { backLmdbMap } from './lmdb-file.js';
 import type { CommitRecord } from './backend.js';
 
@@ -22,11 +22,11 @@ export class SnapshotReader {
     backLmdbMap(dir);
     this.root = open(envOptions(dir, false));
     this.pages = this.root.openDB({ name: PAGES_DB, encoding: 'binary', keyEncoding: 'ordered-binary' }) as never;
-    const commits = this.root.openDB({ name: COMMITS_DB, encoding: 'msgpack', keyEncoding: 'ordered-binary' });
+    const commits = this.root.openDB<Buffer, [string, number]>({ name: COMMITS_DB, encoding: 'binary', keyEncoding: 'ordered-binary' });
     let c: CommitRecord | undefined;
     try {
       const stored = commits.get([stateId, version]);
-      c = stored === undefined ? undefined : verifyCommit(stored, stateId, version, dir);
+      c = stored === undefined ? undefined : decodeCommit(stored, stateId, version, dir);
     } catch (e) {
       void this.root.close();
       throw e;
