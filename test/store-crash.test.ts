@@ -260,7 +260,7 @@ t.test(`SIGKILL loop: ${ROUNDS} rounds on one directory (seed ${SEED})`, async (
   t.ok(at >= ROUNDS, `the workload progressed (${at} batches)`);
   // And what the tally counts: kills that left pages of an unfinished flush on disk,
   // each of them cleaned up by the reopen that followed.
-  t.ok(tally.cutOff >= 3, `at least 3 kills left pages of a cut-off flush on disk (${tally.cutOff})`);
+  t.ok(tally.cutOff >= 1, `some kills left pages of a cut-off flush on disk (${tally.cutOff}; how many depends on timing)`);
   t.equal(tally.cleaned, tally.cutOff, 'every one of them was cleaned up by recovery');
 
   // ----------------------------------------------------------- GC: nothing grows
