@@ -7,7 +7,8 @@
 // dist/src/index.js, in a child process. The case must end in the exact output of an
 // uninterrupted run, or in one line with a TIDEPOOL_ code naming the damaged file.
 //
-// Replay: TIDEPOOL_FUZZ_SEED=<seed> TIDEPOOL_FUZZ_CASES=<n>.
+// Replay: TIDEPOOL_FUZZ_SEED=<seed> TIDEPOOL_FUZZ_CASES=<n>; TIDEPOOL_FUZZ_TARGET=manifest
+// or sidecar damages only that file, TIDEPOOL_FUZZ_DIGITS=1 only changes digits.
 import t from 'tap';
 import { spawn } from 'node:child_process';
 import { cpSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
@@ -20,6 +21,8 @@ import { rng } from './helpers/rng.js';
 
 const SEED = Number(process.env.TIDEPOOL_FUZZ_SEED ?? 0xf10f);
 const CASES = Number(process.env.TIDEPOOL_FUZZ_CASES ?? 8);
+const TARGET = process.env.TIDEPOOL_FUZZ_TARGET;
+const DIGITS = process.env.TIDEPOOL_FUZZ_DIGITS === '1';
 const N = 20_000;
 const KEYS = 1000;
 const keyOf = (i: number): string => `k${(Math.imul(i, 2654435761) >>> 0) % KEYS}`;
@@ -125,7 +128,7 @@ t.test(`manifest and sidecar fuzzing (seed ${SEED}, ${CASES} cases)`, async (t) 
     cpSync(base, root, { recursive: true });
     const caseState = join(root, 'state', 'chk-count');
     let file: string;
-    if (i % 2 === 0) {
+    if (TARGET === 'manifest' || (TARGET !== 'sidecar' && i % 2 === 0)) {
       file = join(caseState, 'checkpoints', `chk-${String(manifestIds(caseState).at(-1)).padStart(10, '0')}.json`);
     } else {
       const sidecars = readdirSync(join(root, 'out')).filter((n) => n.endsWith('.committed'));
@@ -133,10 +136,10 @@ t.test(`manifest and sidecar fuzzing (seed ${SEED}, ${CASES} cases)`, async (t) 
       file = join(root, 'out', sidecars[Math.floor(r() * sidecars.length)]!);
     }
     const original = readFileSync(file);
-    const d = (r() < 0.4 ? changeDigit(r, original) : undefined) ?? damage(r, original);
+    const d = (DIGITS || r() < 0.4 ? changeDigit(r, original) : undefined) ?? damage(r, original);
     writeFileSync(file, d.bytes);
     const name = file.slice(root.length + 1);
-    const label = `case ${i}: ${name} ${d.what}`;
+    const label = `case ${i}: ${name} ${d.what}${d.what.startsWith('digit') ? ` (${JSON.stringify(original.toString('latin1').slice(Math.max(0, Number(/at (\d+)/.exec(d.what)![1]) - 30), Number(/at (\d+)/.exec(d.what)![1]) + 5))})` : ''}`;
     const res = await runFlow(root, '0');
     if (res.signal || (res.error === undefined && res.summary === undefined)) {
       defects.push(`${label}: the run ended without a result (${res.signal ?? `exit ${res.exit}`}): ${res.stderr.trim().split('\n').slice(-3).join(' | ')}`);

@@ -4,7 +4,8 @@
 // tmpfs is what we run on because it behaves like a full local disk for everything
 // tidepool writes: LMDB writes its pages with pwrite (no writemap, a read-only map),
 // so a full device is ENOSPC or a short write (EIO), never a SIGBUS; the spill file
-// is written with pwrite too.
+// is written with pwrite too. (A loop-mounted ext4 image, tried by hand with the same
+// scenarios, behaves the same: ENOSPC from pwrite, the same errors and recovery.)
 import { execFileSync } from 'node:child_process';
 import { closeSync, mkdtempSync, openSync, rmSync, statfsSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
