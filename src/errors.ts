@@ -19,7 +19,9 @@ export type TidepoolErrorCode =
   | 'TIDEPOOL_INPUT'
   | 'TIDEPOOL_WORKER'
   | 'TIDEPOOL_MODULE_CACHE'
-  | 'TIDEPOOL_STATE_LOCKED';
+  | 'TIDEPOOL_STATE_LOCKED'
+  | 'TIDEPOOL_DISK_FULL'
+  | 'TIDEPOOL_CORRUPT_STATE';
 
 export class TidepoolError extends Error {
   readonly code: TidepoolErrorCode;
@@ -76,7 +78,19 @@ export const errors = {
     new TidepoolError('TIDEPOOL_STATE_LOCKED', `state directory ${dir} is in use by ${holder}; one run at a time per --state directory`),
   moduleCache: (path: string, why: string) =>
     new TidepoolError('TIDEPOOL_MODULE_CACHE', `module cache ${path}: ${why}`),
+  /** A write found no space (ENOSPC, EDQUOT, or LMDB's short write); nothing durable was damaged. */
+  diskFull: (what: string, path: string) =>
+    new TidepoolError('TIDEPOOL_DISK_FULL', `disk full: ${what}: no space left on the device of ${path}; free space and retry`),
+  /** A stored record other than a page (a commit record, an attempts record) is damaged. */
+  corruptState: (what: string, where: string, why: string) =>
+    new TidepoolError('TIDEPOOL_CORRUPT_STATE', `corrupted ${what} in ${where}: ${oneLine(why)}`),
 };
+
+/** Messages from elsewhere (lmdb-js, msgpackr) folded onto one line. */
+export function oneLine(s: string, max = 200): string {
+  const t = s.replace(/\s+/g, ' ').trim();
+  return t.length > max ? `${t.slice(0, max)}…` : t;
+}
 
 /** A short, single-line rendering of a record for error messages. */
 export function preview(record: unknown, max = 120): string {

@@ -78,10 +78,27 @@ export class Store {
     if (this.closed) throw errors.storeClosed(this.name);
   }
 
+  /**
+   * Eviction after a read. A read's result is right even when the spill file could
+   * not take a dirty page (a full disk): the cache stays over its bound and the next
+   * mutation reports TIDEPOOL_DISK_FULL, so reads go on working until space returns.
+   */
+  private evictAfterRead(): void {
+    try {
+      this.engine.pager.evict();
+    } catch (e) {
+      if ((e as { code?: string }).code !== 'TIDEPOOL_DISK_FULL') throw e;
+    }
+  }
+
   private key(k: unknown): string {
     return encodeKey(k, this.maxKeyBytes);
   }
 
+  /**
+   * A TIDEPOOL_DISK_FULL from a mutation comes after the change was made in memory:
+   * only evicting to the spill file failed, and a later flush makes it durable.
+   */
   set(key: Key, value: unknown): void {
     this.live();
     const k = this.key(key);
@@ -94,14 +111,14 @@ export class Store {
   get(key: Key): unknown {
     this.live();
     const v = this.tree.get(this.key(key));
-    this.engine.pager.evict();
+    this.evictAfterRead();
     return v === undefined ? undefined : fromStored(v);
   }
 
   has(key: Key): boolean {
     this.live();
     const found = this.tree.has(this.key(key));
-    this.engine.pager.evict();
+    this.evictAfterRead();
     return found;
   }
 
@@ -150,7 +167,7 @@ export class Store {
   *entries(range?: KeyRange): IterableIterator<[Key, unknown]> {
     this.live();
     for (const [k, v] of this.tree.entries(this.encodeRange(range))) {
-      this.engine.pager.evict();
+      this.evictAfterRead();
       yield [decodeKey(k), fromStored(v)];
     }
   }
@@ -158,7 +175,7 @@ export class Store {
   *keys(range?: KeyRange): IterableIterator<Key> {
     this.live();
     for (const [k] of this.tree.entries(this.encodeRange(range))) {
-      this.engine.pager.evict();
+      this.evictAfterRead();
       yield decodeKey(k);
     }
   }

@@ -3,13 +3,15 @@
 //
 // Persistent pages are damaged through a direct LMDB handle on the store's directory
 // (db 'pages', keys [stateId = store name, pageId, version]); spilled pages by writing
-// into `<dir>/<name>.spill` while the store is open.
+// into `<dir>/<name>.spill` while the store is open. Seeded random damage of these and
+// of every other store file: test/store-corruption-fuzz.test.ts.
 import t from 'tap';
 import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, statSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
-import { open, type Database, type RootDatabase } from 'lmdb';
+import type { Database, RootDatabase } from 'lmdb';
+import { openStoreDbs } from './helpers/corrupt.js';
 import { openStore, type CompressionSpec, type Key, type Store } from '../src/index.js';
 import { codecResolver, loadCodec } from '../src/state/codecs.js';
 import { decodeKey } from '../src/state/keys.js';
@@ -55,8 +57,7 @@ interface PageInfo {
 }
 
 function openPages(dir: string): { env: RootDatabase; pages: Database<Buffer, [string, number, number]> } {
-  const env = open({ path: dir, maxDbs: 8 });
-  const pages = env.openDB<Buffer, [string, number, number]>({ name: 'pages', encoding: 'binary', keyEncoding: 'ordered-binary' });
+  const { env, pages } = openStoreDbs(dir);
   return { env, pages };
 }
 

@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { openStore, type StoreOptions } from '../src/index.js';
 import { Model, checkTree, deleteArb, engineOf, opArb, plain, rangeArb, setArb, type Op } from './helpers/model.js';
+import type { FlushBatch, StateBackend } from '../src/storage/backend.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'tidepool-model-'));
 t.teardown(() => rmSync(tmp, { recursive: true, force: true }));
@@ -163,4 +164,46 @@ t.test('pages stay readable while a flush is in flight, and writes during it lan
   for (let i = 0; i < 5000; i++) if ((store.get(i) as { i: number }).i === (i % 3 === 0 ? -i : i)) good++;
   t.equal(good, 5000, 'close flushed the writes made during the first flush');
   await store.close();
+});
+
+// Storage rule 2: a flush writes each page at most once. Every batch the engine hands
+// its backend is checked: distinct page ids, each read (encoded, sent) exactly once,
+// and versions strictly increasing from flush to flush.
+t.test('rule 2: every flush writes each page at most once', async (t) => {
+  let batches = 0;
+  let pagesSeen = 0;
+  await fc.assert(
+    fc.asyncProperty(fc.array(opArb, { minLength: 50, maxLength: 500 }), async (ops) => {
+      const store = await openStore({ path: join(tmp, `r${dirs++}`), pageSize: 384, cachePages: 3 });
+      const backend = (engineOf(store) as unknown as { opts: { backend: StateBackend } }).opts.backend;
+      const writeFlush = backend.writeFlush.bind(backend);
+      let lastVersion = backend.lastCommit?.version ?? 0;
+      backend.writeFlush = (batch: FlushBatch) => {
+        if (batch.version <= lastVersion) throw new Error(`flush version ${batch.version} after ${lastVersion}`);
+        lastVersion = batch.version;
+        const ids = batch.pages.map((p) => p.pageId);
+        if (new Set(ids).size !== ids.length) throw new Error(`flush ${batch.version} holds a page twice: ${ids.filter((id, i) => ids.indexOf(id) !== i).join(', ')}`);
+        const reads = new Map<number, number>();
+        const read = batch.read;
+        batches++;
+        pagesSeen += ids.length;
+        return writeFlush({ ...batch, read: (p) => (reads.set(p.pageId, (reads.get(p.pageId) ?? 0) + 1), read(p)) }).then(() => {
+          const twice = [...reads].filter(([, n]) => n !== 1);
+          if (twice.length || reads.size !== ids.length) throw new Error(`flush ${batch.version}: pages read ${JSON.stringify(twice)} times, ${reads.size} of ${ids.length} read`);
+        });
+      };
+      try {
+        for (const o of ops) {
+          if (o.op === 'set') store.set(o.key, o.value);
+          else if (o.op === 'delete') store.delete(o.key);
+          else if (o.op === 'clear') store.clear();
+          else if (o.op === 'flush') await store.flush();
+        }
+      } finally {
+        await store.close();
+      }
+    }),
+    { numRuns: 20 },
+  );
+  t.ok(batches > 20 && pagesSeen > batches, `${batches} flushes of ${pagesSeen} pages checked`);
 });

@@ -3,27 +3,43 @@
 // Every attached state (an embedded store, or one operator instance of a flow) has an
 // SPSC page ring and a MessagePort. The worker drains each ring in order: PAGE frames
 // become versioned puts `(stateId, pageId, version)`, FREE frames are remembered for
-// GC, and a COMMIT frame writes the commit record; once LMDB reports it flushed to
-// disk the state is told `durable`. Then versions no retained flush needs are deleted.
+// GC, and a COMMIT frame writes the commit record; once LMDB has synced it to disk
+// the state is told `durable`. Then versions no retained flush needs are deleted.
 //
-// Recovery: an `attempts` record names the version being written. If it is newer
-// than the last commit record at attach, a flush was cut off: its pages are deleted
-// before anything new is written, so they can never be mistaken for a later flush.
+// Recovery: an `attempts` record names the version being written; it is committed
+// before the first page of that version is put. If it is newer than the last commit
+// record at attach, a flush was cut off: its pages are deleted before anything new is
+// written, so they can never be mistaken for a later flush.
+//
+// A failed write (a full disk, see src/storage/write-failure.ts) fails its flush: no
+// further page of it is put, its commit record is not written, the owner is told
+// `failed` (and may retry), and the pages it did store are deleted before the next
+// flush of that state writes anything.
 import { parentPort, type MessagePort } from 'node:worker_threads';
 import { open, type Database, type RootDatabase } from 'lmdb';
 import { RingReader } from '../src/transport/ring.js';
 import {
   ATTEMPTS_DB, COMMITS_DB, FRAME_COMMIT, FRAME_FREE, FRAME_HEADER, FRAME_PAGE, PAGES_DB,
-  envOptions, readFrameHeader, type AttachRequest, type IoReply,
+  envOptions, readFrameHeader, type AttachRequest, type IoErrorCode, type IoReply,
 } from '../src/storage/io-protocol.js';
 import { packr } from '../src/state/values.js';
 import type { CommitRecord } from '../src/storage/backend.js';
+import { decodeAttempt, decodeCommit, sealCommit } from '../src/storage/commit-record.js';
+import { backLmdbMap } from '../src/storage/lmdb-file.js';
+import { WriteGroup, isDiskFull, mustSucceed, guardLmdbFailures, quietly } from '../src/storage/write-failure.js';
+
+guardLmdbFailures();
 
 interface Env {
+  dir: string;
+  noSync: boolean;
   root: RootDatabase;
   pages: Database<Buffer, [string, number, number]>;
   commits: Database<CommitRecord, [string, number]>;
   attempts: Database<number, string>;
+  /** The same two databases, read as stored bytes (commit-record.ts says why). */
+  commitsRaw: Database<Buffer, [string, number]>;
+  attemptsRaw: Database<Buffer, string>;
   users: number;
 }
 
@@ -48,8 +64,17 @@ interface AttachedState {
   unawaitedBytes: number;
   /** Replaced by a newer attachment of the same state: write nothing more. */
   abandoned: boolean;
+  /** The flush whose frames are being handled (its attempts record is written). */
+  begun: number;
+  /** Bytes of page envelopes in the flush being handled (for the disk-full check). */
+  flushBytes: number;
+  /** The writes of the flush being handled (its failure fails the flush). */
+  writes: WriteGroup;
+  /** Pages that failed flushes stored: deleted before the next flush writes (rule 4). */
+  leftovers: { version: number; pageIds: number[] }[];
 }
 
+const noop = () => undefined;
 const envs = new Map<string, Env>();
 /** Attached states by directory and id: a re-attach (a restarted flow) abandons the old one. */
 const attached = new Map<string, AttachedState>();
@@ -58,12 +83,17 @@ function openEnv(dir: string, noSync: boolean): { env: Env; key: string } {
   const key = `${dir}\0${noSync}`;
   let env = envs.get(key);
   if (!env) {
+    backLmdbMap(dir);
     const root = open(envOptions(dir, noSync));
     env = {
+      dir,
+      noSync,
       root,
       pages: root.openDB({ name: PAGES_DB, encoding: 'binary', keyEncoding: 'ordered-binary' }) as never,
       commits: root.openDB({ name: COMMITS_DB, encoding: 'msgpack', keyEncoding: 'ordered-binary' }) as never,
       attempts: root.openDB({ name: ATTEMPTS_DB, encoding: 'msgpack', keyEncoding: 'ordered-binary' }) as never,
+      commitsRaw: root.openDB({ name: COMMITS_DB, encoding: 'binary', keyEncoding: 'ordered-binary' }) as never,
+      attemptsRaw: root.openDB({ name: ATTEMPTS_DB, encoding: 'binary', keyEncoding: 'ordered-binary' }) as never,
       users: 0,
     };
     envs.set(key, env);
@@ -72,24 +102,47 @@ function openEnv(dir: string, noSync: boolean): { env: Env; key: string } {
   return { env, key };
 }
 
+/**
+ * Resolves once every write committed so far is on disk (a `temp` environment
+ * promises no more than committed). Not `root.flushed`: lmdb-js drops the flush
+ * waiters of a batch whose commit failed, so after a failed write (a full disk) it
+ * would never settle.
+ */
+function durable(env: Env): Promise<void> {
+  if (env.noSync) return Promise.resolve();
+  const root = env.root as unknown as { sync(done: (e?: Error) => void): void }; // not in lmdb-js's types
+  return new Promise((resolve, reject) => root.sync((e) => (e ? reject(e) : resolve())));
+}
+
 function reply(port: MessagePort, msg: IoReply): void {
   port.postMessage(msg);
 }
 
 export function lastCommitOf(env: Env, stateId: string): CommitRecord | undefined {
-  for (const { value } of env.commits.getRange({ start: [stateId, Number.MAX_SAFE_INTEGER], end: [stateId, -1], reverse: true, limit: 1 })) {
-    return value;
+  for (const { key, value } of env.commitsRaw.getRange({ start: [stateId, Number.MAX_SAFE_INTEGER], end: [stateId, -1], reverse: true, limit: 1 })) {
+    return decodeCommit(value, stateId, (key as [string, number])[1], env.dir);
   }
   return undefined;
 }
 
+/**
+ * The version named by the attempts record. A damaged record cannot say how far an
+ * unfinished flush got, so it is taken to be any: everything newer than the last
+ * commit is deleted at attach, which is always safe.
+ */
+function attemptOf(env: Env, stateId: string): number {
+  const raw = env.attemptsRaw.get(stateId);
+  if (raw === undefined) return 0;
+  return decodeAttempt(raw) ?? Number.MAX_SAFE_INTEGER;
+}
+
 /** Deletes page versions in [from, to] of one state; returns how many. */
-function deleteVersions(env: Env, stateId: string, from: number, to: number): number {
+function deleteVersions(env: Env, stateId: string, from: number, to: number, g: WriteGroup): number {
   let n = 0;
   for (const key of env.pages.getKeys({ start: [stateId, -1, 0], end: [stateId, Number.MAX_SAFE_INTEGER, 0] })) {
     const v = (key as [string, number, number])[2];
     if (v >= from && v <= to) {
-      env.pages.remove(key);
+      g.add(env.pages.remove(key));
       n++;
     }
   }
@@ -104,40 +157,62 @@ async function attach(req: AttachRequest): Promise<void> {
     // restart): drop whatever it left in its ring, and let its queued writes land
     // before the cleanup below looks at what is stored.
     previous.abandoned = true;
-    await previous.env.root.flushed;
+    await previous.writes.settled();
+    await durable(previous.env).catch(noop);
   }
   const { env, key } = openEnv(req.dir, req.noSync);
-  let last = lastCommitOf(env, req.stateId);
+  let last: CommitRecord | undefined;
   let cleaned = 0;
-  if (req.restoreVersion !== undefined && req.restoreVersion !== (last?.version ?? 0)) {
-    // Restoring an older checkpoint: drop everything written after it.
-    const target = req.restoreVersion === 0 ? undefined : env.commits.get([req.stateId, req.restoreVersion]);
-    if (req.restoreVersion !== 0 && target === undefined) {
-      env.users--;
-      throw new Error(`state '${req.stateId}' has no flush ${req.restoreVersion} to restore (it was collected or never completed)`);
+  try {
+    last = lastCommitOf(env, req.stateId);
+    // Every removal is committed before the attempts record moves back: if one
+    // failed (a full disk), the record still names the unfinished flush for next time.
+    const g = new WriteGroup();
+    if (req.restoreVersion !== undefined && req.restoreVersion !== (last?.version ?? 0)) {
+      // Restoring an older checkpoint: drop everything written after it.
+      const stored = req.restoreVersion === 0 ? undefined : env.commitsRaw.get([req.stateId, req.restoreVersion]);
+      const target = stored === undefined ? undefined : decodeCommit(stored, req.stateId, req.restoreVersion, env.dir);
+      if (req.restoreVersion !== 0 && target === undefined) {
+        throw new Error(`state '${req.stateId}' has no flush ${req.restoreVersion} to restore (it was collected or never completed)`);
+      }
+      const newest = Math.max(last?.version ?? 0, attemptOf(env, req.stateId));
+      cleaned = deleteVersions(env, req.stateId, req.restoreVersion + 1, newest, g);
+      for (const k of env.commits.getKeys({ start: [req.stateId, req.restoreVersion + 1], end: [req.stateId, Number.MAX_SAFE_INTEGER] })) {
+        g.add(env.commits.remove(k));
+      }
+      await mustSucceed(g, `restoring state '${req.stateId}' to flush ${req.restoreVersion}`);
+      g.add(env.attempts.put(req.stateId, req.restoreVersion));
+      await mustSucceed(g, `restoring state '${req.stateId}' to flush ${req.restoreVersion}`);
+      last = target;
     }
-    const newest = Math.max(last?.version ?? 0, env.attempts.get(req.stateId) ?? 0);
-    cleaned = deleteVersions(env, req.stateId, req.restoreVersion + 1, newest);
-    for (const k of env.commits.getKeys({ start: [req.stateId, req.restoreVersion + 1], end: [req.stateId, Number.MAX_SAFE_INTEGER] })) {
-      await env.commits.remove(k);
+    const lastVersion = last?.version ?? 0;
+    const attempt = attemptOf(env, req.stateId);
+    if (attempt > lastVersion) {
+      cleaned += deleteVersions(env, req.stateId, lastVersion + 1, attempt, g);
+      await mustSucceed(g, `removing the unfinished flush ${attempt} of state '${req.stateId}'`);
+      g.add(env.attempts.put(req.stateId, lastVersion));
+      await mustSucceed(g, `removing the unfinished flush ${attempt} of state '${req.stateId}'`);
     }
-    await env.attempts.put(req.stateId, req.restoreVersion);
-    last = target;
+  } catch (e) {
+    env.users--;
+    throw e;
   }
   const lastVersion = last?.version ?? 0;
-  const attempt = env.attempts.get(req.stateId) ?? 0;
-  if (attempt > lastVersion) {
-    cleaned += deleteVersions(env, req.stateId, lastVersion + 1, attempt);
-    await env.attempts.put(req.stateId, lastVersion);
-  }
   const st: AttachedState = {
     stateId: req.stateId, env, envKey: key, reader: new RingReader(req.ring), port: req.port,
     retain: req.retain, attempt: lastVersion, written: [], freed: [], gc: [], detaching: false, unawaitedBytes: 0,
-    abandoned: false,
+    abandoned: false, begun: lastVersion, flushBytes: 0, writes: new WriteGroup(), leftovers: [],
   };
   attached.set(stateKey, st);
-  for (const { value } of env.commits.getRange({ start: [req.stateId, 0], end: [req.stateId, Number.MAX_SAFE_INTEGER] })) {
-    st.gc.push({ version: value.version, written: value.gcWritten ?? [], freed: value.gcFreed ?? [] });
+  for (const { key, value } of env.commitsRaw.getRange({ start: [req.stateId, 0], end: [req.stateId, Number.MAX_SAFE_INTEGER] })) {
+    // A damaged older record only loses its GC replay (its pages stay until the state is dropped).
+    let r: CommitRecord;
+    try {
+      r = decodeCommit(value, req.stateId, (key as [string, number])[1], env.dir);
+    } catch {
+      continue;
+    }
+    st.gc.push({ version: r.version, written: r.gcWritten ?? [], freed: r.gcFreed ?? [] });
   }
   if (last) collect(st, lastVersion);
   req.port.on('message', (m: { type: string }) => {
@@ -168,7 +243,9 @@ async function pump(st: AttachedState): Promise<void> {
       await st.reader.waitReadable(50);
     }
     // Everything written before close is handled; wait for outstanding writes.
-    await st.env.root.flushed;
+    await st.writes.settled();
+    await quietly.settled();
+    await durable(st.env).catch(noop); // what is not durable here is GC, replayed at the next attach
     detachDone(st);
   } catch (e) {
     reply(st.port, { type: 'error', message: (e as Error).message });
@@ -185,25 +262,54 @@ function detachDone(st: AttachedState): void {
   }
 }
 
+/**
+ * Before the first frame of flush `version` is handled: the pages of failed flushes
+ * are deleted, then the attempts record names `version` — both committed before any
+ * page of it is put, so after a crash nothing of an unfinished flush can be read.
+ */
+async function begin(st: AttachedState, version: number): Promise<void> {
+  if (st.begun === version) return;
+  st.begun = version;
+  st.flushBytes = 0;
+  const { pages, commits, attempts } = st.env;
+  const w = st.writes;
+  if (st.leftovers.length) {
+    for (const { version: v, pageIds } of st.leftovers) {
+      w.add(commits.remove([st.stateId, v])); // written, but its flush failed after
+      for (const id of pageIds) w.add(pages.remove([st.stateId, id, v]));
+    }
+    await w.settled();
+    if (w.failure) return;
+    st.leftovers = [];
+  }
+  if (st.attempt < version) {
+    w.add(attempts.put(st.stateId, version));
+    await w.settled();
+    if (!w.failure) st.attempt = version;
+  }
+}
+
 async function handle(st: AttachedState, frame: Uint8Array): Promise<void> {
   const { type, version, dv } = readFrameHeader(frame);
+  if (type !== FRAME_PAGE && type !== FRAME_FREE && type !== FRAME_COMMIT) {
+    throw new Error(`unknown frame type ${type} on the page ring of '${st.stateId}'`);
+  }
+  if (st.begun !== version) await begin(st, version);
   if (type === FRAME_PAGE) {
-    if (st.attempt < version) {
-      st.attempt = version;
-      void st.env.attempts.put(st.stateId, version); // ordered before the page puts below
-    }
+    st.flushBytes += frame.byteLength;
+    if (st.writes.failure) return; // the flush has failed: put nothing more of it
     const pageId = dv.getFloat64(FRAME_HEADER, true);
-    const put = st.env.pages.put([st.stateId, pageId, version], Buffer.from(frame.buffer, frame.byteOffset + FRAME_HEADER + 8, frame.byteLength - FRAME_HEADER - 8));
+    const put = st.writes.add(st.env.pages.put([st.stateId, pageId, version], Buffer.from(frame.buffer, frame.byteOffset + FRAME_HEADER + 8, frame.byteLength - FRAME_HEADER - 8)));
     st.written.push(pageId);
     // Bound what lmdb-js queues in memory: wait for a commit every ~16 MiB.
     st.unawaitedBytes += frame.byteLength;
     if (st.unawaitedBytes >= 16 << 20) {
       st.unawaitedBytes = 0;
-      await put;
+      await put.then(noop, noop);
     }
   } else if (type === FRAME_FREE) {
     for (let off = FRAME_HEADER; off + 8 <= frame.byteLength; off += 8) st.freed.push(dv.getFloat64(off, true));
-  } else if (type === FRAME_COMMIT) {
+  } else {
     // The GC lists travel in the commit record, so GC interrupted by a crash is
     // replayed from the retained records at the next attach.
     const record = packr.unpack(frame.subarray(FRAME_HEADER)) as CommitRecord;
@@ -212,18 +318,27 @@ async function handle(st: AttachedState, frame: Uint8Array): Promise<void> {
     record.gcFreed = entry.freed;
     st.written = [];
     st.freed = [];
-    try {
-      await st.env.commits.put([st.stateId, version], record);
-      await st.env.root.flushed;
-    } catch (e) {
-      reply(st.port, { type: 'failed', version, message: (e as Error).message });
+    const w = st.writes;
+    if (!w.failure) w.add(st.env.commits.put([st.stateId, version], sealCommit(record)));
+    await w.settled();
+    if (!w.failure) {
+      try {
+        await durable(st.env);
+      } catch (e) {
+        w.fail(e);
+      }
+    }
+    const f = await w.take();
+    if (f) {
+      st.leftovers.push({ version, pageIds: entry.written });
+      st.begun = -1; // a retry of this version begins again (and deletes the leftovers first)
+      const diskFull = isDiskFull(f, st.env.dir, st.flushBytes);
+      reply(st.port, { type: 'failed', version, message: f.message.replace(/\s+/g, ' '), diskFull, dir: st.env.dir });
       return;
     }
     reply(st.port, { type: 'durable', version });
     st.gc.push(entry);
     collect(st, version);
-  } else {
-    throw new Error(`unknown frame type ${type} on the page ring of '${st.stateId}'`);
   }
 }
 
@@ -238,13 +353,21 @@ function collect(st: AttachedState, version: number): void {
   while (st.gc.length && st.gc[0]!.version <= oldestRetained) {
     const e = st.gc.shift()!;
     for (const id of e.written) {
-      for (const key of pages.getKeys({ start: [st.stateId, id, 0], end: [st.stateId, id, e.version] })) pages.remove(key);
+      for (const key of pages.getKeys({ start: [st.stateId, id, 0], end: [st.stateId, id, e.version] })) quiet(pages.remove(key));
     }
     for (const id of e.freed) {
-      for (const key of pages.getKeys({ start: [st.stateId, id, 0], end: [st.stateId, id, e.version + 1] })) pages.remove(key);
+      for (const key of pages.getKeys({ start: [st.stateId, id, 0], end: [st.stateId, id, e.version + 1] })) quiet(pages.remove(key));
     }
   }
-  for (const key of commits.getKeys({ start: [st.stateId, 0], end: [st.stateId, oldestRetained] })) commits.remove(key);
+  for (const key of commits.getKeys({ start: [st.stateId, 0], end: [st.stateId, oldestRetained] })) quiet(commits.remove(key));
+}
+
+/**
+ * GC's writes need no report: the GC lists ride in the retained commit records, so a
+ * failed GC (a full disk) is replayed at the next attach.
+ */
+function quiet(p: Promise<unknown>): void {
+  quietly.add(p);
 }
 
 /** Deletes every trace of a state (a partition no retained checkpoint names any more). */
@@ -252,24 +375,37 @@ async function dropState(dir: string, noSync: boolean, stateId: string): Promise
   const { env } = openEnv(dir, noSync);
   try {
     let n = 0;
+    const g = new WriteGroup();
     for (const k of env.pages.getKeys({ start: [stateId, -1, 0], end: [stateId, Number.MAX_SAFE_INTEGER, 0] })) {
-      env.pages.remove(k);
+      g.add(env.pages.remove(k));
       n++;
     }
-    for (const k of env.commits.getKeys({ start: [stateId, 0], end: [stateId, Number.MAX_SAFE_INTEGER] })) env.commits.remove(k);
-    env.attempts.remove(stateId);
-    await env.root.flushed;
+    for (const k of env.commits.getKeys({ start: [stateId, 0], end: [stateId, Number.MAX_SAFE_INTEGER] })) g.add(env.commits.remove(k));
+    g.add(env.attempts.remove(stateId));
+    await mustSucceed(g, `dropping state '${stateId}'`);
+    await durable(env);
     return n;
   } finally {
     env.users--;
   }
 }
 
+/** The stable code of an attach failure: damage, a full disk, or another I/O error. */
+function codeOf(e: Error, dir: string): IoErrorCode | undefined {
+  const code = (e as { code?: unknown }).code;
+  if (code === 'TIDEPOOL_CORRUPT_STATE' || code === 'TIDEPOOL_CORRUPT_PAGE') return code;
+  // lmdb-js's errors for a damaged environment (and msgpack's for a damaged record).
+  if (/\bMDB_(CORRUPTED|PAGE_NOTFOUND|BAD_TXN|INVALID|BAD_VALSIZE|BAD_DBI|VERSION_MISMATCH|INCOMPATIBLE|KEYEXIST|TLS_FULL)|Data read, but end of buffer not reached|Unexpected end of (MessagePack|buffer)|not valid msgpack/i.test(e.message)) return 'TIDEPOOL_CORRUPT_STATE';
+  const errno = (e as { errno?: number }).errno;
+  if (errno !== undefined && isDiskFull({ errno, message: e.message }, dir, 0)) return 'TIDEPOOL_DISK_FULL';
+  return undefined;
+}
+
 type DropRequest = { type: 'drop'; dir: string; noSync: boolean; stateId: string; port: MessagePort };
 
 parentPort!.on('message', (msg: AttachRequest | DropRequest) => {
   if (msg.type === 'attach') {
-    attach(msg).catch((e: Error) => reply(msg.port, { type: 'error', message: e.message }));
+    attach(msg).catch((e: Error) => reply(msg.port, { type: 'error', message: e.message.replace(/\s+/g, ' '), code: codeOf(e, msg.dir) }));
   } else if (msg.type === 'drop') {
     dropState(msg.dir, msg.noSync, msg.stateId).then(
       (n) => {

@@ -7,7 +7,9 @@
 //                        (no extension: `out` → `out-0`; `a.tar.gz` → `a.tar-0.gz`)
 // Beside F, in the same directory:
 //   F                    published output: the lines of committed epochs, nothing else
-//   F.committed          sidecar {"epoch":N,"length":L}: the last committed epoch and F's
+//   F.committed          sidecar {"epoch":N,"length":L,"history":[…],"crc":C}: the last committed epoch and F's
+//                        length right after it (C: CRC-32C of the record without it, so a damaged
+//                        digit is an error, never a wrong cut);
 //                        length right after it; replaced atomically (F.committed.tmp +
 //                        fsync + rename + directory fsync)
 //   F.pending-<subtask>  lines of the epoch being written; never visible, deleted on open
@@ -43,6 +45,7 @@ import { mkdir, open, readdir, rename, rm, type FileHandle } from 'node:fs/promi
 import { basename, dirname, extname, join, resolve } from 'node:path';
 import { errors, preview } from '../errors.js';
 import type { InstanceContext, SinkSpec, SinkWriter } from '../flow/types.js';
+import { crc32c } from '@node-rs/crc32';
 import { jsonLine } from './json-lines.js';
 import { sinkTarget } from './sink-target.js';
 import { StreamSinkWriter, descriptorOutput, pathOutput } from './stream-sink.js';
@@ -522,8 +525,17 @@ async function readSidecar(final: string): Promise<Committed | null> {
   ) {
     throw errors.input(path, `is not a valid commit record (${preview(text)}); delete the output and it to start over`);
   }
+  // Records written since the CRC was added carry it; older ones (no crc) are taken as they are.
+  const crc = (c as { crc?: unknown }).crc;
+  if (crc !== undefined && crc !== sidecarCrc(c.epoch as number, c.length as number, c.history)) {
+    throw errors.corruptState('commit record', path, `its checksum does not match (${preview(text, 80)}); delete the output and it to start over`);
+  }
   const history = Array.isArray(c.history) ? c.history.filter((h) => Number.isSafeInteger(h?.epoch) && Number.isSafeInteger(h?.length)) : undefined;
   return { epoch: c.epoch as number, length: c.length as number, history };
+}
+
+function sidecarCrc(epoch: number, length: number, history: unknown): number {
+  return crc32c(Buffer.from(JSON.stringify({ epoch, length, history: history ?? [] })));
 }
 
 /** Replaces the sidecar atomically and durably. */
@@ -532,7 +544,8 @@ async function writeSidecar(final: string, c: Committed): Promise<void> {
   const tmp = `${path}.tmp`;
   const fh = await open(tmp, 'w');
   try {
-    await fh.writeFile(`${JSON.stringify({ epoch: c.epoch, length: c.length, history: c.history ?? [] })}\n`, 'utf8');
+    const history = c.history ?? [];
+    await fh.writeFile(`${JSON.stringify({ epoch: c.epoch, length: c.length, history, crc: sidecarCrc(c.epoch, c.length, history) })}\n`, 'utf8');
     await fh.sync();
   } finally {
     await fh.close();

@@ -137,6 +137,12 @@ export class StateEngine {
         commit,
       });
     } catch (e) {
+      if ((e as { code?: string }).code === 'TIDEPOOL_DISK_FULL') {
+        // Nothing of this flush became durable, and the I/O worker deletes what it
+        // stored before the next one: the pages are dirty again, a retry can succeed.
+        this.pager.abort(version, freed);
+        throw e;
+      }
       // The in-memory state is intact but its dirty marks went to a flush that failed:
       // refuse further flushes rather than persist a state with holes.
       this.failure = e as Error;

@@ -12,7 +12,7 @@
 //   flush durable; only then may the persistent tier be the only copy.
 // - Eviction happens only between operations (`evict()`), never inside one, so tree
 //   code may hold node references for the duration of one operation.
-import { errors } from '../errors.js';
+import { errors, oneLine } from '../errors.js';
 import { MalformedNode, deserializeNode, freezeNode, serializeNode, newBranch, newLeaf, type BranchNode, type LeafNode, type TreeNode } from './node.js';
 import { decodePage, encodePage } from './page-format.js';
 import type { PageCodec } from './codecs.js';
@@ -102,7 +102,14 @@ export class Pager {
       const bytes = fl.bytes ?? this.spill.read(fl.slot!);
       return this.decode(id, table, bytes, `${fl.version} (in flight)`);
     }
-    const found = this.persistent.readPage(id);
+    let found: { bytes: Uint8Array; version: number } | undefined;
+    try {
+      found = this.persistent.readPage(id);
+    } catch (e) {
+      // LMDB's own structures are damaged (lmdb-js throws MDB_CORRUPTED, MDB_PAGE_NOTFOUND…).
+      if ((e as { code?: unknown }).code === 'TIDEPOOL_CORRUPT_PAGE') throw e;
+      throw errors.corruptPage({ table, pageId: id, version: 'any' }, `storage could not read it: ${oneLine(String((e as Error)?.message ?? e))}`);
+    }
     if (found === undefined) {
       throw errors.corruptPage({ table, pageId: id, version: 'any' }, 'page is referenced by the tree but missing from storage');
     }
@@ -147,11 +154,17 @@ export class Pager {
     this.freedSinceFlush.push(id);
   }
 
-  /** Brings the cache back within `cachePages`: clean pages are dropped, dirty ones spilled. */
+  /**
+   * Brings the cache back within `cachePages`: clean pages are dropped, dirty ones
+   * spilled. If the spill file cannot take a page (a full disk), that page stays
+   * resident and dirty — nothing is lost — clean pages are still dropped, and the
+   * error is thrown once the pass is over.
+   */
   evict(): void {
     const over = this.resident.size - this.cachePages;
     if (over <= 0) return;
     let toEvict = over;
+    let failure: unknown;
     // Clock over the Map's insertion order: a referenced page gets a second chance
     // (moved to the back with its bit cleared). Two passes always suffice.
     let budget = this.resident.size * 2;
@@ -163,9 +176,15 @@ export class Pager {
         this.resident.set(id, node);
         continue;
       }
-      this.evictNode(node);
-      toEvict--;
+      if (node.dirty && failure !== undefined) continue;
+      try {
+        this.evictNode(node);
+        toEvict--;
+      } catch (e) {
+        failure = e;
+      }
     }
+    if (failure !== undefined) throw failure;
   }
 
   private evictNode(node: TreeNode): void {
@@ -226,6 +245,32 @@ export class Pager {
     decodePage(bytes, { table: '(spilled page)', pageId: page.pageId, version: 'spill' }, this.codecFor);
     return bytes;
   };
+
+  /**
+   * Flush `version` failed without damage (the disk was full): the pages it took are
+   * dirty again and its freed ids pending again, so a later flush writes them. The
+   * newest copy of each page wins: resident, then spilled, then the in-flight one.
+   */
+  abort(version: number, freed: number[]): void {
+    const freedSince = new Set(this.freedSinceFlush);
+    for (const [id, fl] of this.inflight) {
+      if (fl.version !== version) continue;
+      this.inflight.delete(id);
+      const node = this.resident.get(id);
+      const newer = node !== undefined || this.spilled.has(id) || freedSince.has(id);
+      if (newer) {
+        if (node) node.dirty = true;
+        if (fl.slot) this.spill.free(fl.slot);
+      } else if (fl.slot) {
+        this.spilled.set(id, fl.slot);
+      } else {
+        const back = fl.node ? { ...freezeNode(fl.node), ref: false } : this.decode(id, '(in flight)', fl.bytes!, `${version} (in flight)`);
+        back.dirty = true;
+        this.resident.set(id, back); // over the bound until the next evict() spills it
+      }
+    }
+    this.freedSinceFlush = freed.concat(this.freedSinceFlush);
+  }
 
   /** The I/O worker reported `version` durable: in-flight copies are no longer needed. */
   durable(version: number): void {

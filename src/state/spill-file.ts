@@ -10,6 +10,7 @@
 // The bytes written are complete page envelopes (page-format.ts) with their CRC, so a
 // damaged spill file is detected on read like a damaged persistent page.
 import { closeSync, ftruncateSync, openSync, readSync, writeSync, rmSync } from 'node:fs';
+import { errors } from '../errors.js';
 
 export const SPILL_BLOCK = 4096;
 
@@ -70,8 +71,18 @@ export class SpillFile implements SpillStore {
     const blocks = Math.max(1, Math.ceil(page.length / SPILL_BLOCK));
     const offset = this.alloc(blocks);
     let done = 0;
-    while (done < page.length) {
-      done += writeSync(this.fd, page, done, page.length - done, offset * SPILL_BLOCK + done);
+    try {
+      while (done < page.length) {
+        done += writeSync(this.fd, page, done, page.length - done, offset * SPILL_BLOCK + done);
+      }
+    } catch (e) {
+      // The extent is free again (what was written into it is never read); the page
+      // stays where the caller has it.
+      if (offset + blocks === this.endBlock) this.endBlock = offset;
+      else this.pushFree(offset, blocks);
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code === 'ENOSPC' || code === 'EDQUOT') throw errors.diskFull('the spill file could not take an evicted page', this.path);
+      throw errors.io(`cannot write the spill file ${this.path}`, e);
     }
     this.live++;
     this.liveBytes += page.length;

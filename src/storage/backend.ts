@@ -1,14 +1,18 @@
 // What a page space needs from persistent storage (tier 3), whatever the medium.
 //
-// Storage rules (tested in test/storage-rules.test.ts; CONTRIBUTING.md lists them):
+// Storage rules (CONTRIBUTING.md lists them; the test that checks each is named):
 // 1. One writer per state id: a page space is opened by one thread of one process
-//    (the lock in lock.ts enforces it across processes).
-// 2. A page is written at most once per flush version.
-// 3. A flush is complete iff its commit record is durable; writeFlush resolves only then.
+//    (the lock in lock.ts enforces it across processes). test/store-lock.test.ts
+// 2. A page is written at most once per flush version. test/store-model.test.ts ("rule 2")
+// 3. A flush is complete iff its commit record is durable; writeFlush resolves only
+//    then. test/store-crash.test.ts (SIGKILLs), test/store-disk-full.test.ts
 // 4. Readers see, for each page, the newest version ≤ the last complete flush; pages of
-//    an unfinished flush are never visible and are deleted before the next flush writes.
+//    an unfinished flush are never visible and are deleted before the next flush
+//    writes. test/store-crash.test.ts (cleanup after every kill), test/store-disk-full.test.ts
 // 5. After flush N is complete, versions that no retained flush needs are deleted.
+//    test/store-crash.test.ts ("GC: nothing grows")
 // 6. Pages and commit records carry checksums; a mismatch is an error, never a value.
+//    test/page-format.test.ts, test/store-corruption.test.ts, test/store-corruption-fuzz.test.ts
 import type { PersistentPages } from '../state/pager.js';
 import type { SpillSlot } from '../state/spill-file.js';
 import type { TreeNode } from '../state/node.js';
@@ -37,6 +41,8 @@ export interface CommitRecord {
   /** Filled in by the I/O worker: pages written and freed by this flush, for GC replay. */
   gcWritten?: number[];
   gcFreed?: number[];
+  /** CRC-32C of the rest (commit-record.ts); absent in records written before checks. */
+  check?: number;
 }
 
 /**

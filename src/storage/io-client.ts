@@ -2,7 +2,7 @@
 // page spaces to it, and turns its replies into promises. The worker is unref'd
 // while nothing is attached, so an idle process can exit.
 import { MessageChannel, Worker, type MessagePort } from 'node:worker_threads';
-import { errors } from '../errors.js';
+import { TidepoolError, errors } from '../errors.js';
 import { RingWriter, createRingBuffer } from '../transport/ring.js';
 import type { AttachRequest, IoReply } from './io-protocol.js';
 import type { CommitRecord } from './backend.js';
@@ -48,7 +48,10 @@ export class IoAttachment {
       this.waiting.delete(m.version);
       this.settled();
     } else if (m.type === 'failed') {
-      this.waiting.get(m.version)?.reject(errors.io(`flush ${m.version} of '${this.stateId}' failed: ${m.message}`));
+      const e = m.diskFull
+        ? errors.diskFull(`flush ${m.version} of '${this.stateId}' was not written`, m.dir ?? 'the state directory')
+        : errors.io(`flush ${m.version} of '${this.stateId}' failed: ${m.message}`);
+      this.waiting.get(m.version)?.reject(e);
       this.waiting.delete(m.version);
       this.settled();
     } else if (m.type === 'error') {
@@ -157,7 +160,13 @@ export class IoClient {
     if (reply.type !== 'attached') {
       port1.close();
       this.release();
-      throw errors.io(`cannot open state '${opts.stateId}' in ${opts.dir}: ${reply.type === 'error' ? reply.message : reply.type}`);
+      const why = reply.type === 'error' ? reply.message : reply.type;
+      const code = reply.type === 'error' ? reply.code : undefined;
+      if (code === 'TIDEPOOL_CORRUPT_STATE' || code === 'TIDEPOOL_CORRUPT_PAGE') {
+        throw new TidepoolError(code, why.startsWith('corrupted ') ? why : `corrupted state '${opts.stateId}' in ${opts.dir}: ${why}`);
+      }
+      if (code === 'TIDEPOOL_DISK_FULL') throw errors.diskFull(`cannot open state '${opts.stateId}'`, opts.dir);
+      throw errors.io(`cannot open state '${opts.stateId}' in ${opts.dir}: ${why}`);
     }
     // The attachment's port keeps the process alive while a flush or detach is
     // pending; an idle open store must not, so the worker goes back to unref'd.

@@ -12,7 +12,7 @@
 //
 // Control (a MessagePort per attached state): the owner sends nothing after attach
 // except `detach`; the I/O worker answers `durable {version}` or `failed {version,
-// message}` for each COMMIT, and `detached` once the ring is drained.
+// message, diskFull}` for each COMMIT, and `detached` once the ring is drained.
 export const FRAME_PAGE = 1;
 export const FRAME_FREE = 2;
 export const FRAME_COMMIT = 3;
@@ -36,9 +36,12 @@ export interface AttachRequest {
 export type IoReply =
   | { type: 'attached'; lastCommit: unknown; cleaned: number }
   | { type: 'durable'; version: number }
-  | { type: 'failed'; version: number; message: string }
+  | { type: 'failed'; version: number; message: string; diskFull?: boolean; dir?: string }
   | { type: 'detached' }
-  | { type: 'error'; message: string };
+  | { type: 'error'; message: string; code?: IoErrorCode };
+
+/** How an attach failed, when it is one of the stable cases. */
+export type IoErrorCode = 'TIDEPOOL_CORRUPT_STATE' | 'TIDEPOOL_CORRUPT_PAGE' | 'TIDEPOOL_DISK_FULL';
 
 export function frameHeader(buf: Uint8Array, type: number, version: number): DataView {
   const dv = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
@@ -55,7 +58,10 @@ export function readFrameHeader(frame: Uint8Array): { type: number; version: num
 /** LMDB environment options shared by every thread that opens a state directory. */
 export function envOptions(dir: string, noSync: boolean) {
   // noSubdir: false — lmdb-js would otherwise treat a directory name with a dot as a file.
-  return { path: dir, maxDbs: 8, noSync, compression: false, noSubdir: false } as const;
+  // useWritemap: false (lmdb-js's default, pinned here) — pages are written with pwrite
+  // and the map is read-only, so a full disk fails a commit with an error instead of
+  // killing the process with SIGBUS on a store into a map page with no block behind it.
+  return { path: dir, maxDbs: 8, noSync, compression: false, noSubdir: false, useWritemap: false } as const;
 }
 export const PAGES_DB = 'pages';
 export const COMMITS_DB = 'commits';

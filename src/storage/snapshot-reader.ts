@@ -8,6 +8,8 @@ import { Pager } from '../state/pager.js';
 import { MemorySpill } from '../state/spill-file.js';
 import type { PageCodec } from '../state/codecs.js';
 import { COMMITS_DB, PAGES_DB, envOptions } from './io-protocol.js';
+import { decodeCommit } from './commit-record.js';
+import { backLmdbMap } from './lmdb-file.js';
 import type { CommitRecord } from './backend.js';
 
 export class SnapshotReader {
@@ -17,10 +19,18 @@ export class SnapshotReader {
   private readonly pager: Pager;
 
   constructor(dir: string, readonly stateId: string, readonly version: number, codec: PageCodec, codecFor: (id: number) => PageCodec | undefined, cachePages: number) {
+    backLmdbMap(dir);
     this.root = open(envOptions(dir, false));
     this.pages = this.root.openDB({ name: PAGES_DB, encoding: 'binary', keyEncoding: 'ordered-binary' }) as never;
-    const commits = this.root.openDB({ name: COMMITS_DB, encoding: 'msgpack', keyEncoding: 'ordered-binary' });
-    const c = commits.get([stateId, version]) as CommitRecord | undefined;
+    const commits = this.root.openDB<Buffer, [string, number]>({ name: COMMITS_DB, encoding: 'binary', keyEncoding: 'ordered-binary' });
+    let c: CommitRecord | undefined;
+    try {
+      const stored = commits.get([stateId, version]);
+      c = stored === undefined ? undefined : decodeCommit(stored, stateId, version, dir);
+    } catch (e) {
+      void this.root.close();
+      throw e;
+    }
     if (!c) {
       void this.root.close();
       throw errors.input(`state '${stateId}'`, `flush ${version} named by the checkpoint is missing (collected or never written)`);

@@ -1,0 +1,63 @@
+// Keeps a truncated data.mdb from killing the process.
+//
+// LMDB reads its pages through a memory map. A data.mdb cut short (a damaged disk, a
+// bad copy) leaves pages of the map with no file behind them, and the first read of
+// one is a SIGBUS. So before the first open of an environment in a process we read
+// LMDB's meta pages ourselves and, if the file is shorter than the last page they
+// name, extend it with zeros (O_APPEND, so a concurrent writer's pages are never
+// overwritten): LMDB then reads zero pages, which it rejects as corrupted, and those
+// errors reach the caller as TIDEPOOL_CORRUPT_* errors.
+//
+// A valid file can also be a little shorter than its last page (pages allocated and
+// freed in one transaction are never written); zeros there are free pages nobody reads.
+//
+// Meta page layout (lmdb-js's LMDB fork, little-endian): a 24-byte page header (pgno,
+// txnid, pad, flags u16 at 18 with P_META = 0x08), then MDB_meta: magic u32 at 24
+// (0xBEEFC0DE), page size u32 at 48 (mm_dbs[0].md_pad), last page u64 at 144. Metas sit
+// at 0 and psize (plus psize/2 with overlappingSync, the default for synced envs).
+import { appendFileSync, closeSync, fstatSync, openSync, readSync } from 'node:fs';
+import { join } from 'node:path';
+
+const MAGIC = 0xbeefc0de;
+const P_META = 0x08;
+
+/** The size data.mdb must have for every page its newest meta names, or undefined if unknown. */
+export function neededBytes(head: Buffer): number | undefined {
+  const meta = (off: number) =>
+    off + 152 <= head.length && head.readUInt32LE(off + 24) === MAGIC && (head.readUInt16LE(off + 18) & P_META) !== 0;
+  if (!meta(0)) return undefined;
+  const psize = head.readUInt32LE(48);
+  if (psize < 512 || psize > 65536 || (psize & (psize - 1)) !== 0) return undefined;
+  let last = -1;
+  for (const off of [0, psize >> 1, psize]) {
+    if (!meta(off)) continue;
+    const pg = Number(head.readBigUInt64LE(off + 144));
+    if (Number.isSafeInteger(pg) && pg < 2 ** 40) last = Math.max(last, pg);
+  }
+  return last < 0 ? undefined : (last + 1) * psize;
+}
+
+/** Extends `dir`/data.mdb with zeros up to its last page (see the header). */
+export function backLmdbMap(dir: string): void {
+  let fd: number;
+  try {
+    fd = openSync(join(dir, 'data.mdb'), 'r');
+  } catch {
+    return; // no environment yet
+  }
+  let size: number;
+  let needed: number | undefined;
+  try {
+    size = fstatSync(fd).size;
+    const head = Buffer.alloc(Math.min(size, 65536 + 160));
+    readSync(fd, head, 0, head.length, 0);
+    needed = neededBytes(head);
+  } finally {
+    closeSync(fd);
+  }
+  if (needed === undefined || size >= needed) return;
+  const zeros = Buffer.alloc(Math.min(needed - size, 1 << 20));
+  for (let left = needed - size; left > 0; left -= zeros.length) {
+    appendFileSync(join(dir, 'data.mdb'), left >= zeros.length ? zeros : zeros.subarray(0, left));
+  }
+}
