@@ -58,6 +58,8 @@ export function userError(op: LogicalOperator, env: StepEnv, record: unknown, e:
 /** A user function returned a Promise where a value is expected. */
 export function notAsync(op: LogicalOperator, out: unknown): void {
   if (out !== null && typeof out === 'object' && typeof (out as { then?: unknown }).then === 'function') {
+    // The run fails on this error; a later rejection of the Promise must not crash it too.
+    (out as PromiseLike<unknown>).then(undefined, () => undefined);
     throw new TypeError(`${op.kind} '${op.name}' returned a Promise; its function must not be async (use mapAsync for asynchronous calls)`);
   }
 }
