@@ -110,6 +110,8 @@ function alignedWindows(rt: KeyedRuntime, agg: UserAggregate, a: WindowAssigner 
   const scope = rt.scope;
   const cellKey = (t: number) => scope.open + encodeKey(t) + '\x00';
   const lastStart = (t: number) => t - mod(t - offset, slide);
+  /** Window ends are starts + size: ≡ offset + size (mod slide), not ≡ offset unless slide divides size. */
+  const isEnd = (t: number) => mod(t - offset - size, slide) === 0;
   /** The smallest window end > t (the first window to fire for a record at t). */
   const nextEndAfter = (t: number) => lastStart(t - size) + slide + size;
   const cells = () => {
@@ -188,7 +190,7 @@ function alignedWindows(rt: KeyedRuntime, agg: UserAggregate, a: WindowAssigner 
     },
     onTimer(time) {
       // The window ending here fires (if this is a window end and it has data)…
-      if (mod(time - offset, slide) === 0 && has(time)) emitWindow({ start: time - size, end: time }, windowAcc(time));
+      if (isEnd(time) && has(time)) emitWindow({ start: time - size, end: time }, windowAcc(time));
       // …cells no window within the lateness needs any more go…
       for (const [c, k] of cells()) {
         if (lastNeed(c) + lateness > time) continue;

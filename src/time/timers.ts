@@ -100,7 +100,10 @@ export class TimerTable {
 
   /** Removes and returns the earliest timer with time ≤ `upTo`, or undefined. */
   pop(upTo: number): DueTimer | undefined {
-    if (this.next() > upTo) return undefined;
+    // `next()` is Infinity when there is no timer at all: not "due at Infinity" (the
+    // end-of-input watermark is Infinity, and would otherwise look for one forever).
+    const next = this.next();
+    if (next === Infinity || next > upTo) return undefined;
     let gi = 0;
     for (let i = 1; i < this.heads.length; i++) if (this.heads[i]! < this.heads[gi]!) gi = i;
     const group = this.from + gi;
