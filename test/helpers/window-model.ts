@@ -122,7 +122,7 @@ export function eventsArb(opts: { maxEvents: number; maxStep: number; keys?: num
     .record({
       D: fc.integer({ min: 0, max: 40 }),
       base: fc.integer({ min: -300, max: 300 }),
-      steps: fc.array(fc.record({ step: fc.integer({ min: 0, max: opts.maxStep }), back: fc.double({ min: 0, max: 1, noNaN: true }), k: fc.constantFrom(...keys) }), { minLength: 1, maxLength: opts.maxEvents }),
+      steps: fc.array(fc.record({ step: fc.integer({ min: 0, max: opts.maxStep }), back: fc.double({ min: 0, max: 1, noNaN: true }), k: fc.constantFrom(...keys) }), { minLength: 1, maxLength: opts.maxEvents, size: 'max' }),
     })
     .map(({ D, base, steps }) => {
       let c = base;
