@@ -8,11 +8,14 @@
 // watermark is a minimum over channels), a union of two sources, chaining, and
 // inline vs. worker execution. The output must be the model's, as a multiset; the
 // results' timestamps (end − 1) are checked by a process after the window and by a
-// second window over the results.
+// second window over the results. Last, bad window options and event-time set-ups
+// (test-fixtures/flows/windows/bad.ts) are one-line errors, before records flow
+// where they can be.
 import t from 'tap';
 import fc from 'fast-check';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { flow, sources, windows } from '../src/index.js';
 import { FixtureRuns, readJsonl, sets } from './helpers/window-runs.js';
 import {
   eventsArb, modelRecords, modelSecond, multiset, sessionArb, slidingArb, tumblingArb, type WindowCase, type WindowOp, type WindowSpec,
@@ -102,10 +105,62 @@ t.test('windows equal the model (inline; parallelism, source subtasks, union and
 
 t.test('windows equal the model with real workers', async (t) => {
   await fc.assert(
-    fc.asyncProperty(fc.array(caseArb(150), { minLength: 1, maxLength: 1 }), fc.boolean(), async (cases, chaining) =>
-      check(cases, { parallelism: 3, sourceParallelism: 3, chaining, execution: 'workers' }),
+    // Fewer operators than inline: every subtask is a worker thread of its own.
+    fc.asyncProperty(caseArb(150), fc.boolean(), async (cs, chaining) =>
+      check([{ ...cs, ops: cs.ops.filter((o) => o.kind !== 'tumbling').slice(0, 2) }], { parallelism: 3, sourceParallelism: 3, chaining, execution: 'workers' }),
     ),
     { numRuns: 2, endOnFailure: true, includeErrorInReport: true },
   );
   t.pass('2 runs with worker threads at parallelism 3 agree with the model');
+});
+
+t.test('bad window options are one-line errors naming the option, thrown while building', async (t) => {
+  const cases: [string, () => unknown, RegExp][] = [
+    ['tumbling sizeMs 0', () => windows.tumbling({ sizeMs: 0 }), /windows\.tumbling\.sizeMs: must be a positive integer of ms, got 0$/],
+    ['tumbling sizeMs 2.5', () => windows.tumbling({ sizeMs: 2.5 }), /windows\.tumbling\.sizeMs: .*got 2\.5$/],
+    ['tumbling sizeMs NaN', () => windows.tumbling({ sizeMs: NaN }), /windows\.tumbling\.sizeMs: .*got NaN$/],
+    ['tumbling offsetMs 0.5', () => windows.tumbling({ sizeMs: 10, offsetMs: 0.5 }), /windows\.tumbling\.offsetMs: must be an integer/],
+    ['sliding slideMs > sizeMs', () => windows.sliding({ sizeMs: 10, slideMs: 20 }), /windows\.sliding\.slideMs: slideMs \(20\) is greater than sizeMs \(10\)$/],
+    ['sliding slideMs 0', () => windows.sliding({ sizeMs: 10, slideMs: 0 }), /windows\.sliding\.slideMs: must be a positive integer/],
+    ['sliding sizeMs Infinity', () => windows.sliding({ sizeMs: Infinity, slideMs: 10 }), /windows\.sliding\.sizeMs: .*got Infinity$/],
+    ['session gapMs 0', () => windows.session({ gapMs: 0 }), /windows\.session\.gapMs: must be a positive integer of ms, got 0$/],
+    ['session gapMs -5', () => windows.session({ gapMs: -5 }), /windows\.session\.gapMs: .*got -5$/],
+    ['allowedLatenessMs -1', () => {
+      const f = flow('bad');
+      f.source('s', sources.array([1]), { eventTime: () => 0 }).keyBy((x) => x).window(windows.tumbling({ sizeMs: 10 })).aggregate('w', { create: () => 0, add: (n: number) => n }, { allowedLatenessMs: -1 });
+    }, /window 'w' allowedLatenessMs must be an integer ≥ 0, got -1$/],
+  ];
+  for (const [what, f, re] of cases) {
+    let err: (Error & { code?: string }) | undefined;
+    try {
+      f();
+    } catch (e) {
+      err = e as Error;
+    }
+    t.equal(err?.code, 'TIDEPOOL_BAD_OPTION', `${what}: TIDEPOOL_BAD_OPTION`);
+    t.match(err?.message ?? '', re, `${what}: ${err?.message}`);
+    t.notOk(err?.message.includes('\n'), `${what}: one line`);
+  }
+});
+
+t.test('bad event time set-ups through the CLI: one line naming operator and option or record', async (t) => {
+  const cases: [string, RegExp, boolean][] = [
+    // [TP_BAD, the error, whether records may have flowed]
+    ['tumbling-zero', /^tidepool: flow module .*bad\.ts: invalid window windows\.tumbling\.sizeMs: must be a positive integer of ms, got 0$/, false],
+    ['no-event-time', /^tidepool: invalid flow 'bad-event-time': window 'w' needs event time, but source 'events' has no eventTime$/, false],
+    ['union-one-without', /^tidepool: invalid flow 'bad-event-time': window 'w' needs event time, but source 'plain' has no eventTime$/, false],
+    ['event-time-nan', /^tidepool: operator 'events' \(subtask 0\) threw TypeError: eventTime returned NaN, expected a finite number of epoch ms on record \{"id":3,/, true],
+    ['event-time-infinite', /^tidepool: operator 'events' \(subtask 0\) threw TypeError: eventTime returned Infinity, expected a finite number of epoch ms on record \{"id":3,/, true],
+    ['event-time-string', /^tidepool: operator 'events' \(subtask 0\) threw TypeError: eventTime returned "2024-05-01T10:00:00Z", expected a finite number .* on record \{"id":3,/, true],
+  ];
+  for (const [bad, re, flows] of cases) {
+    const dir = runs.fresh('bad');
+    const mark = `${dir}-read`;
+    const r = await runs.run('bad.ts', sets({ parallelism: 1, execution: 'inline', 'state.storage': 'memory' }), { TP_BAD: bad, TP_MARK: mark, TP_OUT: `${dir}-out.jsonl` });
+    const lines = r.stderr.trim().split('\n');
+    t.equal(r.code, 1, `${bad}: exits 1`);
+    t.equal(lines.length, 1, `${bad}: one line`);
+    t.match(lines[0], re, `${bad}: ${lines[0]}`);
+    if (!flows) t.notOk(existsSync(mark), `${bad}: before any record was read`);
+  }
 });

@@ -19,8 +19,9 @@ export interface WindowOp {
   result: boolean;
   stamp?: boolean;
   second?: number;
+  lateness?: number;
 }
-export interface WindowCase { events: Ev[]; D: number; union: boolean; ops: WindowOp[] }
+export interface WindowCase { events: Ev[]; D: number; union: boolean; ops: WindowOp[]; sessionExtraD?: number }
 export interface WindowSpec { out: string; cases: WindowCase[] }
 
 export interface Win { key: string | number; start: number; end: number; ids: number[] }
@@ -72,21 +73,20 @@ export function modelWindows(events: Ev[], op: WindowOp): Win[] {
   return out;
 }
 
-/** What the fixture's sink of `op` holds for these windows (as the file sink writes it). */
-export function modelRecords(events: Ev[], op: WindowOp): unknown[] {
-  const byId = new Map(events.map((e) => [e.id, e]));
-  return modelWindows(events, op).map((w) => {
-    if (op.result && op.mode !== 'reduce') return { key: w.key, start: w.start, end: w.end, ids: w.ids };
-    let n = 0, sum = 0, sq = 0;
-    for (const id of w.ids) {
-      const e = byId.get(id)!;
-      n++;
-      sum += e.id;
-      sq += e.id * e.id;
-    }
-    return { key: w.key, window: { start: w.start, end: w.end }, value: { n, sum, sq } };
-  });
+/** The record the fixture's sink of `op` holds for window `w` (as the file sink writes it). */
+export function windowRecord(w: Win, op: WindowOp): unknown {
+  if (op.result && op.mode !== 'reduce') return { key: w.key, start: w.start, end: w.end, ids: [...w.ids].sort((a, b) => a - b) };
+  let n = 0, sum = 0, sq = 0;
+  for (const id of w.ids) {
+    n++;
+    sum += id;
+    sq += id * id;
+  }
+  return { key: w.key, window: { start: w.start, end: w.end }, value: { n, sum, sq } };
 }
+
+/** What the fixture's sink of `op` holds for these events. */
+export const modelRecords = (events: Ev[], op: WindowOp): unknown[] => modelWindows(events, op).map((w) => windowRecord(w, op));
 
 /** The second-level tumbling window over an operator's results (timestamp end − 1). */
 export function modelSecond(events: Ev[], op: WindowOp): unknown[] {

@@ -4,7 +4,9 @@
 // a map, and per window operator a sink `<out>/<case>-<op>.jsonl`. Session operators
 // read a second copy of the events with maxOutOfOrdernessMs D + 1, so their disorder
 // is strictly below it (a record exactly at the watermark may or may not meet a
-// session ending there, depending on batching: not a deterministic model).
+// session ending there, depending on batching: not a deterministic model). With
+// `lateness` an operator has allowedLatenessMs and a sink for its `.late()` records
+// (test/window-lateness.test.ts, which runs with parallelism 1 and batchSize 1).
 import { readFileSync } from 'node:fs';
 import { flow, sources, sinks, windows, type DataStream, type WindowAssigner } from 'tidepool';
 
@@ -23,8 +25,11 @@ interface Op {
   stamp?: boolean;
   /** Also a tumbling window of this size over the results (watermarks forwarded). */
   second?: number;
+  /** allowedLatenessMs; when set, `.late()` goes to `<out>/<case>-<op>-late.jsonl`. */
+  lateness?: number;
 }
-interface Case { events: Ev[]; D: number; union: boolean; ops: Op[] }
+/** sessionExtraD: added to D for the session operators' source (default 1). */
+interface Case { events: Ev[]; D: number; union: boolean; ops: Op[]; sessionExtraD?: number }
 interface Spec { out: string; cases: Case[] }
 
 const specPath = process.env.TP_SPEC;
@@ -61,21 +66,24 @@ function assigner(o: Op): WindowAssigner {
 
 spec.cases.forEach((cs, c) => {
   const aligned = cs.ops.some((o) => o.kind !== 'session') ? input(c, cs, cs.D, 'ev') : undefined;
-  const session = cs.ops.some((o) => o.kind === 'session') ? input(c, cs, cs.D + 1, 'sev') : undefined;
+  const session = cs.ops.some((o) => o.kind === 'session') ? input(c, cs, cs.D + (cs.sessionExtraD ?? 1), 'sev') : undefined;
   for (const o of cs.ops) {
     const name = `c${c}-${o.name}`;
     const w = (o.kind === 'session' ? session! : aligned!).keyBy((e) => e.k).window(assigner(o));
-    const out = (() => {
-      if (o.mode === 'reduce') return w.reduce(name, (a: Stats | undefined, e: Ev) => stats.add(a ?? stats.create(), e));
+    const late = o.lateness === undefined ? {} : { allowedLatenessMs: o.lateness };
+    const res = (() => {
+      if (o.mode === 'reduce') return w.reduce(name, (a: Stats | undefined, e: Ev) => stats.add(a ?? stats.create(), e), late);
       if (o.result) {
         // The accumulator is the ids in arrival order; the result sorts them.
         const result = (ids: number[], win: { start: number; end: number }, key: unknown) => ({ key, start: win.start, end: win.end, ids: [...ids].sort((x, y) => x - y) });
         const base = { create: (): number[] => [], add: (a: number[], e: Ev) => [...a, e.id], result };
-        return w.aggregate(name, o.mode === 'agg-merge' ? { ...base, merge: (a: number[], b: number[]) => [...a, ...b] } : base);
+        return w.aggregate(name, o.mode === 'agg-merge' ? { ...base, merge: (a: number[], b: number[]) => [...a, ...b] } : base, late);
       }
-      return w.aggregate(name, o.mode === 'agg-merge' ? stats : { create: stats.create, add: stats.add });
-    })() as DataStream<{ key: string | number }>;
+      return w.aggregate(name, o.mode === 'agg-merge' ? stats : { create: stats.create, add: stats.add }, late);
+    })();
+    const out = res as DataStream<{ key: string | number }>;
     out.sink(`${name}-out`, sinks.file({ path: `${spec.out}/${name}.jsonl` }));
+    if (o.lateness !== undefined) res.late().sink(`${name}-late`, sinks.file({ path: `${spec.out}/${name}-late.jsonl` }));
     if (o.stamp) {
       out
         .keyBy((r) => r.key)
