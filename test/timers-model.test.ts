@@ -20,12 +20,14 @@ import { FixtureRuns, readJsonl, sets, sleep } from './helpers/window-runs.js';
 const runs = new FixtureRuns('tidepool-timers-model-');
 t.teardown(() => runs.remove());
 
-interface Ev { id: number; k: string; t: number; reg: number[]; del: number[] }
+type K = string | number | boolean | (string | number)[];
+interface Ev { id: number; k: K; t: number; reg: number[]; del: number[] }
 type Out =
-  | { kind: 'rec'; id: number; key: string; ts: number; wm: string }
-  | { kind: 'fire'; key: string; time: number; ts: number; wm: string };
+  | { kind: 'rec'; id: number; key: K; ts: number; wm: string }
+  | { kind: 'fire'; key: K; time: number; ts: number; wm: string };
 
-const KEYS = ['a', 'b', 'c', 'd', 'e', 'f'];
+// Keys of several types, also a tuple: onTimer's ctx.key is decoded from the timer table.
+const KEYS: K[] = ['a', 'b', 7, -3.5, ['u', 1], true];
 
 /**
  * Records with disorder ≤ D; each registers and deletes times after its own (rounded
@@ -60,26 +62,30 @@ const eventsArb = fc
 
 const wmOf = (s: string) => Number(s); // 'Infinity', '-Infinity' or a number
 
-/** Replays each key's output against the pending-timer model; returns the fires checked. */
-function checkTimers(events: Ev[], out: Out[]): number {
+interface Counts { fires: number; deleted: number }
+
+/** Replays each key's output against the pending-timer model; returns what it saw. */
+function checkTimers(events: Ev[], out: Out[]): Counts {
   const byId = new Map(events.map((e) => [e.id, e]));
   const pending = new Map<string, Set<number>>();
   const seenRecs = new Set<number>();
   let fires = 0;
+  let deleted = 0;
   const min = (s: Set<number>) => Math.min(...s);
   for (const [n, o] of out.entries()) {
     const at = `output line ${n + 1} ${JSON.stringify(o)}`;
-    let p = pending.get(o.key);
-    if (!p) pending.set(o.key, (p = new Set()));
+    const key = JSON.stringify(o.key);
+    let p = pending.get(key);
+    if (!p) pending.set(key, (p = new Set()));
     const wm = wmOf(o.wm);
     if (o.kind === 'rec') {
       const e = byId.get(o.id);
       if (!e || seenRecs.has(o.id)) throw new Error(`${at}: unknown or repeated record`);
       seenRecs.add(o.id);
-      if (o.key !== e.k || o.ts !== e.t) throw new Error(`${at}: ctx.key / ctx.timestamp are not the record's (${e.k}, ${e.t})`);
+      if (key !== JSON.stringify(e.k) || o.ts !== e.t) throw new Error(`${at}: ctx.key / ctx.timestamp are not the record's (${e.k}, ${e.t})`);
       if (p.size && min(p) <= wm) throw new Error(`${at}: timer ${min(p)} of key ${o.key} is due at watermark ${wm} but has not fired`);
       for (const x of e.reg) p.add(x);
-      for (const x of e.del) p.delete(x);
+      for (const x of e.del) if (p.delete(x)) deleted++;
       continue;
     }
     fires++;
@@ -95,7 +101,7 @@ function checkTimers(events: Ev[], out: Out[]): number {
   }
   if (seenRecs.size !== events.length) throw new Error(`${seenRecs.size} records processed, ${events.length} in the input`);
   for (const [k, p] of pending) if (p.size) throw new Error(`key ${k}: timers ${[...p].join(', ')} never fired`);
-  return fires;
+  return { fires, deleted };
 }
 
 type Case = { events: Ev[]; D: number };
@@ -110,31 +116,36 @@ async function runTimers(cases: Case[], set: Record<string, string | number | bo
 }
 
 /** Runs the cases; throws on a failed run or the first case that disagrees with the model. */
-async function check(cases: Case[], set: Record<string, string | number | boolean>): Promise<number> {
+async function check(cases: Case[], set: Record<string, string | number | boolean>): Promise<Counts> {
   const { r, records } = await runTimers(cases, set);
   if (r.code !== 0) throw new Error(`run failed (${JSON.stringify(set)}): ${r.stderr.trim()}`);
-  let fires = 0;
+  const n = { fires: 0, deleted: 0 };
   cases.forEach((cs, c) => {
     try {
-      fires += checkTimers(cs.events, records(c));
+      const x = checkTimers(cs.events, records(c));
+      n.fires += x.fires;
+      n.deleted += x.deleted;
     } catch (e) {
       throw new Error(`case ${c} (D ${cs.D}, ${JSON.stringify(set)}): ${(e as Error).message}`);
     }
   });
-  return fires;
+  return n;
 }
 
 const sourceSets = (n: number, p: number) => Object.fromEntries(Array.from({ length: n }, (_, c) => [`operators.c${c}-events.parallelism`, p]));
 
 t.test('event-time timers fire as the model says (inline; 1 or 3 subtasks, 1 or 3 source subtasks)', async (t) => {
   let fires = 0;
+  let deleted = 0;
   await fc.assert(
     fc.asyncProperty(fc.array(eventsArb, { minLength: 3, maxLength: 3 }), fc.constantFrom(1, 3), fc.constantFrom(1, 3), fc.integer({ min: 1, max: 20 }), async (cases, p, sp, batchSize) => {
-      fires += await check(cases, { parallelism: p, ...sourceSets(cases.length, sp), execution: 'inline', batchSize });
+      const n = await check(cases, { parallelism: p, ...sourceSets(cases.length, sp), execution: 'inline', batchSize });
+      fires += n.fires;
+      deleted += n.deleted;
     }),
     { numRuns: 7, endOnFailure: true, includeErrorInReport: true },
   );
-  t.ok(fires > 100, `7 runs of 3 cases agree with the model (${fires} timers fired)`);
+  t.ok(fires > 100 && deleted > 0, `7 runs of 3 cases agree with the model (${fires} timers fired, ${deleted} deleted before firing)`);
 });
 
 t.test('event-time timers with real workers', async (t) => {

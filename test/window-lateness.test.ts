@@ -14,7 +14,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { FixtureRuns, readJsonl, sets, sleep } from './helpers/window-runs.js';
 import { modelLateness } from './helpers/lateness-model.js';
-import { multiset, sessionArb, slidingArb, tumblingArb, type Ev, type WindowCase, type WindowOp } from './helpers/window-model.js';
+import { multiset, sessionArb, slidingArb, tumblingArb, type Ev, type K, type WindowCase, type WindowOp } from './helpers/window-model.js';
 
 const runs = new FixtureRuns('tidepool-window-lateness-');
 t.teardown(() => runs.remove());
@@ -40,7 +40,7 @@ const lateEventsArb = fc
   .record({
     D: fc.integer({ min: 0, max: 15 }),
     beyond: fc.integer({ min: 5, max: 60 }),
-    steps: fc.array(fc.record({ step: fc.integer({ min: 0, max: 10 }), back: fc.double({ min: 0, max: 1, noNaN: true }), k: fc.constantFrom('a', 'b', 3) }), { minLength: 1, maxLength: 120, size: 'max' }),
+    steps: fc.array(fc.record({ step: fc.integer({ min: 0, max: 10 }), back: fc.double({ min: 0, max: 1, noNaN: true }), k: fc.constantFrom<K>('a', ['u', 1], 3) }), { minLength: 1, maxLength: 120, size: 'max' }),
   })
   .map(({ D, beyond, steps }) => {
     let c = 0;

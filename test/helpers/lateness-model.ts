@@ -9,7 +9,7 @@
 // ≤ the watermark is gone. A record is dropped — and goes to `.late()` — only when it
 // is too late for every window it belongs to. A session record first merges with the
 // sessions it touches that are not gone; it is late only if the merged session is.
-import type { Ev, Win, WindowOp } from './window-model.js';
+import type { Ev, K, Win, WindowOp } from './window-model.js';
 import { windowRecord } from './window-model.js';
 
 const mod = (a: number, m: number) => ((a % m) + m) % m;
@@ -30,10 +30,10 @@ export function modelLateness(events: Ev[], D: number, op: WindowOp): LatenessOu
   let maxT = -Infinity;
   const emit = (w: Cell) => out.push(windowRecord(w, op));
   // Live windows / sessions of every key (gone ones are removed).
-  const cells = new Map<string | number, Cell[]>();
-  const of = (k: string | number) => {
-    let a = cells.get(k);
-    if (!a) cells.set(k, (a = []));
+  const cells = new Map<string, Cell[]>(); // by JSON of the key
+  const of = (k: K) => {
+    let a = cells.get(JSON.stringify(k));
+    if (!a) cells.set(JSON.stringify(k), (a = []));
     return a;
   };
   const fireUpTo = (w: number) => {
@@ -72,7 +72,7 @@ export function modelLateness(events: Ev[], D: number, op: WindowOp): LatenessOu
           merged.fired = true;
           emit(merged);
         }
-        cells.set(e.k, [...rest, merged]);
+        cells.set(JSON.stringify(e.k), [...rest, merged]);
       }
     } else {
       const size = op.sizeMs!;

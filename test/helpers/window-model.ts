@@ -7,7 +7,9 @@
 // as [first, last + gapMs). Output per (key, window) with at least one record.
 import fc from 'fast-check';
 
-export interface Ev { id: number; k: string | number; t: number }
+/** A record key: what keyBy returns (a tuple key is an array). */
+export type K = string | number | boolean | (string | number)[];
+export interface Ev { id: number; k: K; t: number }
 export interface WindowOp {
   name: string;
   kind: 'tumbling' | 'sliding' | 'session';
@@ -24,20 +26,21 @@ export interface WindowOp {
 export interface WindowCase { events: Ev[]; D: number; union: boolean; ops: WindowOp[]; sessionExtraD?: number }
 export interface WindowSpec { out: string; cases: WindowCase[] }
 
-export interface Win { key: string | number; start: number; end: number; ids: number[] }
+export interface Win { key: K; start: number; end: number; ids: number[] }
 
 const mod = (a: number, m: number) => ((a % m) + m) % m;
 
 /** The windows of one operator over the events, ids sorted. */
 export function modelWindows(events: Ev[], op: WindowOp): Win[] {
-  const byKey = new Map<string | number, Ev[]>();
+  const byKey = new Map<string, Ev[]>();
   for (const e of events) {
-    let a = byKey.get(e.k);
-    if (!a) byKey.set(e.k, (a = []));
+    let a = byKey.get(JSON.stringify(e.k));
+    if (!a) byKey.set(JSON.stringify(e.k), (a = []));
     a.push(e);
   }
   const out: Win[] = [];
-  for (const [key, evs] of byKey) {
+  for (const evs of byKey.values()) {
+    const key = evs[0]!.k;
     if (op.kind === 'session') {
       const sorted = [...evs].sort((a, b) => a.t - b.t);
       let cur: Win | undefined;
@@ -93,7 +96,7 @@ export function modelSecond(events: Ev[], op: WindowOp): unknown[] {
   const size = op.second!;
   const firsts = modelWindows(events, op);
   const recs = modelRecords(events, op);
-  const groups = new Map<string, { key: string | number; start: number; inner: string[] }>();
+  const groups = new Map<string, { key: K; start: number; inner: string[] }>();
   firsts.forEach((w, i) => {
     const ts = w.end - 1;
     const start = ts - mod(ts, size);
@@ -110,7 +113,7 @@ export const multiset = (records: unknown[]): string[] => records.map((r) => JSO
 
 // ---- arbitraries ----
 
-const KEYS: (string | number)[] = ['a', 'b', 'c', 7, -3, 'user-42'];
+const KEYS: K[] = ['a', 'b', 7, -3.5, ['u', 1], true];
 
 /**
  * Events with disorder ≤ D: a non-decreasing clock c (steps 0…maxStep) and t = c − r,
