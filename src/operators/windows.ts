@@ -110,6 +110,8 @@ function alignedWindows(rt: KeyedRuntime, agg: UserAggregate, a: WindowAssigner 
   const scope = rt.scope;
   const cellKey = (t: number) => scope.open + encodeKey(t) + '\x00';
   const lastStart = (t: number) => t - mod(t - offset, slide);
+  /** Window ends are starts + size: ≡ offset + size (mod slide), not ≡ offset unless slide divides size. */
+  const isEnd = (t: number) => mod(t - offset - size, slide) === 0;
   /** The smallest window end > t (the first window to fire for a record at t). */
   const nextEndAfter = (t: number) => lastStart(t - size) + slide + size;
   const cells = () => {
@@ -188,7 +190,7 @@ function alignedWindows(rt: KeyedRuntime, agg: UserAggregate, a: WindowAssigner 
     },
     onTimer(time) {
       // The window ending here fires (if this is a window end and it has data)…
-      if (mod(time - offset, slide) === 0 && has(time)) emitWindow({ start: time - size, end: time }, windowAcc(time));
+      if (isEnd(time) && has(time)) emitWindow({ start: time - size, end: time }, windowAcc(time));
       // …cells no window within the lateness needs any more go…
       for (const [c, k] of cells()) {
         if (lastNeed(c) + lateness > time) continue;
@@ -227,20 +229,29 @@ function sessionWindows(rt: KeyedRuntime, agg: UserAggregate, a: WindowAssigner 
   return {
     add(record, ts) {
       const wm = rt.watermark;
-      if (ts + gap + lateness <= wm) return false;
       let start = ts;
       let end = ts + gap;
-      let state: unknown = merging ? agg.add(agg.create(record), record) : [record];
+      // A record at or before a session's end joins it; sessions that touch merge. One
+      // pass in start order suffices: the key's sessions do not touch one another.
+      const joined: Session[] = [];
       for (const s of sessions()) {
-        // A record at or before a session's end joins it; sessions that touch merge.
         if (s.start > end || s.end < start) continue;
         if (s.end + lateness <= wm) continue; // gone (kept only until its cleanup timer)
         start = Math.min(start, s.start);
         end = Math.max(end, s.end);
+        joined.push(s);
+      }
+      // Late only if the session the record ends up in is: a record inside a session
+      // that is still open is not late, however far its own [ts, ts + gap) lies behind.
+      if (end + lateness <= wm) return false;
+      let state: unknown = merging ? agg.add(agg.create(record), record) : [record];
+      for (const s of joined) {
         state = merging ? agg.merge(s.state, state) : [...(s.state as unknown[]), ...(state as unknown[])];
         table.delete(s.k);
-        rt.deleteTimers(s.end);
-        if (lateness > 0) rt.deleteTimers(s.end + lateness);
+        rt.engine.mutations++;
+        // The joined session's timers stay: a timer at a time no session ends at (or
+        // is cleaned up at) does nothing, and deleting them could delete another
+        // session's timer at the same time (one timer per key and time).
       }
       table.set(keyOf(start), toStored([end, state]));
       rt.engine.mutations++;

@@ -39,7 +39,9 @@ export class SourceWatermarks {
       throw errors.userCode(this.operator, this.subtask, record, e);
     }
     if (typeof t !== 'number' || !Number.isFinite(t)) {
-      throw errors.userCode(this.operator, this.subtask, record, new TypeError(`eventTime returned ${preview(t, 40)}, expected a finite number of epoch ms`));
+      // A number as itself: JSON (preview) would show NaN and Infinity as null.
+      const got = typeof t === 'number' ? String(t) : preview(t, 40);
+      throw errors.userCode(this.operator, this.subtask, record, new TypeError(`eventTime returned ${got}, expected a finite number of epoch ms`));
     }
     if (t > this.maxTimestamp) this.maxTimestamp = t;
     return t;
