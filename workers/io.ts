@@ -20,13 +20,13 @@ import { open, type Database, type RootDatabase } from 'lmdb';
 import { RingReader } from '../src/transport/ring.js';
 import {
   ATTEMPTS_DB, COMMITS_DB, FRAME_COMMIT, FRAME_FREE, FRAME_HEADER, FRAME_PAGE, PAGES_DB,
-  envOptions, readFrameHeader, type AttachRequest, type IoErrorCode, type IoReply,
+  envOptions, readFrameHeader, type AttachRequest, type IoReply,
 } from '../src/storage/io-protocol.js';
 import { packr } from '../src/state/values.js';
 import type { CommitRecord } from '../src/storage/backend.js';
 import { decodeAttempt, decodeCommit, sealCommit } from '../src/storage/commit-record.js';
 import { backLmdbMap } from '../src/storage/lmdb-file.js';
-import { WriteGroup, isDiskFull, mustSucceed, guardLmdbFailures, quietly } from '../src/storage/write-failure.js';
+import { WriteGroup, attachErrorCode, isDiskFull, mustSucceed, guardLmdbFailures, quietly } from '../src/storage/write-failure.js';
 
 guardLmdbFailures();
 
@@ -390,22 +390,11 @@ async function dropState(dir: string, noSync: boolean, stateId: string): Promise
   }
 }
 
-/** The stable code of an attach failure: damage, a full disk, or another I/O error. */
-function codeOf(e: Error, dir: string): IoErrorCode | undefined {
-  const code = (e as { code?: unknown }).code;
-  if (code === 'TIDEPOOL_CORRUPT_STATE' || code === 'TIDEPOOL_CORRUPT_PAGE') return code;
-  // lmdb-js's errors for a damaged environment (and msgpack's for a damaged record).
-  if (/\bMDB_(CORRUPTED|PAGE_NOTFOUND|BAD_TXN|INVALID|BAD_VALSIZE|BAD_DBI|VERSION_MISMATCH|INCOMPATIBLE|KEYEXIST|TLS_FULL)|Data read, but end of buffer not reached|Unexpected end of (MessagePack|buffer)|not valid msgpack/i.test(e.message)) return 'TIDEPOOL_CORRUPT_STATE';
-  const errno = (e as { errno?: number }).errno;
-  if (errno !== undefined && isDiskFull({ errno, message: e.message }, dir, 0)) return 'TIDEPOOL_DISK_FULL';
-  return undefined;
-}
-
 type DropRequest = { type: 'drop'; dir: string; noSync: boolean; stateId: string; port: MessagePort };
 
 parentPort!.on('message', (msg: AttachRequest | DropRequest) => {
   if (msg.type === 'attach') {
-    attach(msg).catch((e: Error) => reply(msg.port, { type: 'error', message: e.message.replace(/\s+/g, ' '), code: codeOf(e, msg.dir) }));
+    attach(msg).catch((e: Error) => reply(msg.port, { type: 'error', message: e.message.replace(/\s+/g, ' '), code: attachErrorCode(e, msg.dir) }));
   } else if (msg.type === 'drop') {
     dropState(msg.dir, msg.noSync, msg.stateId).then(
       (n) => {

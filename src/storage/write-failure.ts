@@ -19,6 +19,7 @@
 // EIO when pwrite wrote only part of the pages ("short write, filesystem full?" in
 // mdb.c), which we call disk full when the device has less free space than the flush.
 import { statfsSync } from 'node:fs';
+import type { IoErrorCode } from './io-protocol.js';
 
 const ENOSPC = 28;
 const EDQUOT = 122;
@@ -127,3 +128,14 @@ export function guardLmdbFailures(): void {
   });
 }
 const COMMIT_FAILED = 'Commit failed (see commitError for details)';
+
+/** The stable code of an attach failure: damage, a full disk, or another I/O error. */
+export function attachErrorCode(e: Error, dir: string): IoErrorCode | undefined {
+  const code = (e as { code?: unknown }).code;
+  if (code === 'TIDEPOOL_CORRUPT_STATE' || code === 'TIDEPOOL_CORRUPT_PAGE') return code;
+  // lmdb-js's errors for a damaged environment (and msgpack's for a damaged record).
+  if (/\bMDB_(CORRUPTED|PAGE_NOTFOUND|BAD_TXN|INVALID|BAD_VALSIZE|BAD_DBI|VERSION_MISMATCH|INCOMPATIBLE|KEYEXIST|TLS_FULL)|Data read, but end of buffer not reached|Unexpected end of (MessagePack|buffer)|not valid msgpack/i.test(e.message)) return 'TIDEPOOL_CORRUPT_STATE';
+  const errno = (e as { errno?: number }).errno;
+  if (errno !== undefined && isDiskFull({ errno, message: e.message }, dir, 0)) return 'TIDEPOOL_DISK_FULL';
+  return undefined;
+}
