@@ -56,12 +56,12 @@ function base(rt: KeyedRuntime, env: StepEnv, push: (r: unknown, ts: number, sid
     },
     onWatermark(wm) {
       rt.watermark = wm;
-      rt.fire(rt.eventTimers, wm, onTimer);
+      rt.fireEvent(wm, onTimer);
     },
     onProcessingTime(now) {
-      if (processing) rt.fire(rt.processingTimers, now, processing);
+      if (processing) rt.fireProcessing(now, processing);
     },
-    nextProcessingTime: () => (processing ? rt.processingTimers.next() : Infinity),
+    nextProcessingTime: () => (processing ? rt.nextProcessingTime() : Infinity),
     beforeSnapshot() {},
     stats: () => rt.stats(),
   };

@@ -72,8 +72,9 @@ function checkTime(t: unknown, what: string): number {
 export class KeyedRuntime {
   readonly scope = new KeyScope();
   readonly engine: StateEngine;
-  readonly eventTimers: TimerTable;
-  readonly processingTimers: TimerTable;
+  private event?: TimerTable;
+  private processing?: TimerTable;
+  private readonly groups: [number, number];
   watermark: number;
   /** The current record's (or firing timer's) time. */
   timestamp = NaN;
@@ -82,13 +83,41 @@ export class KeyedRuntime {
 
   constructor(readonly op: LogicalOperator, readonly env: StepEnv, readonly emit: Emit) {
     this.engine = env.engine!;
-    const [from, to] = keyGroupRange(env.subtask, env.parallelism, env.keyGroups);
-    this.eventTimers = new TimerTable(this.engine.table(`${op.name}/~timers/event`), this.engine, from, to);
-    this.processingTimers = new TimerTable(this.engine.table(`${op.name}/~timers/processing`), this.engine, from, to);
+    this.groups = keyGroupRange(env.subtask, env.parallelism, env.keyGroups);
+    // Timer tables exist once used (or when restored state has them): an operator that
+    // never registers a timer keeps no empty tables.
+    const names = new Set(this.engine.tableNames());
+    if (names.has(this.timerTable('event'))) void this.eventTimers;
+    if (names.has(this.timerTable('processing'))) void this.processingTimers;
     this.watermark = env.restoredWatermark ?? -Infinity;
     const fns: ((r: never) => unknown)[] = [];
     for (const i of op.inputs) if (i.keyBy && !fns[i.side]) fns[i.side] = i.keyBy;
     this.keyFns = fns;
+  }
+
+  private timerTable(domain: 'event' | 'processing'): string {
+    return `${this.op.name}/~timers/${domain}`;
+  }
+
+  get eventTimers(): TimerTable {
+    return (this.event ??= new TimerTable(this.engine.table(this.timerTable('event')), this.engine, this.groups[0], this.groups[1]));
+  }
+
+  get processingTimers(): TimerTable {
+    return (this.processing ??= new TimerTable(this.engine.table(this.timerTable('processing')), this.engine, this.groups[0], this.groups[1]));
+  }
+
+  /** Fires due event-time timers, if this operator has any. */
+  fireEvent(upTo: number, handler: (t: DueTimer) => void): void {
+    if (this.event) this.fire(this.event, upTo, handler);
+  }
+
+  fireProcessing(upTo: number, handler: (t: DueTimer) => void): void {
+    if (this.processing) this.fire(this.processing, upTo, handler);
+  }
+
+  nextProcessingTime(): number {
+    return this.processing ? this.processing.next() : Infinity;
   }
 
   /** Sets the current key from a record of `side`. */
@@ -123,8 +152,8 @@ export class KeyedRuntime {
 
   deleteTimers(t: number): void {
     checkTime(t, 'timer');
-    this.eventTimers.delete(this.scope.group, this.keyEncoded, t);
-    this.processingTimers.delete(this.scope.group, this.keyEncoded, t);
+    this.event?.delete(this.scope.group, this.keyEncoded, t);
+    this.processing?.delete(this.scope.group, this.keyEncoded, t);
   }
 
   /** Fires every due timer of `table` up to `upTo` (also ones registered while firing). */
@@ -189,7 +218,7 @@ export class KeyedRuntime {
   }
 
   stats(): OperatorStats {
-    return { lateRecords: this.lateRecords, pendingTimers: this.eventTimers.pending + this.processingTimers.pending };
+    return { lateRecords: this.lateRecords, pendingTimers: (this.event?.pending ?? 0) + (this.processing?.pending ?? 0) };
   }
 }
 
@@ -222,12 +251,12 @@ export function makeProcess(op: LogicalOperator, env: StepEnv, emit: Emit): Oper
     },
     onWatermark(wm) {
       rt.watermark = wm;
-      rt.fire(rt.eventTimers, wm, timerHandler);
+      rt.fireEvent(wm, timerHandler);
     },
     onProcessingTime(now) {
-      rt.fire(rt.processingTimers, now, timerHandler);
+      rt.fireProcessing(now, timerHandler);
     },
-    nextProcessingTime: () => rt.processingTimers.next(),
+    nextProcessingTime: () => rt.nextProcessingTime(),
     beforeSnapshot() {},
     stats: () => rt.stats(),
   };

@@ -83,7 +83,7 @@ export function makeWindow(op: LogicalOperator, env: StepEnv, emit: Emit, emitLa
     },
     onWatermark(wm) {
       rt.watermark = wm;
-      rt.fire(rt.eventTimers, wm, onTimer);
+      rt.fireEvent(wm, onTimer);
     },
     onProcessingTime() {},
     nextProcessingTime: () => Infinity,

@@ -15,6 +15,7 @@
 // - Sinks publish N only after its manifest exists.
 import { closeSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
+import { crc32c } from '@node-rs/crc32';
 import { errors } from '../errors.js';
 import type { PhysicalPlan } from '../flow/plan.js';
 import type { CheckpointAck } from './task.js';
@@ -67,8 +68,16 @@ export function readManifest(stateDir: string, id: number): Manifest {
   } catch (e) {
     throw errors.input(`checkpoint manifest ${path}`, `unreadable or corrupted (${(e as Error).message.split('\n')[0]})`);
   }
-  if (m?.format !== 1 || m.id !== id || !Array.isArray(m.tasks)) throw errors.input(`checkpoint manifest ${path}`, 'corrupted (unexpected content)');
+  if (m?.format !== 1 || m.id !== id || !Array.isArray(m.tasks)) throw errors.corruptState('checkpoint manifest', path, 'unexpected content');
+  // Manifests carry a CRC-32C of their JSON without it (older ones have none): a changed
+  // digit (a source position, a version) must be an error, never a silently wrong restore.
+  const { crc, ...body } = m as Manifest & { crc?: number };
+  if (crc !== undefined && crc !== manifestCrc(body as Manifest)) throw errors.corruptState('checkpoint manifest', path, 'its checksum does not match');
   return m;
+}
+
+function manifestCrc(m: Manifest): number {
+  return crc32c(Buffer.from(JSON.stringify(m)));
 }
 
 function writeDurably(dir: string, name: string, body: string): void {
@@ -288,7 +297,7 @@ export class CheckpointCoordinator {
       })),
     };
     try {
-      writeDurably(checkpointDir(this.stateDir), `chk-${String(f.id).padStart(10, '0')}.json`, JSON.stringify(manifest));
+      writeDurably(checkpointDir(this.stateDir), `chk-${String(f.id).padStart(10, '0')}.json`, JSON.stringify({ ...manifest, crc: manifestCrc(manifest) }));
     } catch (e) {
       this.rejectFinished(errors.io(`writing checkpoint manifest ${f.id}`, e));
       return;

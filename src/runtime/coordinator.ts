@@ -69,7 +69,7 @@ export async function run(modulePath: string, options: RunOptions = {}): Promise
   mkdirSync(stateRoot, { recursive: true });
   let lock: StoreLock;
   try {
-    lock = await acquireStoreLock(stateRoot, '.tidepool-run');
+    lock = await acquireStoreLock(stateRoot, '.tidepool-run', { ownerFile: false });
   } catch (e) {
     if ((e as { code?: string }).code !== 'TIDEPOOL_STORE_LOCKED') throw e;
     const holder = /in (another process.*|this process.*); close/.exec((e as Error).message)?.[1] ?? 'another run';

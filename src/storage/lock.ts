@@ -34,7 +34,12 @@ function isLive(path: string): Promise<boolean> {
   });
 }
 
-export async function acquireStoreLock(dir: string, name: string): Promise<StoreLock> {
+/**
+ * `ownerFile: false` writes no `<name>.owner` file (a flow's state directory must stay
+ * byte for byte unchanged by a run that is refused); the holder is then unnamed.
+ */
+export async function acquireStoreLock(dir: string, name: string, opts: { ownerFile?: boolean } = {}): Promise<StoreLock> {
+  const writeOwner = opts.ownerFile ?? true;
   const real = realpathSync(dir);
   const id = createHash('sha256').update(`${real}\0${name}`).digest('hex').slice(0, 40);
   if (heldInProcess.has(id)) throw errors.storeLocked(dir, name, `this process (pid ${process.pid})`);
@@ -50,7 +55,7 @@ export async function acquireStoreLock(dir: string, name: string): Promise<Store
   if (err) {
     if (err.code !== 'EADDRINUSE') throw errors.io(`cannot lock store '${name}' at ${dir}`, err);
     let holder = 'another process';
-    try {
+    if (writeOwner) try {
       holder = `another process (pid ${readFileSync(ownerFile, 'utf8').trim()})`;
     } catch {
       /* the owner file is informational only */
@@ -60,7 +65,7 @@ export async function acquireStoreLock(dir: string, name: string): Promise<Store
   server.unref(); // the lock must not keep the process alive
   heldInProcess.add(id);
   try {
-    writeFileSync(ownerFile, `${process.pid}\n`);
+    if (writeOwner) writeFileSync(ownerFile, `${process.pid}\n`);
   } catch {
     /* informational */
   }
@@ -70,7 +75,7 @@ export async function acquireStoreLock(dir: string, name: string): Promise<Store
       if (released) return;
       released = true;
       heldInProcess.delete(id);
-      rmSync(ownerFile, { force: true });
+      if (writeOwner) rmSync(ownerFile, { force: true });
       await new Promise<void>((resolve) => server.close(() => resolve()));
     },
   };
