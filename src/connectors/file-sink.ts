@@ -43,6 +43,7 @@
 import { accessSync, constants as fsConstants, lstatSync, statSync } from 'node:fs';
 import { mkdir, open, readdir, rename, rm, type FileHandle } from 'node:fs/promises';
 import { basename, dirname, extname, join, resolve } from 'node:path';
+import { SerialOps } from './serial-ops.js';
 import { errors, preview } from '../errors.js';
 import type { InstanceContext, SinkSpec, SinkWriter } from '../flow/types.js';
 import { crc32c } from '@node-rs/crc32';
@@ -216,8 +217,7 @@ class FileSinkWriter implements SinkWriter<unknown> {
   private readonly prepared = new Set<number>();
   /** Epoch files found at open; settled by the first commit. */
   private leftovers: Set<number> | null;
-  private queue: Promise<void> = Promise.resolve();
-  private failure: unknown = null;
+  private ops?: SerialOps;
   private closed = false;
 
   private constructor(
@@ -385,7 +385,7 @@ class FileSinkWriter implements SinkWriter<unknown> {
   }
 
   close(): Promise<void> {
-    if (this.closed) return this.queue;
+    if (this.closed) return this.ops?.idle ?? Promise.resolve();
     this.closed = true;
     this.take();
     // Unprepared records are dropped; prepared epochs stay for a later commit.
@@ -407,19 +407,7 @@ class FileSinkWriter implements SinkWriter<unknown> {
 
   /** Runs `op` after every earlier operation; a failure fails every later one. */
   private enqueue(op: () => Promise<void>, evenAfterFailure = false): Promise<void> {
-    const run = async (): Promise<void> => {
-      if (this.failure !== null && !evenAfterFailure) throw this.failure;
-      try {
-        await op();
-      } catch (err) {
-        const e = (err as { code?: string }).code?.startsWith('TIDEPOOL_') ? err : errors.io(`file sink ${this.final}`, err);
-        if (this.failure === null) this.failure = e;
-        throw e;
-      }
-    };
-    const p = this.queue.then(run, run);
-    this.queue = p.catch(() => {});
-    return p;
+    return (this.ops ??= new SerialOps(`file sink ${this.final}`)).run(op, evenAfterFailure);
   }
 
   private async appendPending(chunk: string): Promise<void> {

@@ -16,6 +16,7 @@
 // yet written. Without checkpoints, a restart writes everything again from the start.
 import { write as fsWrite, constants as fsConstants } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
+import { SerialOps } from './serial-ops.js';
 import { errors } from '../errors.js';
 import type { SinkWriter } from '../flow/types.js';
 import { jsonPieces } from './json-lines.js';
@@ -32,8 +33,7 @@ export class StreamSinkWriter implements SinkWriter<unknown> {
   /** Encoded lines of the epoch being written (checkpointing only). */
   private current: string[] = [];
   private readonly prepared = new Map<number, string[]>();
-  private queue: Promise<void> = Promise.resolve();
-  private failure: unknown = null;
+  private ops?: SerialOps;
   private closed = false;
 
   constructor(
@@ -84,7 +84,7 @@ export class StreamSinkWriter implements SinkWriter<unknown> {
   }
 
   close(): Promise<void> {
-    if (this.closed) return this.queue;
+    if (this.closed) return this.ops?.idle ?? Promise.resolve();
     this.closed = true;
     // Epochs not committed are dropped: there is nowhere durable to keep them.
     this.current = [];
@@ -98,19 +98,7 @@ export class StreamSinkWriter implements SinkWriter<unknown> {
 
   /** Runs `op` after every earlier operation; a failure fails every later one. */
   private enqueue(op: () => Promise<void>, evenAfterFailure = false): Promise<void> {
-    const run = async (): Promise<void> => {
-      if (this.failure !== null && !evenAfterFailure) throw this.failure;
-      try {
-        await op();
-      } catch (err) {
-        const e = (err as { code?: string }).code?.startsWith('TIDEPOOL_') ? err : errors.io(`writing to ${this.out.name}`, err);
-        if (this.failure === null) this.failure = e;
-        throw e;
-      }
-    };
-    const p = this.queue.then(run, run);
-    this.queue = p.catch(() => {});
-    return p;
+    return (this.ops ??= new SerialOps(`writing to ${this.out.name}`)).run(op, evenAfterFailure);
   }
 }
 
