@@ -25,7 +25,7 @@ export { FRAME_DATA, FRAME_EOI, FRAME_BARRIER, FRAME_WATERMARK, decodeBatch, enc
  * notifies only if the consumer announced it is asleep, so an idle task instance with
  * many inputs parks on one word instead of polling each ring.
  *   consumer: SLEEPING=1; s=load(SEQ); poll rings; if nothing: waitAsync(SEQ, s); SLEEPING=0
- *   producer: write frame; add(SEQ, 1); if load(SLEEPING): notify(SEQ)
+ *   producer: write frame; add(SEQ, 1); if exchange(SLEEPING, 0): notify(SEQ)
  */
 export function createBell(): SharedArrayBuffer {
   return new SharedArrayBuffer(8);
@@ -33,7 +33,11 @@ export function createBell(): SharedArrayBuffer {
 
 function ring(bell: Int32Array): void {
   Atomics.add(bell, 0, 1);
-  if (Atomics.load(bell, 1) !== 0) Atomics.notify(bell, 0);
+  // Only the first producer to see the consumer asleep wakes it (the exchange clears the
+  // flag): a notify is a futex syscall and a task posted to the consumer's event loop,
+  // and every later frame before the consumer runs again would pay it for nothing. The
+  // consumer cannot miss the wake-up: SEQ moved, so its waitAsync(SEQ, seq) returns.
+  if (Atomics.load(bell, 1) !== 0 && Atomics.exchange(bell, 1, 0) !== 0) Atomics.notify(bell, 0);
 }
 
 export interface OutputStats {

@@ -469,7 +469,12 @@ export class RingReader extends RingEnd {
     if (tail === this.#tail || this.#cancelled) return;
     this.#tail = tail;
     Atomics.store(this.i32, I_TAIL, tail);
-    if (Atomics.load(this.i32, I_W_WAIT) !== 0 && ((tail - Atomics.load(this.i32, I_W_WANT)) | 0) >= 0) {
+    // Only the release that first reaches the writer's mark rings it (the exchange): the
+    // writer takes a while to wake, and a notify per release meanwhile is a syscall each.
+    if (
+      Atomics.load(this.i32, I_W_WAIT) !== 0 && ((tail - Atomics.load(this.i32, I_W_WANT)) | 0) >= 0 &&
+      Atomics.exchange(this.i32, I_W_WAIT, 0) !== 0
+    ) {
       Atomics.notify(this.i32, I_TAIL);
     }
   }
