@@ -19,8 +19,10 @@
 // too late for every window it belongs to is dropped, counted and sent to `.late()`.
 import type { AggregateSpec, LogicalOperator, WindowAssigner } from '../flow/types.js';
 import { encodeKey, decodeKey, prefixBounds, type Key } from '../state/keys.js';
+import type { EncodedRange } from '../state/btree.js';
 import { fromStored, toStored } from '../state/values.js';
 import type { DueTimer } from '../time/timers.js';
+import { SlidingPaneCache } from './sliding-panes.js';
 import { KeyedRuntime, userError, type Emit, type OperatorInstance, type StepEnv } from './keyed.js';
 
 const mod = (a: number, m: number) => ((a % m) + m) % m;
@@ -109,94 +111,107 @@ function alignedWindows(rt: KeyedRuntime, agg: UserAggregate, a: WindowAssigner 
   const table = rt.engine.table(`${rt.op.name}/~${panes ? 'panes' : 'windows'}`);
   const scope = rt.scope;
   const cellKey = (t: number) => scope.open + encodeKey(t) + '\x00';
+  const keyEnd = () => scope.open + '\xff';
+  const cellTime = (k: string) => (decodeKey(k) as Key[])[2] as number;
   const lastStart = (t: number) => t - mod(t - offset, slide);
   /** Window ends are starts + size: ≡ offset + size (mod slide), not ≡ offset unless slide divides size. */
   const isEnd = (t: number) => mod(t - offset - size, slide) === 0;
   /** The smallest window end > t (the first window to fire for a record at t). */
   const nextEndAfter = (t: number) => lastStart(t - size) + slide + size;
-  const cells = () => {
-    const b = prefixBounds([scope.group, scope.key as Key]);
-    const out: [number, string][] = [];
-    for (const [k] of table.entries(b)) out.push([(decodeKey(k) as Key[])[2] as number, k]);
-    return out;
+  /** The last window end that still needs a cell starting (panes) or ending (windows) at `c`. */
+  const lastNeed = (c: number) => (panes ? lastStart(c) + size : c);
+  /** The key's cells in [from, to) (or the whole key), oldest first. */
+  const cellRange = (from: number | undefined, to: number | undefined) =>
+    table.entries({ gte: from === undefined ? scope.open : cellKey(from), lt: to === undefined ? keyEnd() : cellKey(to) });
+  const cellOf = (range: EncodedRange): number | undefined => {
+    for (const [k] of table.entries({ ...range, limit: 1 })) return cellTime(k);
+    return undefined;
+  };
+  const oldestCell = () => cellOf({ gte: scope.open, lt: keyEnd() });
+  const newestAtOrBefore = (t: number) => cellOf({ gte: scope.open, lte: cellKey(t), reverse: true });
+  const oldestAfter = (t: number) => cellOf({ gt: cellKey(t), lt: keyEnd() });
+  /** nextEndAfter, with no window end after −∞ but the first one (a watermark before any). */
+  const endAfter = (t: number) => (t === -Infinity ? -Infinity : nextEndAfter(t));
+  // Sliding panes are combined through the two-stacks cache; tumbling windows are one pane.
+  const sliding = panes && size !== pane ? new SlidingPaneCache((x, y) => agg.merge(x, y)) : undefined;
+  const readPanes = function* (from: number, to: number): Generator<[number, unknown]> {
+    for (const [k, v] of cellRange(from, to)) yield [cellTime(k), take(v)];
   };
   const emitWindow = (w: Window, acc: unknown) => rt.emit(agg.output(acc, w, scope.key), w.end - 1);
   const windowAcc = (end: number): unknown => {
-    if (!panes) {
-      const v = table.get(cellKey(end));
+    if (!panes || size === pane) {
+      const v = table.get(cellKey(panes ? end - size : end));
       return v === undefined ? undefined : take(v);
     }
-    let acc: unknown;
-    let any = false;
-    for (const [, v] of table.entries({ gte: cellKey(end - size), lt: cellKey(end) })) {
-      acc = any ? agg.merge(acc, take(v)) : take(v);
-      any = true;
-    }
-    return any ? acc : undefined;
+    return sliding!.window(scope.open, end - size, end, readPanes);
   };
-  const has = (end: number) => {
-    if (!panes) return table.has(cellKey(end));
-    for (const _ of table.entries({ gte: cellKey(end - size), lt: cellKey(end), limit: 1 })) return true;
-    return false;
-  };
-  /** The last window end that still needs a cell starting (or ending) at `c`. */
-  const lastNeed = (c: number) => (panes ? lastStart(c) + size : c);
-  /** Registers the key's next fire or cleanup time after `after`, if it has cells left. */
+  const has = (end: number) => (panes ? cellOf({ gte: cellKey(end - size), lt: cellKey(end) }) !== undefined : table.has(cellKey(end)));
+  /**
+   * Registers the key's next fire or cleanup time after `after`, if it has cells left
+   * (called once the cells no window needs any more were deleted). Only three cells
+   * matter: the newest at or before `after` (does the next window still hold it?), the
+   * oldest after it (its first window), and the oldest of all (its cleanup).
+   */
   const schedule = (after: number) => {
     let next = Infinity;
-    for (const [c] of cells()) {
-      const fireAt = panes ? Math.max(nextEndAfter(after), nextEndAfter(c)) : c;
-      if (fireAt > after && fireAt <= lastNeed(c)) next = Math.min(next, fireAt);
-      const cleanup = lastNeed(c) + lateness;
-      if (cleanup > after) next = Math.min(next, cleanup);
+    const oldest = oldestCell();
+    if (oldest === undefined) return;
+    const cleanup = lastNeed(oldest) + lateness;
+    if (cleanup > after) next = cleanup;
+    if (panes) {
+      const fire = nextEndAfter(after);
+      const behind = newestAtOrBefore(after);
+      if (behind !== undefined && fire <= lastNeed(behind)) next = Math.min(next, fire);
+      const ahead = oldestAfter(after);
+      if (ahead !== undefined) next = Math.min(next, nextEndAfter(ahead));
+    } else {
+      const ahead = oldestAfter(after); // a window end: it fires at that time
+      if (ahead !== undefined) next = Math.min(next, ahead);
     }
     if (next < Infinity) rt.registerEventTimer(next);
+  };
+  const update = (k: string, record: unknown) => {
+    const old = table.get(k);
+    table.set(k, put(agg.add(old === undefined ? agg.create(record) : take(old), record)));
+    rt.engine.mutations++;
   };
   return {
     add(record, ts) {
       const wm = rt.watermark;
       const maxEnd = lastStart(ts) + size;
       if (maxEnd + lateness <= wm) return false;
-      // Windows containing ts: ends e with ts < e ≤ maxEnd, aligned to slide.
-      const ends: number[] = [];
-      for (let e = maxEnd; e > ts; e -= slide) ends.push(e);
-      ends.reverse();
+      // The record's windows have ends e with ts < e ≤ maxEnd, every `slide`; of those,
+      // the ones with e ≤ wm fired already (re-fired now if within the lateness), and
+      // the first with e > wm is the next to fire. With panes that is one update and a
+      // walk over the late windows only; per-window accumulators update each window.
+      const firstLive = Math.max(nextEndAfter(ts), endAfter(wm - lateness));
       if (panes) {
         const ps = ts - mod(ts - offset, pane);
-        const k = cellKey(ps);
-        const old = table.get(k);
-        table.set(k, put(agg.add(old === undefined ? agg.create(record) : take(old), record)));
-        rt.engine.mutations++;
+        update(cellKey(ps), record);
+        sliding?.changed(scope.open, ps);
       } else {
-        for (const e of ends) {
-          if (e + lateness <= wm) continue; // that window is gone
-          const k = cellKey(e);
-          const old = table.get(k);
-          table.set(k, put(agg.add(old === undefined ? agg.create(record) : take(old), record)));
-          rt.engine.mutations++;
-        }
+        for (let e = firstLive; e <= maxEnd; e += slide) update(cellKey(e), record);
       }
-      let timer = Infinity;
-      for (const e of ends) {
-        if (e + lateness <= wm) continue;
-        if (e <= wm) emitWindow({ start: e - size, end: e }, windowAcc(e)); // late firing
-        else timer = Math.min(timer, e);
-      }
+      for (let e = firstLive; e <= maxEnd && e <= wm; e += slide) emitWindow({ start: e - size, end: e }, windowAcc(e)); // late firing
+      const timer = Math.max(firstLive, endAfter(wm));
       // The next window of the record to fire; or, if all of them fired already (a late
       // record within the lateness), the cleanup of its cell.
-      if (timer < Infinity) rt.registerEventTimer(timer);
-      else rt.registerEventTimer(maxEnd + lateness);
+      rt.registerEventTimer(timer <= maxEnd ? timer : maxEnd + lateness);
       return true;
     },
     onTimer(time) {
       // The window ending here fires (if this is a window end and it has data)…
       if (isEnd(time) && has(time)) emitWindow({ start: time - size, end: time }, windowAcc(time));
-      // …cells no window within the lateness needs any more go…
-      for (const [c, k] of cells()) {
-        if (lastNeed(c) + lateness > time) continue;
-        table.delete(k);
-        rt.engine.mutations++;
+      // …cells no window within the lateness needs any more go (the oldest ones: lastNeed
+      // grows with the cell's time)…
+      const gone: string[] = [];
+      for (const [k] of cellRange(undefined, undefined)) {
+        if (lastNeed(cellTime(k)) + lateness > time) break;
+        gone.push(k);
       }
+      for (const k of gone) table.delete(k);
+      rt.engine.mutations += gone.length;
+      if (gone.length > 0 && oldestCell() === undefined) sliding?.forget(scope.open);
       // …and the key's next fire or cleanup time is registered.
       schedule(time);
     },
