@@ -66,3 +66,12 @@ export function discardSink<T>(): SinkSpec<T> {
     },
   };
 }
+
+// The sliding-window count (sliding-count.ts).
+export interface Tick { k: number; t: number }
+
+/** Record i: a key out of `keys` (each once per `keys` records, scattered), event time i·step. */
+export const slidingRecord = (keys: number, stepMs: number) => (i: number): Tick => ({ k: (i * 7919) % keys, t: i * stepMs });
+
+/** What the window operator emits without a `result` function. */
+export interface WindowCount { key: number; window: { start: number; end: number }; value: number }
