@@ -7,13 +7,20 @@
 // an instance's key counts are those of the state version its checkpoint names, and
 // page versions newer than that belong to an unfinished checkpoint (a commit record
 // can exist for a checkpoint whose manifest was never written).
+//
+// Each stateful instance of the newest checkpoint also gets its state by kind (timers,
+// windows, joins, user state: inspect-state.ts), read from the tables of its version in
+// the same read transaction as everything else.
 import { existsSync, readdirSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { open, type Database, type Transaction } from 'lmdb';
 import { listManifests, readManifest, checkpointDir, type Manifest } from '../runtime/checkpoints.js';
 import { COMMITS_DB, PAGES_DB, envOptions } from '../storage/io-protocol.js';
 import type { CommitRecord } from '../storage/backend.js';
+import { CommitTables } from '../storage/snapshot-reader.js';
+import { CODEC_NONE, codecById } from '../state/codecs.js';
 import { errors } from '../errors.js';
+import { describeInstanceState, formatInstanceState, type InstanceStateReport, type OperatorInfo } from './inspect-state.js';
 
 export interface FlushReport {
   version: number;
@@ -47,6 +54,10 @@ export interface InstanceReport {
   sourcePosition?: unknown;
   /** Keys per table at the checkpoint's state version. */
   keys?: Record<string, number>;
+  /** The instance's event-time watermark at the checkpoint, ms (absent: none yet, or Infinity after end of input). */
+  watermark?: number;
+  /** Stateful instances: their state by kind at the checkpoint's version (inspect-state.ts). */
+  state?: InstanceStateReport;
 }
 
 export interface FlowReport {
@@ -101,7 +112,19 @@ export function inspectFlowDir(dir: string): FlowReport {
   for (const m of manifests) {
     for (const t of m.tasks) for (const i of t.instances) if (i.stateId !== undefined && i.version !== undefined) named.set(i.stateId, Math.max(named.get(i.stateId) ?? 0, i.version));
   }
-  const states = existsSync(join(dir, 'data.mdb')) ? inspectStateDir(dir, (id) => named.get(id) ?? 0) : [];
+  // What the newest checkpoint's stateful instances need to describe their state.
+  const wanted = new Map<string, { version: number; ops: OperatorInfo[]; watermark: number }>();
+  for (const t of newest?.tasks ?? []) {
+    const ops = t.operators.map((name, j) => ({ name, kind: t.kinds?.[j] ?? '', shape: t.shapes?.[j] }));
+    // Watermarks are recorded when finite: none is −∞ (before the first) or +∞ (after end of input).
+    for (const i of t.instances) if (i.stateId !== undefined && i.version !== undefined) wanted.set(i.stateId, { version: i.version, ops, watermark: i.watermark ?? (newest!.final ? Infinity : -Infinity) });
+  }
+  const described = new Map<string, InstanceStateReport>();
+  const describe = (stateId: string, version: number, tables: CommitTables) => {
+    const w = wanted.get(stateId);
+    if (w && w.version === version) described.set(stateId, describeInstanceState(tables, w.ops, w.watermark));
+  };
+  const states = existsSync(join(dir, 'data.mdb')) ? inspectStateDir(dir, (id) => named.get(id) ?? 0, describe) : [];
   for (const s of states) if (named.has(s.stateId)) s.checkpointVersion = named.get(s.stateId);
   return {
     flow: newest?.flow ?? basename(dir),
@@ -118,6 +141,9 @@ export function inspectFlowDir(dir: string): FlowReport {
         if (i.position !== undefined) r.sourcePosition = i.position;
         const flush = states.find((s) => s.stateId === i.stateId)?.flushes.find((f) => f.version === i.version);
         if (flush) r.keys = flush.keys;
+        if (i.watermark !== undefined && i.stateId !== undefined) r.watermark = i.watermark;
+        const st = i.stateId === undefined ? undefined : described.get(i.stateId);
+        if (st) r.state = st;
         return r;
       }),
     })),
@@ -125,12 +151,15 @@ export function inspectFlowDir(dir: string): FlowReport {
   };
 }
 
+/** Called with each state's tables at its current version, inside the read transaction. */
+export type StateVisitor = (stateId: string, version: number, tables: CommitTables) => void;
+
 /**
  * Every store (or partition) in one LMDB environment, read in one read transaction so
  * commits and pages agree on a live directory. `current(id)`: the version to report
  * tables at and count unfinished versions from (0: the newest flush).
  */
-export function inspectStateDir(dir: string, current: (stateId: string) => number = () => 0): StateReport[] {
+export function inspectStateDir(dir: string, current: (stateId: string) => number = () => 0, visit?: StateVisitor): StateReport[] {
   if (!existsSync(join(dir, 'data.mdb'))) throw errors.badOption('state-dir', `${dir} holds no tidepool state (no data.mdb)`);
   const root = open({ ...envOptions(dir, false), readOnly: true });
   try {
@@ -139,7 +168,7 @@ export function inspectStateDir(dir: string, current: (stateId: string) => numbe
     const pages = root.openDB({ name: PAGES_DB, encoding: 'binary', keyEncoding: 'ordered-binary' });
     const txn = root.useReadTransaction();
     try {
-      return readStates(commits, pages, txn, current);
+      return readStates(commits, pages, txn, current, visit);
     } finally {
       txn.done();
     }
@@ -148,11 +177,13 @@ export function inspectStateDir(dir: string, current: (stateId: string) => numbe
   }
 }
 
-function readStates(commits: Database, pages: Database, txn: Transaction, current: (stateId: string) => number): StateReport[] {
+function readStates(commits: Database, pages: Database, txn: Transaction, current: (stateId: string) => number, visit?: StateVisitor): StateReport[] {
   const byState = new Map<string, StateReport>();
+  const records = new Map<string, CommitRecord>();
   for (const { key, value } of commits.getRange({ transaction: txn })) {
     const [stateId] = key as [string, number];
     const c = value as CommitRecord;
+    if (visit) records.set(`${stateId}\0${c.version}`, c);
     let r = byState.get(stateId);
     if (!r) byState.set(stateId, (r = { stateId, flushes: [], tables: {}, storedPages: 0, storedVersions: 0, storedBytes: 0, unfinishedVersions: 0 }));
     const keys = Object.fromEntries(Object.entries(c.tables).map(([name, t]) => [name, t.size]));
@@ -171,8 +202,25 @@ function readStates(commits: Database, pages: Database, txn: Transaction, curren
       lastPage = pageId;
       if (version > at) r.unfinishedVersions++;
     }
+    const c = records.get(`${r.stateId}\0${at}`);
+    if (visit && c) visit(r.stateId, at, tablesAt(pages, txn, r.stateId, c));
   }
   return [...byState.values()];
+}
+
+/**
+ * The tables of a commit, read in `txn`. Pages decode with the built-in codecs (main.ts
+ * readies zstd first); a page of a custom codec cannot be read here, and the describer
+ * reports that instead of the times.
+ */
+function tablesAt(pages: Database, txn: Transaction, stateId: string, c: CommitRecord): CommitTables {
+  const readPage = (pageId: number) => {
+    for (const { key, value } of pages.getRange({ start: [stateId, pageId, c.version], end: [stateId, pageId, -1], reverse: true, limit: 1, transaction: txn })) {
+      return { bytes: value as Buffer, version: (key as [string, number, number])[2] };
+    }
+    return undefined;
+  };
+  return new CommitTables(c, readPage, codecById(CODEC_NONE)!, (id) => codecById(id), 64);
 }
 
 const mib = (bytes: number) => `${(bytes / 2 ** 20).toFixed(2)} MiB`;
@@ -193,6 +241,7 @@ export function formatDirReport(r: DirReport): string {
         if (i.keys) parts.push(...Object.entries(i.keys).map(([t, n]) => `${t}: ${n} keys`));
         if (i.sourcePosition !== undefined) parts.push(`source position ${JSON.stringify(i.sourcePosition)}`);
         out.push(`    ${parts.join(', ')}`);
+        if (i.state) out.push(`      ${formatInstanceState(i.subtask, i.state, i.watermark)}`);
       }
     }
     for (const st of f.states) {

@@ -4,6 +4,7 @@ import { parseArgs } from 'node:util';
 import { readFileSync } from 'node:fs';
 import { TidepoolError } from '../errors.js';
 import { formatDirReport, inspectDir } from './inspect.js';
+import { prepareBuiltinCodecs } from '../state/codecs.js';
 import { runCommand } from './run-command.js';
 import { profileCommand } from './profile-command.js';
 
@@ -50,6 +51,7 @@ async function main(argv: string[]): Promise<void> {
     if (cmd === 'inspect') {
       const { values, positionals } = parseArgs({ args: rest, options: { json: { type: 'boolean', default: false } }, allowPositionals: true });
       if (positionals.length !== 1) throw new TidepoolError('TIDEPOOL_BAD_OPTION', 'usage: tidepool inspect <state-dir> [--json]');
+      await prepareBuiltinCodecs(); // inspect reads state pages, zstd ones included
       const report = inspectDir(positionals[0]!);
       console.log(values.json ? JSON.stringify(report, null, 2) : formatDirReport(report));
       return;

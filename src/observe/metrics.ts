@@ -46,6 +46,8 @@ export const METRICS: readonly MetricDef[] = [
   { name: 'tidepool_records_skipped_total', type: 'counter', help: 'Records that made user code throw and were dropped (errors.onRecord skip)', read: (m) => m.skippedRecords },
   { name: 'tidepool_dead_letters_total', type: 'counter', help: 'Records that made user code throw and went to the dead-letter file', read: (m) => m.deadLetters },
   { name: 'tidepool_pending_timers', type: 'gauge', help: 'Event-time and processing-time timers registered in a task instance', read: (m) => m.pendingTimers },
+  { name: 'tidepool_window_state_entries', type: 'gauge', help: 'Entries of window state (panes, windows or sessions) in a task instance', read: (m) => m.windowState ?? 0 },
+  { name: 'tidepool_join_state_entries', type: 'gauge', help: 'Entries of join state in a task instance, both sides', read: (m) => m.joinState ?? 0 },
 ];
 
 const LABELS = ['flow', 'task', 'subtask'] as const;

@@ -24,6 +24,10 @@ export interface OperatorSummary {
   lateRecords: number;
   /** Timers registered at the end (event and processing time). */
   pendingTimers: number;
+  /** Entries of window state (panes, windows or sessions) at the end. */
+  windowStateEntries: number;
+  /** Entries of join state at the end, both sides (a window join: one per record and window). */
+  joinStateEntries: number;
   /** Records that made user code throw: dropped (errors.onRecord 'skip') and dead-lettered. */
   skippedRecords: number;
   deadLetters: number;
@@ -68,6 +72,8 @@ function aggregate(plan: PhysicalPlan, metrics: TaskMetrics[], wallMs: number): 
       watermark: watermarkOf(ms),
       lateRecords: sum((m) => m.lateRecords ?? 0),
       pendingTimers: sum((m) => m.pendingTimers ?? 0),
+      windowStateEntries: sum((m) => m.windowState ?? 0),
+      joinStateEntries: sum((m) => m.joinState ?? 0),
       skippedRecords: sum((m) => m.skippedRecords ?? 0),
       deadLetters: sum((m) => m.deadLetters ?? 0),
     };
@@ -125,10 +131,12 @@ export class ProgressLine {
     this.lastT = elapsedMs;
     const late = ops.reduce((a, o) => a + o.lateRecords, 0);
     const timers = ops.reduce((a, o) => a + o.pendingTimers, 0);
+    const windowState = ops.reduce((a, o) => a + o.windowStateEntries, 0);
+    const joinState = ops.reduce((a, o) => a + o.joinStateEntries, 0);
     // Event time: the watermark lag of the slowest task that has one (a live source's delay).
     const wms = ops.map((o) => o.watermark).filter((w): w is number => typeof w === 'number');
     const lag = wms.length ? ` | watermark lag ${((Date.now() - Math.min(...wms)) / 1000).toFixed(1)}s` : '';
-    const time = `${lag}${late ? ` | late ${fmt(late)}` : ''}${timers ? ` | timers ${fmt(timers)}` : ''}`;
+    const time = `${lag}${late ? ` | late ${fmt(late)}` : ''}${timers ? ` | timers ${fmt(timers)}` : ''}${windowState ? ` | windows ${fmt(windowState)}` : ''}${joinState ? ` | joins ${fmt(joinState)}` : ''}`;
     const line = `${(elapsedMs / 1000).toFixed(1)}s in ${fmt(recIn)} (${fmt(inRate)}/s) out ${fmt(recOut)} (${fmt(outRate)}/s) | backpressure ${bp} | state ${pages} pages${time}`;
     // Shorter than the terminal, so it never wraps (\r returns to the start of the last
     // row only). A terminal that reports no width (0, e.g. a pty nobody sized) gets it whole.

@@ -46,7 +46,8 @@ function pairCaller(op: LogicalOperator, env: StepEnv, rt: KeyedRuntime) {
   };
 }
 
-function base(rt: KeyedRuntime, env: StepEnv, push: (r: unknown, ts: number, side: 0 | 1) => void, onTimer: (t: DueTimer) => void, processing?: (t: DueTimer) => void): OperatorInstance {
+/** `entries()`: the join's state size, both sides (for the run's metrics). */
+function base(rt: KeyedRuntime, env: StepEnv, entries: () => number, push: (r: unknown, ts: number, side: 0 | 1) => void, onTimer: (t: DueTimer) => void, processing?: (t: DueTimer) => void): OperatorInstance {
   return {
     push(record, ts, side) {
       rt.setKey(record, side);
@@ -63,7 +64,7 @@ function base(rt: KeyedRuntime, env: StepEnv, push: (r: unknown, ts: number, sid
     },
     nextProcessingTime: () => (processing ? rt.nextProcessingTime() : Infinity),
     beforeSnapshot() {},
-    stats: () => rt.stats(),
+    stats: () => ({ ...rt.stats(), joinState: entries() }),
   };
 }
 
@@ -85,6 +86,7 @@ export function makeJoin(op: LogicalOperator, env: JoinEnv, emit: Emit): Operato
   return base(
     rt,
     env,
+    () => tables[0].size + tables[1].size,
     (record, ts, side) => {
       const now = Date.now();
       const other = (1 - side) as 0 | 1;
@@ -121,6 +123,7 @@ export function makeIntervalJoin(op: LogicalOperator, env: JoinEnv, emit: Emit, 
   return base(
     rt,
     env,
+    () => tables[0].size + tables[1].size,
     (record, ts, side) => {
       if (ts !== ts) throw userError(op, env, record, new TypeError('the record has no event time (its source has no eventTime)'));
       if (ts < rt.watermark) {
@@ -173,6 +176,7 @@ export function makeWindowJoin(op: LogicalOperator, env: JoinEnv, emit: Emit, em
   return base(
     rt,
     env,
+    () => table.size,
     (record, ts, side) => {
       if (ts !== ts) throw userError(op, env, record, new TypeError('the record has no event time (its source has no eventTime)'));
       const maxEnd = ts - mod(ts - offset, slide) + size;

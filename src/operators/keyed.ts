@@ -23,6 +23,10 @@ export type Emit = (record: unknown, ts: number) => void;
 export interface OperatorStats {
   lateRecords: number;
   pendingTimers: number;
+  /** Entries of a window operator's state (panes, windows or sessions). */
+  windowState?: number;
+  /** Entries of a join's state, both sides (a window join: one per record and window). */
+  joinState?: number;
 }
 
 /** A task's operator as the task loop drives it (a stateless chain is one too). */

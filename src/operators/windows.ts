@@ -90,7 +90,7 @@ export function makeWindow(op: LogicalOperator, env: StepEnv, emit: Emit, emitLa
     onProcessingTime() {},
     nextProcessingTime: () => Infinity,
     beforeSnapshot() {},
-    stats: () => rt.stats(),
+    stats: () => ({ ...rt.stats(), windowState: body.entries() }),
   };
 }
 
@@ -99,6 +99,8 @@ interface WindowBody {
   add(record: unknown, ts: number): boolean;
   /** The current key's timer at `time` fired. */
   onTimer(time: number): void;
+  /** Entries of the state table (for the run's metrics). */
+  entries(): number;
 }
 
 /** Tumbling and sliding windows (panes or per-window accumulators). */
@@ -176,6 +178,7 @@ function alignedWindows(rt: KeyedRuntime, agg: UserAggregate, a: WindowAssigner 
     rt.engine.mutations++;
   };
   return {
+    entries: () => table.size,
     add(record, ts) {
       const wm = rt.watermark;
       const maxEnd = lastStart(ts) + size;
@@ -242,6 +245,7 @@ function sessionWindows(rt: KeyedRuntime, agg: UserAggregate, a: WindowAssigner 
   };
   const emitSession = (s: { start: number; end: number; state: unknown }) => rt.emit(agg.output(accOf(s, '(session)'), { start: s.start, end: s.end }, scope.key), s.end - 1);
   return {
+    entries: () => table.size,
     add(record, ts) {
       const wm = rt.watermark;
       let start = ts;

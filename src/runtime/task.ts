@@ -117,6 +117,9 @@ export interface TaskMetrics {
   watermark: number | null;
   lateRecords: number;
   pendingTimers: number;
+  /** Entries of window state (panes, windows, sessions) and of join state (both sides). */
+  windowState?: number;
+  joinState?: number;
   /** Records that made user code throw, dropped (errors.onRecord 'skip') or dead-lettered. */
   skippedRecords: number;
   deadLetters: number;
@@ -507,6 +510,8 @@ export class TaskRunner {
       watermark: wm === undefined || wm === -Infinity ? null : wm,
       lateRecords: s.lateRecords,
       pendingTimers: s.pendingTimers,
+      windowState: s.windowState ?? 0,
+      joinState: s.joinState ?? 0,
       skippedRecords: this.failures?.skipped ?? 0,
       deadLetters: this.failures?.deadLetters ?? 0,
       done: this.done,

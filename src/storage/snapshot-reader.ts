@@ -1,6 +1,8 @@
 // Read-only access to one state partition as of a given flush version — what a
 // rescaled operator instance reads its key groups from when it takes over state that
-// other (old) instances wrote. No I/O worker, no writes, no spill file.
+// other (old) instances wrote. No I/O worker, no writes, no spill file. `CommitTables`
+// is the part that reads the trees; `tidepool inspect` uses it inside its own read
+// transaction.
 import { open, type Database, type RootDatabase } from 'lmdb';
 import { errors } from '../errors.js';
 import { BTree } from '../state/btree.js';
@@ -12,11 +14,41 @@ import { decodeCommit } from './commit-record.js';
 import { backLmdbMap } from './lmdb-file.js';
 import type { CommitRecord } from './backend.js';
 
+/**
+ * The tables of one flush, read page by page through `readPage` (the newest stored
+ * version of a page that is ≤ the flush's) into a cache of `cachePages` pages.
+ */
+export class CommitTables {
+  private readonly pager: Pager;
+
+  constructor(readonly commit: CommitRecord, readPage: (pageId: number) => { bytes: Uint8Array; version: number } | undefined, codec: PageCodec, codecFor: (id: number) => PageCodec | undefined, cachePages: number) {
+    this.pager = new Pager(cachePages, codec, codecFor, new MemorySpill(), { readPage }, commit.nextPageId);
+  }
+
+  tableNames(): string[] {
+    return Object.keys(this.commit.tables);
+  }
+
+  table(name: string): BTree {
+    const t = this.commit.tables[name]!;
+    return new BTree(name, this.pager, t.root, t.size, this.commit.pageSize);
+  }
+
+  /** Keeps the read cache within its bound while a caller iterates. */
+  evict(): void {
+    this.pager.evict();
+  }
+
+  dropAll(): void {
+    this.pager.dropAll();
+  }
+}
+
 export class SnapshotReader {
   private readonly root: RootDatabase;
   private readonly pages: Database<Buffer, [string, number, number]>;
   readonly commit: CommitRecord;
-  private readonly pager: Pager;
+  private readonly tables: CommitTables;
 
   constructor(dir: string, readonly stateId: string, readonly version: number, codec: PageCodec, codecFor: (id: number) => PageCodec | undefined, cachePages: number) {
     backLmdbMap(dir);
@@ -37,32 +69,29 @@ export class SnapshotReader {
     }
     this.commit = c;
     const s = stateId;
-    this.pager = new Pager(cachePages, codec, codecFor, new MemorySpill(), {
-      readPage: (pageId: number) => {
-        for (const { key, value } of this.pages.getRange({ start: [s, pageId, version], end: [s, pageId, -1], reverse: true, limit: 1 })) {
-          return { bytes: value, version: (key as [string, number, number])[2] };
-        }
-        return undefined;
-      },
-    }, c.nextPageId);
+    this.tables = new CommitTables(c, (pageId: number) => {
+      for (const { key, value } of this.pages.getRange({ start: [s, pageId, version], end: [s, pageId, -1], reverse: true, limit: 1 })) {
+        return { bytes: value, version: (key as [string, number, number])[2] };
+      }
+      return undefined;
+    }, codec, codecFor, cachePages);
   }
 
   tableNames(): string[] {
-    return Object.keys(this.commit.tables);
+    return this.tables.tableNames();
   }
 
   table(name: string): BTree {
-    const t = this.commit.tables[name]!;
-    return new BTree(name, this.pager, t.root, t.size, this.commit.pageSize);
+    return this.tables.table(name);
   }
 
   /** Keeps the read cache within its bound while a caller iterates. */
   evict(): void {
-    this.pager.evict();
+    this.tables.evict();
   }
 
   async close(): Promise<void> {
-    this.pager.dropAll();
+    this.tables.dropAll();
     await this.root.close();
   }
 }
