@@ -18,7 +18,7 @@
 // fired but is within allowedLatenessMs updates it and emits it again at once; a record
 // too late for every window it belongs to is dropped, counted and sent to `.late()`.
 import type { AggregateSpec, LogicalOperator, WindowAssigner } from '../flow/types.js';
-import { encodeKey, decodeKey, prefixBounds, type Key } from '../state/keys.js';
+import { encodeKey, decodeKey, type Key } from '../state/keys.js';
 import type { EncodedRange } from '../state/btree.js';
 import { fromStored, toStored } from '../state/values.js';
 import type { DueTimer } from '../time/timers.js';
@@ -230,7 +230,7 @@ function sessionWindows(rt: KeyedRuntime, agg: UserAggregate, a: WindowAssigner 
   type Session = { start: number; end: number; k: string; state: unknown };
   const sessions = (): Session[] => {
     const out: Session[] = [];
-    for (const [k, v] of table.entries(prefixBounds([scope.group, scope.key as Key]))) {
+    for (const [k, v] of table.entries({ gte: scope.open, lt: scope.open + '\xff' })) {
       const [end, state] = fromStored(v) as [number, unknown];
       out.push({ start: (decodeKey(k) as Key[])[2] as number, end, k, state });
     }
@@ -253,9 +253,12 @@ function sessionWindows(rt: KeyedRuntime, agg: UserAggregate, a: WindowAssigner 
       // A record at or before a session's end joins it; sessions that touch merge. One
       // pass in start order suffices: the key's sessions do not touch one another.
       const joined: Session[] = [];
+      const others: Session[] = [];
       for (const s of sessions()) {
-        if (s.start > end || s.end < start) continue;
-        if (s.end + lateness <= wm) continue; // gone (kept only until its cleanup timer)
+        if (s.start > end || s.end < start || s.end + lateness <= wm) {
+          others.push(s); // apart, or gone (kept only until its cleanup timer)
+          continue;
+        }
         start = Math.min(start, s.start);
         end = Math.max(end, s.end);
         joined.push(s);
@@ -264,15 +267,18 @@ function sessionWindows(rt: KeyedRuntime, agg: UserAggregate, a: WindowAssigner 
       // that is still open is not late, however far its own [ts, ts + gap) lies behind.
       if (end + lateness <= wm) return false;
       let state: unknown = merging ? agg.add(agg.create(record), record) : [record];
+      const k = keyOf(start);
       for (const s of joined) {
         state = merging ? agg.merge(s.state, state) : [...(s.state as unknown[]), ...(state as unknown[])];
-        table.delete(s.k);
+        if (s.k !== k) table.delete(s.k); // same start (the usual case: a session grows at its end): overwritten below
         rt.engine.mutations++;
-        // The joined session's timers stay: a timer at a time no session ends at (or
-        // is cleaned up at) does nothing, and deleting them could delete another
-        // session's timer at the same time (one timer per key and time).
+        // A session that grew or merged no longer ends at s.end: its timer goes, unless
+        // the new session or another of this key still needs that time (one timer per
+        // key and time). A session that fired already keeps its cleanup timer.
+        const needed = s.end === end || others.some((o) => o.end === s.end || o.end + lateness === s.end);
+        if (s.end > wm && !needed) rt.deleteTimers(s.end);
       }
-      table.set(keyOf(start), toStored([end, state]));
+      table.set(k, toStored([end, state]));
       rt.engine.mutations++;
       if (end > wm) rt.registerEventTimer(end);
       else {
