@@ -3,7 +3,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { isAbsolute, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 export const FIX = fileURLToPath(new URL('../../../test-fixtures/flows/checkpoint/', import.meta.url));
@@ -43,10 +43,14 @@ export class FlowChildren {
     rmSync(this.dir, { recursive: true, force: true });
   }
 
-  /** `node main.js run <fixture> --state <state> <args…>` with the fixture's environment. */
+  /**
+   * `node main.js run <fixture> --state <state> <args…>` with the fixture's environment;
+   * `flowFile` is a name under FIX, or an absolute path (e.g. an example flow).
+   */
   readonly start = (flowFile: string, state: string, args: string[], env: Record<string, string>): Running => {
     const started = performance.now();
-    const child = spawn(process.execPath, [CLI, 'run', join(FIX, flowFile), '--state', state, ...args], {
+    const flowPath = isAbsolute(flowFile) ? flowFile : join(FIX, flowFile);
+    const child = spawn(process.execPath, [CLI, 'run', flowPath, '--state', state, ...args], {
       cwd: this.dir,
       env: { ...process.env, TIDEPOOL_MODULE_CACHE: this.moduleCache, ...env },
       stdio: ['ignore', 'ignore', 'pipe'],
