@@ -31,6 +31,9 @@ export interface DueTimer {
   keyEncoded: string;
 }
 
+/** Bound of TimerTable's set of keys known to be registered. */
+const KNOWN_MAX = 1 << 16;
+
 /** The timers of one time domain of one operator instance. */
 export class TimerTable {
   /** First timer time per owned key group (Infinity: none), indexed by group − from. */
@@ -39,6 +42,13 @@ export class TimerTable {
   private minValid = false;
   /** Timers currently registered (counted at open, then kept up to date). */
   pending = 0;
+  /**
+   * Timer keys known to be in the table: a keyed operator registers the same (key, time)
+   * for record after record (a window's end), and this spares each repeat a B+tree
+   * lookup. Only ever a subset of the table: an entry goes when its timer is deleted or
+   * fired, and the whole set when it grows past its bound.
+   */
+  private readonly known = new Set<string>();
 
   constructor(
     private readonly table: BTree,
@@ -48,7 +58,7 @@ export class TimerTable {
   ) {
     this.heads = new Float64Array(Math.max(0, to - from)).fill(Infinity);
     for (let g = from; g < to; g++) this.heads[g - from] = this.firstTime(g);
-    for (const _ of table.entries()) this.pending++;
+    this.pending = table.size;
   }
 
   private firstTime(g: number): number {
@@ -64,6 +74,9 @@ export class TimerTable {
   /** Registers a timer for the key (its element encoding) in `group` at `time`. */
   register(group: number, keyEncoded: string, time: number): void {
     const k = TimerTable.encode(group, time, keyEncoded);
+    if (this.known.has(k)) return;
+    if (this.known.size >= KNOWN_MAX) this.known.clear();
+    this.known.add(k);
     if (this.table.has(k)) return;
     this.table.set(k, 0);
     this.engine.mutations++;
@@ -77,7 +90,9 @@ export class TimerTable {
 
   /** Deletes the key's timer at `time`, if any. */
   delete(group: number, keyEncoded: string, time: number): void {
-    if (!this.table.delete(TimerTable.encode(group, time, keyEncoded))) return;
+    const k = TimerTable.encode(group, time, keyEncoded);
+    this.known.delete(k);
+    if (!this.table.delete(k)) return;
     this.engine.mutations++;
     this.pending--;
     const i = group - this.from;
@@ -118,6 +133,7 @@ export class TimerTable {
     const group = this.from + gi;
     const parts = decodeKey(found) as Key[];
     this.table.delete(found);
+    this.known.delete(found);
     this.engine.mutations++;
     this.pending--;
     this.heads[gi] = this.firstTime(group);
