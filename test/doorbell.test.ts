@@ -30,7 +30,8 @@ const SEED = Number(process.env.TIDEPOOL_DOORBELL_SEED ?? 0xd00b);
 const WAIT_MS = 30_000; // the timeout of every wait: no correct wait gets near it
 const STALL_MS = 1_000; // parked this long with work pending: a lost wake-up
 const RUN_MS = 20_000; // one run's limit, so that no failure leaves a loop behind
-const RUNS = 5;
+const FAN_IN_RUNS = 8; // the doorbell's races are narrow: more schedules catch more of them
+const DRAIN_RUNS = 6;
 
 const live = new Set<Worker>();
 t.teardown(() => Promise.all([...live].map((w) => w.terminate())));
@@ -88,7 +89,7 @@ async function fanIn(seed: number): Promise<FanInRun> {
   let missing: string | null = null;
   let waits = 0, raced = 0, timeouts = 0;
   const stalls: string[] = [];
-  let parkedSince = 0;
+  let parkedSince = 0, parkedSeq = 0;
   let failed: string | null = null;
   const bell32 = new Int32Array(bell);
   const runDeadline = performance.now() + RUN_MS;
@@ -108,10 +109,15 @@ async function fanIn(seed: number): Promise<FanInRun> {
     const now = performance.now();
     if (now > runDeadline) failed ??= `no end after ${RUN_MS} ms`;
     else if (parkedSince === 0 || now - parkedSince < STALL_MS) return;
-    else stalls.push(readers.some((r) => r.used > 0) ? 'consumer parked with frames in its rings' : 'consumer parked, producers silent');
-    // Wake the consumer ourselves and end the run: it has failed, and with a broken
-    // protocol every later wait would cost STALL_MS again.
-    Atomics.notify(bell32, 0);
+    else {
+      const what = readers.some((r) => r.used > 0) ? 'consumer parked with frames in its rings' : 'consumer parked, producers silent';
+      // Wake the consumer ourselves and end the run: it has failed, and with a broken
+      // protocol every later wait would cost STALL_MS again. How many waiters the notify
+      // found, SEQ and SLEEPING tell where the wake-up went.
+      const seq = Atomics.load(bell32, 0) - parkedSeq, sleeping = Atomics.load(bell32, 1);
+      const woke = Atomics.notify(bell32, 0);
+      stalls.push(`${what} (${readers.map((r) => r.used).join('/')} B; SEQ +${seq}, SLEEPING ${sleeping}, notify woke ${woke})`);
+    }
   });
   try {
     while (!inputs.done && failed === null && missing === null && stalls.length === 0) {
@@ -119,6 +125,7 @@ async function fanIn(seed: number): Promise<FanInRun> {
       if (f === null) {
         waits++;
         parkedSince = performance.now();
+        parkedSeq = Atomics.load(bell32, 0);
         f = await inputs.wait(WAIT_MS);
         if (f === null && performance.now() - parkedSince >= WAIT_MS - 1) timeouts++;
         parkedSince = 0;
@@ -221,7 +228,7 @@ async function drainSlowly(seed: number, mode: 'sync' | 'async' | 'mixed'): Prom
 
 t.test('doorbell: three producers, one sleeping consumer, no lost wake-up', { timeout: 60_000 }, async (t) => {
   let waits = 0, raced = 0;
-  for (let run = 0; run < RUNS; run++) {
+  for (let run = 0; run < FAN_IN_RUNS; run++) {
     const r = await fanIn(SEED + run);
     waits += r.waits;
     raced += r.raced;
@@ -229,22 +236,21 @@ t.test('doorbell: three producers, one sleeping consumer, no lost wake-up', { ti
     t.same(r.producers.map((p) => p.error), [null, null, null], `${r.params}: producers finished`);
     t.equal(r.timeouts, 0, `${r.params}: no wait ran into its ${WAIT_MS} ms timeout`);
     t.same(r.stalls, [], `${r.params}: no wait parked ${STALL_MS} ms (${r.waits} waits)`);
-    t.ok(r.waits >= 20, `${r.params}: the consumer went to sleep often (${r.waits} times)`);
   }
-  t.comment(`${waits} waits, ${raced} of them caught a frame published while announcing sleep`);
+  // Not per run: on a busy machine one run's producers may finish before the consumer starts.
+  t.ok(waits >= 20 * FAN_IN_RUNS, `the consumer went to sleep often (${waits} times; ${raced} caught a frame published while it announced sleep)`);
 });
 
 t.test('ring: a writer parked on a full ring always resumes', { timeout: 60_000 }, async (t) => {
   const modes = ['sync', 'async', 'mixed'] as const;
   let blocked = 0;
-  for (let run = 0; run < RUNS; run++) {
+  for (let run = 0; run < DRAIN_RUNS; run++) {
     const r = await drainSlowly(SEED + 100 + run, modes[run % modes.length]!);
     blocked += r.writer.blocked;
     t.same(r.stalls, [], `${r.params}: no stall (${r.parks} reader parks, writer blocked ${r.writer.blocked} times)`);
     t.equal(r.timeouts, 0, `${r.params}: no wait ran into its ${WAIT_MS} ms timeout`);
     t.equal(r.error, null, `${r.params}: every frame, in order`);
     t.equal(r.writer.error, null, `${r.params}: the writer finished`);
-    t.ok(r.writer.blocked >= 10, `${r.params}: the writer parked on a full ring (${r.writer.blocked} times)`);
   }
-  t.comment(`the writers parked ${blocked} times in all`);
+  t.ok(blocked >= 10 * DRAIN_RUNS, `the writers parked on full rings (${blocked} times)`);
 });
