@@ -21,23 +21,30 @@ export { FRAME_DATA, FRAME_EOI, FRAME_BARRIER, FRAME_WATERMARK, decodeBatch, enc
 
 /**
  * A consumer's doorbell: Int32 [SEQ, SLEEPING] on a SharedArrayBuffer of its own.
- * Every producer that writes a frame to any of the consumer's input rings bumps SEQ and
- * notifies only if the consumer announced it is asleep, so an idle task instance with
- * many inputs parks on one word instead of polling each ring.
- *   consumer: SLEEPING=1; s=load(SEQ); poll rings; if nothing: waitAsync(SEQ, s); SLEEPING=0
- *   producer: write frame; add(SEQ, 1); if exchange(SLEEPING, 0): notify(SEQ)
+ * A producer that writes a frame to any of the consumer's input rings notifies only if
+ * it is the one to clear SLEEPING, so an idle task instance with many inputs parks on
+ * one word instead of polling each ring, and a sleep costs one notify, not one per frame.
+ *   consumer: SLEEPING=1; s=load(SEQ); poll rings; if nothing and SLEEPING still 1: waitAsync(SEQ, s); SLEEPING=0
+ *   producer: write frame; if exchange(SLEEPING, 0): add(SEQ, 1); notify(SEQ)
+ * The producer that clears the flag owns the wake-up of whatever sleep the flag belongs
+ * to now, which may be a later one than the sleep it saw (it was delayed while the
+ * consumer woke, worked and went to sleep again): so it bumps SEQ only after the
+ * exchange, and the consumer does not park once the flag is gone. Either the consumer
+ * checks the flag after the exchange (and does not park), or it loaded SEQ before the
+ * bump (and its waitAsync returns at once or is notified). A frame published before
+ * the consumer's poll is found by that poll.
  */
 export function createBell(): SharedArrayBuffer {
   return new SharedArrayBuffer(8);
 }
 
 function ring(bell: Int32Array): void {
-  Atomics.add(bell, 0, 1);
-  // Only the first producer to see the consumer asleep wakes it (the exchange clears the
-  // flag): a notify is a futex syscall and a task posted to the consumer's event loop,
-  // and every later frame before the consumer runs again would pay it for nothing. The
-  // consumer cannot miss the wake-up: SEQ moved, so its waitAsync(SEQ, seq) returns.
-  if (Atomics.load(bell, 1) !== 0 && Atomics.exchange(bell, 1, 0) !== 0) Atomics.notify(bell, 0);
+  // The load first: while the consumer is awake, a frame costs one load, not a write to
+  // the line the consumer reads.
+  if (Atomics.load(bell, 1) !== 0 && Atomics.exchange(bell, 1, 0) !== 0) {
+    Atomics.add(bell, 0, 1);
+    Atomics.notify(bell, 0);
+  }
 }
 
 export interface OutputStats {
@@ -282,7 +289,9 @@ export class Inputs {
     Atomics.store(this.bell, 1, 1);
     const seq = Atomics.load(this.bell, 0);
     const f = this.poll(); // re-check after announcing: a write may have raced the announcement
-    if (f === null) {
+    // SLEEPING cleared: a producer claimed this sleep and may have notified already, before
+    // we park (see createBell); its SEQ bump could even precede our load. Don't park.
+    if (f === null && Atomics.load(this.bell, 1) !== 0) {
       const w = waitWord(this.bell, 0, seq, Math.max(0, timeoutMs));
       await (wake ? Promise.race([w, wake]) : w);
     }
