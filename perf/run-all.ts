@@ -21,6 +21,8 @@ const QUICK_ARGS: Record<string, string[]> = {
   flush: ['--quick'],
   ring: ['0.1', '1'], // scale, reps
   flow: ['--quick'],
+  nexmark: ['--quick'],
+  sliding: ['--quick'],
 };
 /** Preferred order; any other *.bench.js runs after these, alphabetically. */
 const ORDER = ['store', 'flush', 'ring', 'keys', 'flow'];
