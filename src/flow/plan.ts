@@ -10,9 +10,14 @@
 //
 // Rules:
 // - An operator joins its input's task (chaining) only on a 1:1 forward edge: it has one
-//   input, no keyBy, the same parallelism, its producer has no other consumer, and
-//   neither is stateful (reduce, process, windows, joins are alone) nor a mapAsync
-//   (which starts a task: its calls complete asynchronously). Everything else is a ring.
+//   input, no keyBy, the same parallelism, and neither it nor its producer is stateful
+//   (reduce, process, windows, joins are alone) or a mapAsync (which starts a task: its
+//   calls complete asynchronously). As in Flink, what counts is that the consumer has a
+//   single input: stateless steps (map, filter, flatMap) chain even when their producer
+//   fans out, so a task can be a tree (a source feeding two filters runs all three, and
+//   only the filters' survivors are serialized). A sink chains only at the end of a task
+//   that has not branched, onto a producer with no other consumer (a task has one sink,
+//   always last). Everything else is a ring.
 // - Edge partitioning: `hash` when the input has a keyBy (key group of the key → owning
 //   subtask), `forward` when parallelism is equal, else `rebalance` (round robin per batch).
 // - An operator with several inputs (union, two-input operators) reads all of its rings;
@@ -173,20 +178,28 @@ export function planFlow(flow: Flow, opts: PlanOptions): PhysicalPlan {
   const tasks: TaskPlan[] = [];
   const edges: EdgePlan[] = [];
   const taskOf = new Map<string, TaskPlan>();
+  /** Tasks whose operators form a tree, not a line (no sink may join them). */
+  const branched = new Set<TaskPlan>();
   for (const op of ops) {
     const p = parallelismOf(op);
     const stateful = STATEFUL.has(op.kind);
     const inp = op.inputs.length === 1 ? op.inputs[0]! : undefined;
     const producerTask = inp ? taskOf.get(inp.from) : undefined;
-    const chain =
+    const forward =
       opts.chaining && inp !== undefined && producerTask !== undefined && inp.port === 'main' && inp.keyBy === undefined &&
-      consumers(inp.from) === 1 && producerTask.parallelism === p && !stateful && !producerTask.stateful && op.kind !== 'mapAsync' &&
-      producerTask.operators[producerTask.operators.length - 1] === inp.from;
+      producerTask.parallelism === p && !stateful && !producerTask.stateful && op.kind !== 'mapAsync';
+    const atEnd = forward && producerTask!.operators[producerTask!.operators.length - 1] === inp!.from;
+    const chain =
+      forward &&
+      (op.kind === 'sink'
+        ? consumers(inp!.from) === 1 && atEnd && !branched.has(producerTask!)
+        : !producerTask!.kinds.includes('sink'));
     if (chain) {
+      if (consumers(inp!.from) > 1 || !atEnd) branched.add(producerTask!);
       producerTask.operators.push(op.name);
       producerTask.kinds.push(op.kind);
       producerTask.shapes.push(operatorShape(op));
-      producerTask.label = producerTask.operators.join('→');
+      producerTask.label = chainLabel(producerTask.operators, ops);
       taskOf.set(op.name, producerTask);
       continue;
     }
@@ -228,6 +241,17 @@ export function planFlow(flow: Flow, opts: PlanOptions): PhysicalPlan {
   const statePart = ops.filter((o) => STATEFUL.has(o.kind) || o.kind === 'source' || o.kind === 'sink').map((o) => `${o.name}:${operatorShape(o)}`);
   const stateHash = createHash('sha256').update(JSON.stringify([opts.keyGroups, statePart])).digest('hex').slice(0, 16);
   return { flow: flow.name, keyGroups: opts.keyGroups, tasks, edges, stateHash, onRecord, deadLetterPath };
+}
+
+/** A task's operators as a chain `a→b→c`, or a tree `src→(f→m|g)` when it branched. */
+function chainLabel(names: string[], ops: readonly LogicalOperator[]): string {
+  const input = (n: string) => ops.find((o) => o.name === n)!.inputs[0]?.from;
+  const render = (n: string): string => {
+    const kids = names.filter((k) => k !== names[0] && input(k) === n);
+    if (kids.length === 0) return n;
+    return kids.length === 1 ? `${n}→${render(kids[0]!)}` : `${n}→(${kids.map(render).join('|')})`;
+  };
+  return render(names[0]!);
 }
 
 /** A one-line description per task, for --verbose and errors. */

@@ -201,28 +201,30 @@ export class TaskRunner {
       restoredWatermark: ops[0]!.kind === 'source' ? undefined : this.setup.restoredWatermark,
       epoch: this.setup.restoredCheckpoint ?? 0,
     };
-    // Tail first: the sink, or the outputs toward the next tasks (per port).
+    // Tail first: the sink, or the outputs toward the next tasks (per port; main outputs
+    // per producing operator, since a task can be a tree of chained steps).
     const last = ops[ops.length - 1]!;
-    let tail: Emit;
+    let sinkTail: Emit = () => undefined;
     let lateTail: Emit = () => undefined;
     let deadTail: Emit = () => undefined;
+    const mainFrom = new Map<string, Output[]>();
     if (last.kind === 'sink') {
       this.sink = await last.sink!.open({ ...ctx, operator: last.name });
-      tail = (r) => {
+      sinkTail = (r) => {
         this.sinkBuffer.push(r);
       };
     } else {
-      const byPort = { main: [] as Output[], late: [] as Output[], dead: [] as Output[] };
+      const byPort = { late: [] as Output[], dead: [] as Output[] };
       for (const o of this.setup.outputs) {
         const edge = this.plan.edges[o.edge]!;
         const keyFn = edge.keyOperator ? this.flow.operator(edge.keyOperator)!.inputs[edge.input]!.keyBy : undefined;
         const out = new Output(o.rings.map((s) => new RingWriter(s)), o.bells, edge.partitioning, keyFn, this.plan.keyGroups, this.setup.batchSize, this.setup.subtask);
         this.outputs.push(out);
-        byPort[edge.port].push(out);
+        if (edge.port === 'main') mainFrom.set(edge.fromOperator, [...(mainFrom.get(edge.fromOperator) ?? []), out]);
+        else byPort[edge.port].push(out);
       }
-      tail = fanOut(byPort.main);
-      if (byPort.late.length) lateTail = fanOut(byPort.late);
-      if (byPort.dead.length) deadTail = fanOut(byPort.dead);
+      if (byPort.late.length) lateTail = fanOut(byPort.late.map(outputEmit));
+      if (byPort.dead.length) deadTail = fanOut(byPort.dead.map(outputEmit));
     }
     const policies = new Map(ops.flatMap((o) => (this.plan.onRecord[o.name] ? [[o.name, this.plan.onRecord[o.name]!] as const] : [])));
     this.failures = new RecordFailures(policies, this.setup.subtask, deadTail);
@@ -231,16 +233,21 @@ export class TaskRunner {
       env.recordFailed = (op, record, e) => f.handle(op.name, record, e);
     }
     const first = ops[0]!;
-    // The stateless steps after the first operator (or from it, when it is a step).
-    let emit = tail;
-    const firstIsStep = first.kind === 'map' || first.kind === 'filter' || first.kind === 'flatMap';
-    for (let i = ops.length - 1; i >= (firstIsStep ? 0 : 1); i--) {
-      const op = ops[i]!;
-      if (op.kind === 'sink') continue;
-      emit = makeStep(op, emit, env);
-    }
+    const isStep = (o: LogicalOperator) => o.kind === 'map' || o.kind === 'filter' || o.kind === 'flatMap';
+    // Operator i's chained consumers are the later operators of this task reading it.
+    const children = (i: number) => ops.flatMap((o, j) => (j > i && o.inputs[0]?.from === ops[i]!.name ? [j] : []));
+    const mutates = (j: number): boolean => ops[j]!.kind === 'map' || ops[j]!.kind === 'flatMap' || children(j).some(mutates);
+    /** What operator i emits into: its chained consumers and its outputs. */
+    const emitOf = (i: number): Emit => {
+      const targets = children(i).map((j) => ({ emit: inputOf(j), copy: mutates(j) }));
+      for (const out of mainFrom.get(ops[i]!.name) ?? []) targets.push({ emit: outputEmit(out), copy: false });
+      return branches(targets);
+    };
+    /** A chained operator's input: the sink, or the step applied before what it emits into. */
+    const inputOf = (j: number): Emit => (ops[j]!.kind === 'sink' ? sinkTail : makeStep(ops[j]!, emitOf(j), env));
+    const emit = isStep(first) || first.kind === 'sink' ? inputOf(0) : emitOf(0);
     this.op = this.makeOperator(first, env, emit, lateTail);
-    if (!firstIsStep && first.kind !== 'source' && first.kind !== 'sink' && this.failures.policy(first.name) !== 'fail') this.guardFirst = first.name;
+    if (!isStep(first) && first.kind !== 'source' && first.kind !== 'sink' && this.failures.policy(first.name) !== 'fail') this.guardFirst = first.name;
     if (this.sink && this.setup.restoredCheckpoint !== undefined) {
       // Publish what the restored checkpoint prepared (idempotent), drop anything later.
       await this.sink.commit(this.setup.restoredCheckpoint);
@@ -520,12 +527,33 @@ export class TaskRunner {
 }
 
 /** One emitter feeding every output of a port (a stream used twice gets every record twice). */
-function fanOut(outs: Output[]): Emit {
-  if (outs.length === 1) {
-    const o = outs[0]!;
-    return (r, ts) => o.push(r, ts);
-  }
+const outputEmit = (o: Output): Emit => (r, ts) => o.push(r, ts);
+
+function fanOut(emits: Emit[]): Emit {
+  if (emits.length === 1) return emits[0]!;
   return (r, ts) => {
-    for (let i = 0; i < outs.length; i++) outs[i]!.push(r, ts);
+    for (let i = 0; i < emits.length; i++) emits[i]!(r, ts);
+  };
+}
+
+/**
+ * A record to several consumers in one task. Across a ring every consumer decodes its
+ * own copy; chained in a task they would share one object, so a branch that may change
+ * its record (it holds a map or flatMap) gets a structured clone, made before any
+ * branch runs, and the others (outputs, which encode the record later, and filters)
+ * share the original.
+ */
+function branches(targets: { emit: Emit; copy: boolean }[]): Emit {
+  if (targets.length === 0) return () => undefined;
+  if (targets.length === 1) return targets[0]!.emit;
+  const copied = targets.filter((t) => t.copy).map((t) => t.emit);
+  const sharing = targets.filter((t) => !t.copy).map((t) => t.emit);
+  if (copied.length === 0) return fanOut(sharing);
+  // Copying branches run first, each on a clone of the untouched original; the last one
+  // takes the original itself when no branch shares it.
+  const shared = sharing.length > 0 ? fanOut(sharing) : undefined;
+  return (r, ts) => {
+    for (let i = 0; i < copied.length; i++) copied[i]!(shared === undefined && i === copied.length - 1 ? r : structuredClone(r), ts);
+    shared?.(r, ts);
   };
 }
