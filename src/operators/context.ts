@@ -6,7 +6,7 @@
 //   reduce:            [keyGroup, key]          in table `<operator>`
 // so the state of a key group is one contiguous range of every table: a restore at
 // another parallelism reads exactly the groups it now owns.
-import { encodeKey, decodeKey, prefixBounds, type Key } from '../state/keys.js';
+import { encodeKey, encodeKeyGroup, decodeKey, prefixBounds, type Key } from '../state/keys.js';
 import { fromStored, toStored } from '../state/values.js';
 import type { BTree } from '../state/btree.js';
 import type { StateEngine } from '../state/engine.js';
@@ -80,12 +80,15 @@ export class KeyScope {
   encoded = '';
   /** The encoded tuple without its terminator, to append map keys to. */
   open = '';
+  /** The key's own (element) encoding: what timers store. */
+  element = '';
 
   set(key: unknown, group: number): void {
     this.key = key;
     this.group = group;
     this.encoded = encodeKey([group, key as Key], Infinity);
     this.open = this.encoded.slice(0, -1);
+    this.element = this.open.slice(TUPLE.length + encodeKeyGroup(group).length);
   }
 
   /**
@@ -96,17 +99,14 @@ export class KeyScope {
   setEncoded(key: unknown, group: number, encodedKey: string): void {
     this.key = key;
     this.group = group;
-    this.open = TUPLE + groupPrefix(group) + encodedKey;
+    this.open = TUPLE + encodeKeyGroup(group) + encodedKey;
     this.encoded = this.open + END;
+    this.element = encodedKey;
   }
 }
 
 const TUPLE = '\x09';
 const END = '\x00';
-const groupCache: string[] = [];
-function groupPrefix(g: number): string {
-  return (groupCache[g] ??= encodeKey(g));
-}
 
 function withinKey(scope: KeyScope, mk: unknown): string {
   // A tuple's encoding is its elements between a tag and a terminator, so the state

@@ -143,7 +143,7 @@ export class KeyedRuntime {
 
   /** The element encoding of the current key (what timers store). */
   get keyEncoded(): string {
-    return this.scope.open.slice(1 + encodeKey(this.scope.group).length);
+    return this.scope.element;
   }
 
   registerEventTimer(t: number): void {

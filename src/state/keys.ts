@@ -347,3 +347,9 @@ export function compareKeys(a: Key, b: Key): number {
   const eb = encodeKey(b, Infinity);
   return ea < eb ? -1 : ea > eb ? 1 : 0;
 }
+
+const groupEncodings: string[] = [];
+/** encodeKey(g) of a key group (the first element of every keyed state key), cached: there are at most `keyGroups` of them. */
+export function encodeKeyGroup(g: number): string {
+  return (groupEncodings[g] ??= encodeKey(g));
+}

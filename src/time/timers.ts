@@ -16,7 +16,7 @@
 // inside the callback registers it anew); timers due at the same time fire in key-group
 // then key order. Timers live in the tables, so checkpoints, restore and rescale need
 // nothing of their own.
-import { encodeKey, decodeKey, prefixBounds, type Key } from '../state/keys.js';
+import { encodeKey, encodeKeyGroup, decodeKey, prefixBounds, type Key } from '../state/keys.js';
 import type { BTree } from '../state/btree.js';
 import type { StateEngine } from '../state/engine.js';
 
@@ -43,12 +43,13 @@ export class TimerTable {
   /** Timers currently registered (counted at open, then kept up to date). */
   pending = 0;
   /**
-   * Timer keys known to be in the table: a keyed operator registers the same (key, time)
-   * for record after record (a window's end), and this spares each repeat a B+tree
-   * lookup. Only ever a subset of the table: an entry goes when its timer is deleted or
-   * fired, and the whole set when it grows past its bound.
+   * Per key (element encoding), the time of a timer known to be in the table: a keyed
+   * operator registers the same (key, time) for record after record (a window's end,
+   * q12's processing-time window), and this spares each repeat encoding the timer's key
+   * and a B+tree lookup. Only ever true facts: an entry goes when its timer is deleted
+   * or fired, and the whole map when it grows past its bound.
    */
-  private readonly known = new Set<string>();
+  private readonly known = new Map<string, number>();
 
   constructor(
     private readonly table: BTree,
@@ -68,15 +69,15 @@ export class TimerTable {
   }
 
   private static encode(group: number, time: number, keyEncoded: string): string {
-    return TUPLE + encodeKey(group) + encodeKey(time) + keyEncoded + END;
+    return TUPLE + encodeKeyGroup(group) + encodeKey(time) + keyEncoded + END;
   }
 
   /** Registers a timer for the key (its element encoding) in `group` at `time`. */
   register(group: number, keyEncoded: string, time: number): void {
-    const k = TimerTable.encode(group, time, keyEncoded);
-    if (this.known.has(k)) return;
+    if (this.known.get(keyEncoded) === time) return;
     if (this.known.size >= KNOWN_MAX) this.known.clear();
-    this.known.add(k);
+    this.known.set(keyEncoded, time);
+    const k = TimerTable.encode(group, time, keyEncoded);
     if (this.table.has(k)) return;
     this.table.set(k, 0);
     this.engine.mutations++;
@@ -90,9 +91,8 @@ export class TimerTable {
 
   /** Deletes the key's timer at `time`, if any. */
   delete(group: number, keyEncoded: string, time: number): void {
-    const k = TimerTable.encode(group, time, keyEncoded);
-    this.known.delete(k);
-    if (!this.table.delete(k)) return;
+    if (this.known.get(keyEncoded) === time) this.known.delete(keyEncoded);
+    if (!this.table.delete(TimerTable.encode(group, time, keyEncoded))) return;
     this.engine.mutations++;
     this.pending--;
     const i = group - this.from;
@@ -133,13 +133,14 @@ export class TimerTable {
     const group = this.from + gi;
     const parts = decodeKey(found) as Key[];
     this.table.delete(found);
-    this.known.delete(found);
     this.engine.mutations++;
     this.pending--;
     this.heads[gi] = this.firstTime(group);
     this.minValid = false;
     // The key's element encoding: what follows TUPLE + enc(group) + enc(time), less END.
-    const head = TUPLE + encodeKey(group) + encodeKey(parts[1] as number);
-    return { time: parts[1] as number, group, key: parts[2], keyEncoded: found.slice(head.length, -1) };
+    const head = TUPLE + encodeKeyGroup(group) + encodeKey(parts[1] as number);
+    const keyEncoded = found.slice(head.length, -1);
+    if (this.known.get(keyEncoded) === parts[1]) this.known.delete(keyEncoded);
+    return { time: parts[1] as number, group, key: parts[2], keyEncoded };
   }
 }
