@@ -114,7 +114,8 @@ function alignedWindows(rt: KeyedRuntime, agg: UserAggregate, a: WindowAssigner 
   const scope = rt.scope;
   const cellKey = (t: number) => scope.open + encodeKey(t) + '\x00';
   const keyEnd = () => scope.open + '\xff';
-  const cellTime = (k: string) => (decodeKey(k) as Key[])[2] as number;
+  /** A cell key's time: the element after the current key's tuple prefix (decoded alone). */
+  const cellTime = (k: string) => decodeKey(k.slice(scope.open.length, -1)) as number;
   const lastStart = (t: number) => t - mod(t - offset, slide);
   /** Window ends are starts + size: ≡ offset + size (mod slide), not ≡ offset unless slide divides size. */
   const isEnd = (t: number) => mod(t - offset - size, slide) === 0;
@@ -129,8 +130,6 @@ function alignedWindows(rt: KeyedRuntime, agg: UserAggregate, a: WindowAssigner 
     for (const [k] of table.entries({ ...range, limit: 1 })) return cellTime(k);
     return undefined;
   };
-  const oldestCell = () => cellOf({ gte: scope.open, lt: keyEnd() });
-  const newestAtOrBefore = (t: number) => cellOf({ gte: scope.open, lte: cellKey(t), reverse: true });
   const oldestAfter = (t: number) => cellOf({ gt: cellKey(t), lt: keyEnd() });
   /** nextEndAfter, with no window end after −∞ but the first one (a watermark before any). */
   const endAfter = (t: number) => (t === -Infinity ? -Infinity : nextEndAfter(t));
@@ -147,28 +146,23 @@ function alignedWindows(rt: KeyedRuntime, agg: UserAggregate, a: WindowAssigner 
     }
     return sliding!.window(scope.open, end - size, end, readPanes);
   };
-  const has = (end: number) => (panes ? cellOf({ gte: cellKey(end - size), lt: cellKey(end) }) !== undefined : table.has(cellKey(end)));
   /**
-   * Registers the key's next fire or cleanup time after `after`, if it has cells left
-   * (called once the cells no window needs any more were deleted). Only three cells
-   * matter: the newest at or before `after` (does the next window still hold it?), the
-   * oldest after it (its first window), and the oldest of all (its cleanup).
+   * Registers the key's next fire or cleanup time after `after`, once the cells no window
+   * needs any more were deleted. Only three cells matter: the oldest (its cleanup), the
+   * newest at or before `after` (does the next window still hold it?) and the oldest
+   * after it (its first window); onTimer has them from the lookups it made anyway.
    */
-  const schedule = (after: number) => {
-    let next = Infinity;
-    const oldest = oldestCell();
+  const schedule = (after: number, oldest: number | undefined, behind: number | undefined, ahead: number | undefined) => {
     if (oldest === undefined) return;
+    let next = Infinity;
     const cleanup = lastNeed(oldest) + lateness;
     if (cleanup > after) next = cleanup;
     if (panes) {
       const fire = nextEndAfter(after);
-      const behind = newestAtOrBefore(after);
       if (behind !== undefined && fire <= lastNeed(behind)) next = Math.min(next, fire);
-      const ahead = oldestAfter(after);
       if (ahead !== undefined) next = Math.min(next, nextEndAfter(ahead));
-    } else {
-      const ahead = oldestAfter(after); // a window end: it fires at that time
-      if (ahead !== undefined) next = Math.min(next, ahead);
+    } else if (ahead !== undefined) {
+      next = Math.min(next, ahead); // a window end: it fires at that time
     }
     if (next < Infinity) rt.registerEventTimer(next);
   };
@@ -203,20 +197,32 @@ function alignedWindows(rt: KeyedRuntime, agg: UserAggregate, a: WindowAssigner 
       return true;
     },
     onTimer(time) {
+      // Two lookups around `time` answer whether the window ending here has data and,
+      // with the cleanup scan below, where the key's next timer goes.
+      const before = cellOf({ gte: scope.open, lt: cellKey(time), reverse: true }); // newest < time
+      const from = cellOf({ gte: cellKey(time), lt: keyEnd() }); // oldest ≥ time
+      const has = panes ? before !== undefined && before >= time - size : from === time;
       // The window ending here fires (if this is a window end and it has data)…
-      if (isEnd(time) && has(time)) emitWindow({ start: time - size, end: time }, windowAcc(time));
+      if (isEnd(time) && has) emitWindow({ start: time - size, end: time }, windowAcc(time));
       // …cells no window within the lateness needs any more go (the oldest ones: lastNeed
       // grows with the cell's time)…
       const gone: string[] = [];
+      let oldest: number | undefined;
       for (const [k] of cellRange(undefined, undefined)) {
-        if (lastNeed(cellTime(k)) + lateness > time) break;
+        const c = cellTime(k);
+        if (lastNeed(c) + lateness > time) {
+          oldest = c;
+          break;
+        }
         gone.push(k);
       }
       for (const k of gone) table.delete(k);
       rt.engine.mutations += gone.length;
-      if (gone.length > 0 && oldestCell() === undefined) sliding?.forget(scope.open);
-      // …and the key's next fire or cleanup time is registered.
-      schedule(time);
+      if (gone.length > 0 && oldest === undefined) sliding?.forget(scope.open);
+      // …and the key's next fire or cleanup time is registered. (A deleted `before` adds
+      // nothing there: its last window ended at or before `time`.)
+      const ahead = from === time ? oldestAfter(time) : from;
+      schedule(time, oldest, from === time ? time : before, ahead);
     },
   };
 }
