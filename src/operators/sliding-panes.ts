@@ -41,6 +41,8 @@ const copy = (v: unknown): unknown => (v !== null && typeof v === 'object' ? str
 export class SlidingPaneCache {
   private readonly entries = new Map<string, Entry>();
   private held = 0;
+  /** At least every entry's backTo: a change at or after it cannot concern any entry. */
+  private maxBackTo = -Infinity;
 
   constructor(private readonly merge: Merge, private readonly maxAccumulators = 1 << 20) {}
 
@@ -66,6 +68,7 @@ export class SlidingPaneCache {
     }
     if (e === undefined) e = this.rebuild(start, end, read);
     e.lastStart = start;
+    if (e.backTo > this.maxBackTo) this.maxBackTo = e.backTo;
     this.entries.set(id, e);
     this.evict();
     const f = e.front[e.first]?.acc;
@@ -75,6 +78,7 @@ export class SlidingPaneCache {
 
   /** A pane of key `id` starting at `paneStart` changed: drop the entry if it already merged that pane. */
   changed(id: string, paneStart: number): void {
+    if (paneStart >= this.maxBackTo) return; // the usual case: a record for the newest pane
     const e = this.entries.get(id);
     if (e !== undefined && paneStart < e.backTo) this.drop(id, e);
   }
