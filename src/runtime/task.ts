@@ -11,7 +11,7 @@ import type { MessagePort } from 'node:worker_threads';
 import type { Flow } from '../flow/builder.js';
 import type { PhysicalPlan } from '../flow/plan.js';
 import type { InstanceContext, LogicalOperator, SinkWriter, SourceReader } from '../flow/types.js';
-import { makeStep, makeReduce, statelessInstance } from '../operators/steps.js';
+import { makeReduce, statelessInstance } from '../operators/steps.js';
 import type { Emit, OperatorInstance, StepEnv } from '../operators/keyed.js';
 import { makeProcess } from '../operators/keyed.js';
 import { makeWindow } from '../operators/windows.js';
@@ -25,6 +25,7 @@ import type { CompressionSpec } from '../state/codecs.js';
 import type { CommitRecord } from '../storage/backend.js';
 import { openEngine, takeOverKeyGroups } from './task-state.js';
 import { RecordFailures, resolveOperator } from './dead-letters.js';
+import { chainEmit, fanOut, isStep, outputEmit } from './task-chain.js';
 
 export interface StateSetup {
   storage: 'lmdb' | 'temp' | 'memory';
@@ -233,19 +234,7 @@ export class TaskRunner {
       env.recordFailed = (op, record, e) => f.handle(op.name, record, e);
     }
     const first = ops[0]!;
-    const isStep = (o: LogicalOperator) => o.kind === 'map' || o.kind === 'filter' || o.kind === 'flatMap';
-    // Operator i's chained consumers are the later operators of this task reading it.
-    const children = (i: number) => ops.flatMap((o, j) => (j > i && o.inputs[0]?.from === ops[i]!.name ? [j] : []));
-    const mutates = (j: number): boolean => ops[j]!.kind === 'map' || ops[j]!.kind === 'flatMap' || children(j).some(mutates);
-    /** What operator i emits into: its chained consumers and its outputs. */
-    const emitOf = (i: number): Emit => {
-      const targets = children(i).map((j) => ({ emit: inputOf(j), copy: mutates(j) }));
-      for (const out of mainFrom.get(ops[i]!.name) ?? []) targets.push({ emit: outputEmit(out), copy: false });
-      return branches(targets);
-    };
-    /** A chained operator's input: the sink, or the step applied before what it emits into. */
-    const inputOf = (j: number): Emit => (ops[j]!.kind === 'sink' ? sinkTail : makeStep(ops[j]!, emitOf(j), env));
-    const emit = isStep(first) || first.kind === 'sink' ? inputOf(0) : emitOf(0);
+    const emit = chainEmit(ops, mainFrom, sinkTail, env);
     this.op = this.makeOperator(first, env, emit, lateTail);
     if (!isStep(first) && first.kind !== 'source' && first.kind !== 'sink' && this.failures.policy(first.name) !== 'fail') this.guardFirst = first.name;
     if (this.sink && this.setup.restoredCheckpoint !== undefined) {
@@ -527,33 +516,3 @@ export class TaskRunner {
 }
 
 /** One emitter feeding every output of a port (a stream used twice gets every record twice). */
-const outputEmit = (o: Output): Emit => (r, ts) => o.push(r, ts);
-
-function fanOut(emits: Emit[]): Emit {
-  if (emits.length === 1) return emits[0]!;
-  return (r, ts) => {
-    for (let i = 0; i < emits.length; i++) emits[i]!(r, ts);
-  };
-}
-
-/**
- * A record to several consumers in one task. Across a ring every consumer decodes its
- * own copy; chained in a task they would share one object, so a branch that may change
- * its record (it holds a map or flatMap) gets a structured clone, made before any
- * branch runs, and the others (outputs, which encode the record later, and filters)
- * share the original.
- */
-function branches(targets: { emit: Emit; copy: boolean }[]): Emit {
-  if (targets.length === 0) return () => undefined;
-  if (targets.length === 1) return targets[0]!.emit;
-  const copied = targets.filter((t) => t.copy).map((t) => t.emit);
-  const sharing = targets.filter((t) => !t.copy).map((t) => t.emit);
-  if (copied.length === 0) return fanOut(sharing);
-  // Copying branches run first, each on a clone of the untouched original; the last one
-  // takes the original itself when no branch shares it.
-  const shared = sharing.length > 0 ? fanOut(sharing) : undefined;
-  return (r, ts) => {
-    for (let i = 0; i < copied.length; i++) copied[i]!(shared === undefined && i === copied.length - 1 ? r : structuredClone(r), ts);
-    shared?.(r, ts);
-  };
-}
