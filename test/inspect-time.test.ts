@@ -235,7 +235,8 @@ t.test('mid-run checkpoint, then the end of the same run', async (t) => {
   t.ok(scraped, 'scraped /metrics during the run');
   const [win, joins] = scraped!;
   const windowTasks = ['win', 'panes', 'sess'];
-  for (const tk of ['gen', ...windowTasks, 'timers', 'pairs', 'out']) for (const s of tk === 'out' ? [0] : [0, 1]) {
+  // The source task runs the two filters it fans out into (chained: `gen→(lefts|rights)`).
+  for (const tk of ['gen→(lefts|rights)', ...windowTasks, 'timers', 'pairs', 'out']) for (const s of tk === 'out' ? [0] : [0, 1]) {
     t.ok(win!.has(`${tk}/${s}`) && joins!.has(`${tk}/${s}`), `${tk}/${s} has both gauges`);
     if (!windowTasks.includes(tk)) t.equal(win!.get(`${tk}/${s}`), 0, `${tk}/${s}: no window state`);
     if (tk !== 'pairs') t.equal(joins!.get(`${tk}/${s}`), 0, `${tk}/${s}: no join state`);
