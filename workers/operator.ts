@@ -24,6 +24,9 @@ try {
   port.on('message', (m: { type: string; id: number; final?: boolean }) => {
     if (m.type === 'checkpoint') r.requestCheckpoint(m.id, !!m.final);
     else if (m.type === 'commit') r.commit(m.id);
+    // The coordinator gave up on this attempt. Exiting from here, between event-loop
+    // turns, is never inside an lmdb-js call (see STOP_GRACE_MS in execution.ts).
+    else if (m.type === 'stop') process.exit(0);
   });
   await runner.init();
   port.postMessage({ type: 'ready' });

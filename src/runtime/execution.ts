@@ -23,11 +23,16 @@ export interface Execution {
   stop(): Promise<void>;
 }
 
+/** How long a worker asked to stop may take before it is terminated. */
+const STOP_GRACE_MS = 2000;
+
 export function runWorkers(url: string, plan: PhysicalPlan, instances: Instance[], control: ExecutionControl): Execution {
   const workerUrl = new URL('../../workers/operator.js', import.meta.url);
   const latest: TaskMetrics[] = [];
   const workers = new Map<string, Worker>();
   const all: Worker[] = [];
+  const exited = new Set<Worker>();
+  const finishedWorkers = new Set<Worker>();
   let readyCount = 0;
   let allReady!: () => void;
   const ready = new Promise<void>((resolve) => (allReady = resolve));
@@ -38,8 +43,7 @@ export function runWorkers(url: string, plan: PhysicalPlan, instances: Instance[
     const fail = (e: Error) => {
       if (failed) return;
       failed = true;
-      for (const w of all) void w.terminate();
-      rejectAll(e);
+      void stop().finally(() => rejectAll(e));
     };
     for (const inst of instances) {
       const label = `${plan.tasks[inst.task]!.label}#${inst.subtask}`;
@@ -56,6 +60,7 @@ export function runWorkers(url: string, plan: PhysicalPlan, instances: Instance[
         else if (m.type === 'exhausted') control.exhausted?.(inst.task, inst.subtask);
         else if (m.type === 'done') {
           finished = true;
+          finishedWorkers.add(w);
           final.push(m.metrics!);
           if (--remaining === 0) resolveAll(final);
         } else if (m.type === 'error') {
@@ -66,13 +71,28 @@ export function runWorkers(url: string, plan: PhysicalPlan, instances: Instance[
       });
       w.on('error', (e) => fail(errors.worker(`worker ${label}`, e.message)));
       w.on('exit', (code) => {
+        exited.add(w);
         if (!finished && !failed) fail(errors.worker(`worker ${label}`, `exited with code ${code} before finishing`));
       });
     }
   });
-  const stop = async () => {
-    await Promise.all(all.map((w) => w.terminate()));
-  };
+  // Stopping asks first: `worker.terminate()` while a worker is inside an lmdb-js call
+  // that throws aborts the whole process ("FATAL ERROR: ... napi_throw", node-addon-api
+  // treats the terminating environment's refusal as fatal; lmdb-js issue #200). A worker
+  // handles 'stop' between two event-loop turns, outside any native call, and exits; a
+  // worker that does not (user code stuck in a synchronous loop) is terminated after
+  // STOP_GRACE_MS, which then cannot be inside lmdb-js.
+  let stopping: Promise<void> | undefined;
+  const stop = () => (stopping ??= Promise.all(all.map(async (w) => {
+    if (exited.has(w)) return;
+    if (finishedWorkers.has(w)) return void await w.terminate(); // its state is closed: no lmdb-js call left
+    const gone = new Promise<void>((resolve) => w.once('exit', () => resolve()));
+    w.postMessage({ type: 'stop' });
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<'late'>((resolve) => (timer = setTimeout(() => resolve('late'), STOP_GRACE_MS)));
+    if (await Promise.race([gone, late]) === 'late') await w.terminate();
+    clearTimeout(timer);
+  })).then(() => undefined));
   return {
     done: done.finally(stop),
     ready,
