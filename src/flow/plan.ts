@@ -2,7 +2,7 @@
 // chaining into tasks, and the edges (with their partitioning) between tasks.
 //
 //   logical:  lines → words → [keyBy] counts → out
-//   tasks:    T0 = [lines, words] ×p0 ──hash──> T1 = [counts] ×p1 ──forward──> T2 = [out] ×p2
+//   tasks:    T0 = [lines, words] ×p0 ──hash──> T1 = [counts, out] ×p1   (out chained: same parallelism)
 //
 //   a graph:  bids ─┬─[keyBy]→ counts (window) ─→ out
 //                   │                     └late→ late-out
@@ -10,9 +10,11 @@
 //
 // Rules:
 // - An operator joins its input's task (chaining) only on a 1:1 forward edge: it has one
-//   input, no keyBy, the same parallelism, and neither it nor its producer is stateful
-//   (reduce, process, windows, joins are alone) or a mapAsync (which starts a task: its
-//   calls complete asynchronously). As in Flink, what counts is that the consumer has a
+//   input, no keyBy, the same parallelism, and it is neither stateful (reduce, process,
+//   windows and joins each start a task, so no two stateful operators share one) nor a
+//   mapAsync (which starts a task: its calls complete asynchronously). Stateless steps
+//   and the sink do chain behind a stateful operator (`reduce → map → sink` is one task:
+//   no ring, no encode/decode between them). As in Flink, what counts is that the consumer has a
 //   single input: stateless steps (map, filter, flatMap) chain even when their producer
 //   fans out, so a task can be a tree (a source feeding two filters runs all three, and
 //   only the filters' survivors are serialized). A sink chains only at the end of a task
@@ -187,7 +189,7 @@ export function planFlow(flow: Flow, opts: PlanOptions): PhysicalPlan {
     const producerTask = inp ? taskOf.get(inp.from) : undefined;
     const forward =
       opts.chaining && inp !== undefined && producerTask !== undefined && inp.port === 'main' && inp.keyBy === undefined &&
-      producerTask.parallelism === p && !stateful && !producerTask.stateful && op.kind !== 'mapAsync';
+      producerTask.parallelism === p && !stateful && op.kind !== 'mapAsync';
     const atEnd = forward && producerTask!.operators[producerTask!.operators.length - 1] === inp!.from;
     const chain =
       forward &&
