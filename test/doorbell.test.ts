@@ -18,6 +18,9 @@
 // (and the frames in the rings, if any, tell whose wake-up was lost) — records it and
 // ends the run (notifies the bell; cancels the ring). Both counts must be zero.
 // TIDEPOOL_DOORBELL_SEED replays a schedule (thread timing still differs per run).
+// It also found that a producer parked on a full ring in the middle of a frame larger
+// than the ring never rang the sleeping consumer (RingWriter.onBlocked now does): the
+// consumer slept out its 1 s idle wait once per ring-full.
 // This test found a lost doorbell wake-up (about one file run in 25 here): a producer
 // delayed between its SEQ bump and its exchange cleared a later sleep's flag; see createBell.
 import t from 'tap';
@@ -78,13 +81,16 @@ async function fanIn(seed: number): Promise<FanInRun> {
   const count = 1000 + Math.floor(rand() * 400);
   const pauses: Pauses = { short: 0.1 + rand() * 0.3, long: 0.02 + rand() * 0.08, maxMs: 1 + Math.floor(rand() * 4) };
   const mine: Pauses = { short: rand() * 0.05, long: rand() * 0.01, maxMs: 3 }; // the consumer's own, rare
-  const params = `seed ${seed}: ring ${capacity} B, batch ${batch}, ${count} records × ${P}`;
+  // Half the runs send some records larger than the ring (chunked frames): a producer
+  // parked on a full ring in the middle of one must have rung the sleeping consumer.
+  const big = rand() < 0.5 ? 2 * capacity + 300 : 0;
+  const params = `seed ${seed}: ring ${capacity} B, batch ${batch}, ${count} records × ${P}${big ? `, some of ${big} B` : ''}`;
 
   const bell = createBell();
   const rings = Array.from({ length: P }, () => createRingBuffer(capacity));
   const readers = rings.map((r) => new RingReader(r));
   const inputs = new Inputs(readers, bell); // as TaskRunner.setup wires an instance
-  const jobs = rings.map((ring, p) => spawn({ job: 'producer', ring, bell, p, count, batch, seed: seed * 7 + p + 1, pauses }));
+  const jobs = rings.map((ring, p) => spawn({ job: 'producer', ring, bell, p, count, batch, seed: seed * 7 + p + 1, pauses, big }));
   await Promise.all(jobs.map((j) => j.ready));
 
   const next = new Array<number>(P).fill(0);

@@ -77,6 +77,9 @@ export class Output {
     this.stamps = writers.map(() => []);
     this.timed = writers.map(() => false);
     this.bells = bells.map((b) => new Int32Array(b));
+    // A frame bigger than the free space goes in chunks; the consumer sleeps on its
+    // doorbell, not on the ring, so every wait for room rings it.
+    writers.forEach((w, i) => (w.onBlocked = () => ring(this.bells[i]!)));
     this.next = producerSubtask % writers.length;
   }
 

@@ -133,6 +133,13 @@ export class RingWriter extends RingEnd {
   #blockedSince = 0;
   #notifies = 0;
   #need = 0; // ring bytes the chunk #putSome stopped at needs
+  /**
+   * Called when a write has to wait for room, after publishing what it wrote. A reader
+   * that parks on something else than this ring (a doorbell shared by several rings)
+   * must be woken here: it may be asleep while the chunks of a frame larger than the
+   * free space fill the ring, and nothing else rings it until the frame is complete.
+   */
+  onBlocked?: () => void;
 
   constructor(sab: SharedArrayBuffer) {
     super(sab);
@@ -307,6 +314,7 @@ export class RingWriter extends RingEnd {
   /** Publish, then tell the reader which tail to ring us at: half the ring free. */
   #announce(): number {
     this.#publish();
+    this.onBlocked?.();
     this.#blocked++;
     this.#blockedSince = performance.now();
     const want = (this.#head - (this.capacity >> 1)) | 0;
