@@ -9,11 +9,14 @@ import { LmdbBackend } from '../storage/lmdb-backend.js';
 import { IoAttachment } from '../storage/io-client.js';
 import type { StateBackend } from '../storage/backend.js';
 import { SnapshotReader } from '../storage/snapshot-reader.js';
+import { loadLmdb } from '../storage/lmdb-lib.js';
 import { prefixBounds } from '../state/keys.js';
 import type { StateSetup } from './task.js';
 
 export async function openEngine(s: StateSetup): Promise<StateEngine> {
-  const codec = await loadCodec(s.compression);
+  // Pages written under another compression setting exist only in restored state.
+  const older = s.restoreVersion !== undefined || s.rescaleFrom !== undefined || s.lastCommit !== undefined;
+  const codec = await loadCodec(s.compression, older);
   let backend: StateBackend;
   if (s.storage === 'memory' || !s.ring || !s.port || !s.dir) {
     backend = new MemoryBackend();
@@ -36,6 +39,7 @@ export async function takeOverKeyGroups(engine: StateEngine, s: StateSetup): Pro
   const lo = prefixBounds([from]).gte;
   const hi = prefixBounds([to - 1]).lt;
   const codec = await loadCodec(s.compression);
+  await loadLmdb();
   for (const old of s.rescaleFrom!) {
     const snap = new SnapshotReader(s.dir!, old.stateId, old.version, codec, codecResolver(codec), Math.max(8, s.cachePages));
     try {

@@ -19,9 +19,18 @@
 import { isAbsolute, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { deflateRawSync, inflateRawSync } from 'node:zlib';
-import { compressSync as lz4Compress, uncompressSync as lz4Uncompress } from 'lz4-napi';
-import * as zstd from '@bokuweb/zstd-wasm';
+import { createRequire } from 'node:module';
 import { errors } from '../errors.js';
+
+// lz4-napi and the zstd wasm module load on first use, not at import: every operator
+// worker imports this file, and most never see a compressed page (worker start-up is
+// part of every run's fixed cost and of a restore's time to first record).
+const require = createRequire(import.meta.url);
+type Lz4 = { compressSync(b: Buffer): Buffer; uncompressSync(b: Uint8Array): Buffer };
+let lz4Module: Lz4 | undefined;
+const lz4Lib = (): Lz4 => (lz4Module ??= require('lz4-napi') as Lz4);
+type Zstd = typeof import('@bokuweb/zstd-wasm');
+let zstd!: Zstd;
 
 export type CompressionSpec = 'none' | 'lz4' | 'zstd' | 'deflate' | { module: string };
 
@@ -54,12 +63,12 @@ const none: PageCodec = {
 const lz4: PageCodec = {
   id: CODEC_LZ4,
   name: 'lz4',
-  compress: (raw) => lz4Compress(asBuffer(raw)),
+  compress: (raw) => lz4Lib().compressSync(asBuffer(raw)),
   decompress: (data, rawLength) => {
     // lz4-napi trusts the block's u32 size prefix and allocates it up front: check it.
     const claimed = data.length >= 4 ? asBuffer(data).readUInt32LE(0) : -1;
     if (claimed !== rawLength) throw new Error(`lz4 size prefix ${claimed} does not match ${rawLength}`);
-    return lz4Uncompress(data);
+    return lz4Lib().uncompressSync(data);
   },
 };
 
@@ -108,7 +117,7 @@ let zstdInitialised = false;
 
 /** Initialises the zstd wasm module once per thread. */
 function initZstd(): Promise<void> {
-  zstdReady ??= zstd.init().then(
+  zstdReady ??= import('@bokuweb/zstd-wasm').then((m) => (zstd = m).init()).then(
     () => {
       zstdInitialised = true;
     },
@@ -202,9 +211,13 @@ async function loadCustom(module: string): Promise<PageCodec> {
   };
 }
 
-/** Loads the codec a `compression` option names (and readies the built-ins for reading). */
-export async function loadCodec(spec: CompressionSpec): Promise<PageCodec> {
-  await prepareBuiltinCodecs();
+/**
+ * Loads the codec a `compression` option names, and readies the built-ins for reading
+ * pages written under another setting — unless `older` is false: state that starts
+ * empty holds only pages of this codec (a fresh run's instances skip the zstd wasm).
+ */
+export async function loadCodec(spec: CompressionSpec, older = true): Promise<PageCodec> {
+  if (older || spec === 'zstd') await prepareBuiltinCodecs();
   switch (spec) {
     case 'none':
       return none;

@@ -7,7 +7,8 @@
 // of one cut off by a crash — are never seen.
 import { mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { open, type Database, type RootDatabase } from 'lmdb';
+import type { Database, RootDatabase } from 'lmdb';
+import { loadLmdb } from './lmdb-lib.js';
 import { errors } from '../errors.js';
 import { packr } from '../state/values.js';
 import { COMMITS_DB, FRAME_COMMIT, FRAME_FREE, FRAME_HEADER, FRAME_PAGE, PAGES_DB, envOptions, frameHeader } from './io-protocol.js';
@@ -58,6 +59,7 @@ export class LmdbBackend implements StateBackend {
   /** A backend over an attachment made elsewhere (an operator worker's state). */
   static async withAttachment(opts: LmdbBackendOptions, io: IoAttachment): Promise<LmdbBackend> {
     try {
+      const { open } = await loadLmdb();
       const root = open(envOptions(opts.dir, opts.kind === 'temp'));
       const pages = root.openDB({ name: PAGES_DB, encoding: 'binary', keyEncoding: 'ordered-binary' }) as never;
       root.openDB({ name: COMMITS_DB, encoding: 'msgpack', keyEncoding: 'ordered-binary' });

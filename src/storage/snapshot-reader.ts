@@ -3,7 +3,8 @@
 // other (old) instances wrote. No I/O worker, no writes, no spill file. `CommitTables`
 // is the part that reads the trees; `tidepool inspect` uses it inside its own read
 // transaction.
-import { open, type Database, type RootDatabase } from 'lmdb';
+import type { Database, RootDatabase } from 'lmdb';
+import { lmdb } from './lmdb-lib.js';
 import { errors } from '../errors.js';
 import { BTree } from '../state/btree.js';
 import { Pager } from '../state/pager.js';
@@ -52,7 +53,7 @@ export class SnapshotReader {
 
   constructor(dir: string, readonly stateId: string, readonly version: number, codec: PageCodec, codecFor: (id: number) => PageCodec | undefined, cachePages: number) {
     backLmdbMap(dir);
-    this.root = open(envOptions(dir, false));
+    this.root = lmdb().open(envOptions(dir, false)); // callers await loadLmdb() first
     this.pages = this.root.openDB({ name: PAGES_DB, encoding: 'binary', keyEncoding: 'ordered-binary' }) as never;
     const commits = this.root.openDB<Buffer, [string, number]>({ name: COMMITS_DB, encoding: 'binary', keyEncoding: 'ordered-binary' });
     let c: CommitRecord | undefined;
