@@ -11,7 +11,7 @@ const require = createRequire(import.meta.url);
 const tapBin = join(dirname(require.resolve('tap/package.json')), 'dist/esm/run.mjs');
 const files = process.argv.slice(2);
 const args = [tapBin, '--reporter=tap', '--disable-coverage', '--allow-empty-coverage',
-  '--timeout=300', '--jobs=2', ...(files.length ? files : ['dist/test/**/*.test.js'])];
+  '--timeout=300', `--jobs=${process.env.TIDEPOOL_TEST_JOBS ?? 2}`, ...(files.length ? files : ['dist/test/**/*.test.js'])];
 const started = Date.now();
 const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'inherit'] });
 let passed = 0, failed = 0, skipped = 0, buf = '', failedInFile = 0;

@@ -24,13 +24,15 @@ t.test('a checkpoint that times out is aborted; within tolerableFailures the run
   const summary = join(tmp, 'tolerated', 'summary.json');
   const n = 12_000;
   mkdirSync(join(tmp, 'tolerated'), { recursive: true });
-  // The sink holds prepare(3) for 700 ms: checkpoint 3 times out after 400 ms; the next
-  // one (triggered 100 ms after the abort) waits behind the held sink and completes once
-  // it lets go — or, on a slow machine, times out too: 2 consecutive failures are tolerated.
+  // The sink holds prepare(3) for 2 s: checkpoint 3 times out after 1.2 s; the next one
+  // (triggered 100 ms after the abort) waits behind the held sink and completes once it
+  // lets go — or, on a slow machine, times out too: 2 consecutive failures are tolerated.
+  // The margins are wide on purpose: under a loaded test run (load 8 on 2 cores) a
+  // 400 ms timeout also aborted the checkpoints after the held one.
   const e = await runToEnd('slow-sink.ts', state, [
-    '--set', 'parallelism=2', '--set', 'checkpoint.intervalMs=100', '--set', 'checkpoint.timeoutMs=400',
+    '--set', 'parallelism=2', '--set', 'checkpoint.intervalMs=100', '--set', 'checkpoint.timeoutMs=1200',
     '--set', 'checkpoint.tolerableFailures=2', '--set', 'restart.maxAttempts=0', '--summary', summary,
-  ], { TP_N: String(n), TP_OUT: out, TP_RATE: '2000', TP_SLOW_PHASE: 'prepare', TP_SLOW_EPOCH: '3', TP_SLOW_MS: '700' });
+  ], { TP_N: String(n), TP_OUT: out, TP_RATE: '2000', TP_SLOW_PHASE: 'prepare', TP_SLOW_EPOCH: '3', TP_SLOW_MS: '2000' });
   t.equal(e.code, 0, `the run completes${e.stderr ? `: ${e.stderr.trim()}` : ''}`);
   const s = JSON.parse(readFileSync(summary, 'utf8')) as Summary;
   t.ok(s.checkpoints.aborted >= 1, `${s.checkpoints.aborted} checkpoint(s) aborted`);
@@ -46,13 +48,13 @@ t.test('more consecutive timeouts than tolerableFailures fail the run with one l
   mkdirSync(join(tmp, 'failing'), { recursive: true });
   const args = ['--set', 'parallelism=2', '--set', 'checkpoint.intervalMs=100', '--set', 'restart.maxAttempts=0'];
   const env = { TP_N: String(n), TP_OUT: out, TP_RATE: '2000' };
-  const failed = await runToEnd('slow-sink.ts', state, [...args, '--set', 'checkpoint.timeoutMs=400', '--set', 'checkpoint.tolerableFailures=0'],
-    { ...env, TP_SLOW_PHASE: 'prepare', TP_SLOW_EPOCH: '3', TP_SLOW_MS: '1500' });
+  const failed = await runToEnd('slow-sink.ts', state, [...args, '--set', 'checkpoint.timeoutMs=1000', '--set', 'checkpoint.tolerableFailures=0'],
+    { ...env, TP_SLOW_PHASE: 'prepare', TP_SLOW_EPOCH: '3', TP_SLOW_MS: '4000' });
   const lines = failed.stderr.trim().split('\n').filter((l) => l !== '');
   t.not(failed.code, 0, 'exits non-zero');
   t.equal(lines.length, 1, `one stderr line: ${JSON.stringify(lines[0])}`);
   t.match(lines[0] ?? '', /checkpoint 3/, 'names the checkpoint');
-  t.match(lines[0] ?? '', /timed out after 400 ms/, 'says why');
+  t.match(lines[0] ?? '', /timed out after 1000 ms/, 'says why');
   t.match(lines[0] ?? '', /tolerableFailures/, 'and which setting');
   t.same(manifestIds(join(state, 'chk-slow-sink')), [1, 2], 'checkpoints 1 and 2 are the complete ones');
 

@@ -20,7 +20,7 @@ import { lines } from './helpers/keyed-output.js';
 import { rng } from './helpers/rng.js';
 
 const SEED = Number(process.env.TIDEPOOL_FUZZ_SEED ?? 0xf10f);
-const CASES = Number(process.env.TIDEPOOL_FUZZ_CASES ?? 8);
+const CASES = Number(process.env.TIDEPOOL_FUZZ_CASES ?? 6); // npm run soak: 60
 const TARGET = process.env.TIDEPOOL_FUZZ_TARGET;
 const DIGITS = process.env.TIDEPOOL_FUZZ_DIGITS === '1';
 const N = 20_000;

@@ -35,8 +35,8 @@ const SEED = Number(process.env.TIDEPOOL_DOORBELL_SEED ?? 0xd00b);
 const WAIT_MS = 30_000; // the timeout of every wait: no correct wait gets near it
 const STALL_MS = 1_000; // parked this long with work pending: a lost wake-up
 const RUN_MS = 20_000; // one run's limit, so that no failure leaves a loop behind
-const FAN_IN_RUNS = 8; // the doorbell's races are narrow: more schedules catch more of them
-const DRAIN_RUNS = 6;
+const FAN_IN_RUNS = Number(process.env.TIDEPOOL_DOORBELL_RUNS ?? 8); // the races are narrow: more schedules catch more (npm run soak: 100)
+const DRAIN_RUNS = Math.max(6, Math.round(FAN_IN_RUNS * 0.75));
 
 const live = new Set<Worker>();
 t.teardown(() => Promise.all([...live].map((w) => w.terminate())));

@@ -26,7 +26,7 @@ import { KEYSPACE, applyToModel, batchOps, keyOf, mix, rng, type Model } from '.
 
 const FIXTURE = fileURLToPath(new URL('./fixtures/crash-writer.js', import.meta.url));
 const SEED = Number(process.env.TIDEPOOL_CRASH_SEED ?? 0x7ea9001);
-const ROUNDS = Number(process.env.TIDEPOOL_CRASH_ROUNDS ?? 30);
+const ROUNDS = Number(process.env.TIDEPOOL_CRASH_ROUNDS ?? 20); // npm run soak: 200
 const NAME = 'crashy';
 const PAGE_SIZE = 1024;
 
