@@ -414,8 +414,8 @@ end-of-input drain, shutdown). CPU time is
 process.cpuUsage() of that process over the call, all threads together (the loop: its one thread).
 "fixed cost" is the same configuration with ${fmtInt(FIXED_N)} records (best of ${flags.reps}); "records/s excl. fixed cost"
 divides the records by (wall − fixed cost), n/a where the fixed cost is more than 3/4 of the wall time. Default state settings: lmdb storage in a temporary directory, pageSize 16384,
-cachePages 1024 (unless the row says otherwise), keyGroups 128, batchSize ${BATCH}. The sink is a discard sink (counts records) on both sides.
-p=1 workers runs 3 task instances (source, reduce, sink: a stateful operator is never chained) on their own
+cachePages from the default (sized from memory, unless the row says otherwise), keyGroups 128, batchSize ${BATCH}. The sink is a discard sink (counts records) on both sides.
+p=1 workers runs 2 task instances (the source; the reduce with the sink chained behind it) on their own
 threads, plus the main thread and the I/O worker; the machine has ${cores} cores.`);
 
   if (cases.has('profile')) {

@@ -50,7 +50,7 @@ const DEFAULTS: TidepoolConfig = {
   execution: 'workers',
   batchSize: 512,
   operators: {},
-  state: { storage: 'lmdb', pageSize: 16384, cachePages: 1024, compression: 'none' },
+  state: { storage: 'lmdb', pageSize: 16384, compression: 'none' }, // cachePages unset: sized from memory at run time
   checkpoint: { intervalMs: 1000, timeoutMs: 60000, retain: 2, tolerableFailures: 0 },
   restart: { maxAttempts: 3, backoffMs: 500 },
   metrics: { port: 0 },

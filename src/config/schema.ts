@@ -47,7 +47,8 @@ export interface TidepoolConfig {
   state: {
     storage: StorageKind;
     pageSize: number;
-    cachePages: number;
+    /** Pages per stateful instance; unset: sized from memory (runtime/cache-budget.ts). */
+    cachePages?: number;
     compression: CompressionSpec;
   };
   checkpoint: {
@@ -120,7 +121,7 @@ const schema = z
       .strictObject({
         storage: oneOf(['lmdb', 'temp', 'memory']).default('lmdb'),
         pageSize: int(256, 16 << 20, `expected an integer from 256 to ${16 << 20} (bytes)`).default(16384),
-        cachePages: int(1, 2 ** 30, `expected an integer from 1 to ${2 ** 30}`).default(1024),
+        cachePages: int(1, 2 ** 30, `expected an integer from 1 to ${2 ** 30}`).optional(),
         compression: compression.default('none'),
       }, { error: 'expected an object' })
       .prefault({}),

@@ -9,6 +9,7 @@ import { IoClient } from '../storage/io-client.js';
 import type { TaskSetup } from './task.js';
 import type { Manifest } from './checkpoints.js';
 import { wire } from './wiring.js';
+import { defaultCachePages } from './cache-budget.js';
 
 export interface Instance {
   task: number;
@@ -20,6 +21,8 @@ export interface Instance {
 export async function prepareInstances(plan: PhysicalPlan, config: TidepoolConfig, stateDir: string, restore: Manifest | undefined): Promise<Instance[]> {
   const rings = wire(plan);
   const instances: Instance[] = [];
+  const statefulInstances = plan.tasks.reduce((n, t) => n + (t.stateful ? t.parallelism : 0), 0);
+  const cachePages = config.state.cachePages ?? defaultCachePages(config.state.pageSize, statefulInstances);
   for (const t of plan.tasks) {
     const old = restore?.tasks.find((x) => x.operators[0] === t.operators[0]);
     for (let s = 0; s < t.parallelism; s++) {
@@ -39,7 +42,7 @@ export async function prepareInstances(plan: PhysicalPlan, config: TidepoolConfi
         const rescaled = old !== undefined && old.parallelism !== t.parallelism;
         const stateId = rescaled ? `${t.operators[0]}#${s}.g${restore!.id}` : saved?.stateId ?? `${t.operators[0]}#${s}`;
         const st = config.state;
-        setup.state = { storage: st.storage, stateId, pageSize: st.pageSize, cachePages: st.cachePages, compression: st.compression, retain: config.checkpoint.retain + 1 };
+        setup.state = { storage: st.storage, stateId, pageSize: st.pageSize, cachePages, compression: st.compression, retain: config.checkpoint.retain + 1 };
         if (rescaled) {
           const [a, b] = keyGroupRange(s, t.parallelism, plan.keyGroups);
           setup.state.groups = [a, b];
