@@ -381,3 +381,20 @@ test('cancel(): a writer blocked on a full ring gets TIDEPOOL_RING_CLOSED', asyn
   t.ok(res.blocked > 0);
   t.equal(r.read(), null);
 });
+
+t.test('Inputs.queuedBytes: what the input rings hold, written and not yet read', async (t) => {
+  const { Inputs, Output, createBell } = await import('../src/transport/channels.js');
+  const bell = createBell();
+  const rings = [createRingBuffer(64 << 10), createRingBuffer(64 << 10)];
+  const inputs = new Inputs(rings.map((r) => new RingReader(r)), bell);
+  const outs = rings.map((r, p) => new Output([new RingWriter(r)], [bell], 'forward', undefined, 1, 100, p));
+  t.equal(inputs.queuedBytes, 0, 'empty rings: nothing queued');
+  for (let i = 0; i < 250; i++) outs[i % 2]!.push({ i, pad: 'x'.repeat(50) }, NaN);
+  for (const o of outs) await o.flush();
+  const queued = inputs.queuedBytes;
+  t.ok(queued > 250 * 50, `both rings' batches queued: ${queued} B`);
+  let frames = 0;
+  while (inputs.poll() !== null) frames++;
+  t.ok(frames >= 2, `${frames} frames read`);
+  t.equal(inputs.queuedBytes, 0, 'all read: nothing queued');
+});

@@ -48,6 +48,7 @@ export const METRICS: readonly MetricDef[] = [
   { name: 'tidepool_pending_timers', type: 'gauge', help: 'Event-time and processing-time timers registered in a task instance', read: (m) => m.pendingTimers },
   { name: 'tidepool_window_state_entries', type: 'gauge', help: 'Entries of window state (panes, windows or sessions) in a task instance', read: (m) => m.windowState ?? 0 },
   { name: 'tidepool_join_state_entries', type: 'gauge', help: 'Entries of join state in a task instance, both sides', read: (m) => m.joinState ?? 0 },
+  { name: 'tidepool_input_queued_bytes', type: 'gauge', help: 'Bytes queued in the input rings of a task instance (written, not yet read): what a barrier waits behind', read: (m) => m.queuedBytes ?? 0 },
 ];
 
 const LABELS = ['flow', 'task', 'subtask'] as const;

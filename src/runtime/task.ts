@@ -121,6 +121,8 @@ export interface TaskMetrics {
   /** Entries of window state (panes, windows, sessions) and of join state (both sides). */
   windowState?: number;
   joinState?: number;
+  /** Bytes queued in the instance's input rings (written, not yet read). */
+  queuedBytes?: number;
   /** Records that made user code throw, dropped (errors.onRecord 'skip') or dead-lettered. */
   skippedRecords: number;
   deadLetters: number;
@@ -508,6 +510,7 @@ export class TaskRunner {
       pendingTimers: s.pendingTimers,
       windowState: s.windowState ?? 0,
       joinState: s.joinState ?? 0,
+      queuedBytes: this.inputs?.queuedBytes ?? 0,
       skippedRecords: this.failures?.skipped ?? 0,
       deadLetters: this.failures?.deadLetters ?? 0,
       done: this.done,

@@ -271,6 +271,13 @@ export class Inputs {
     return null;
   }
 
+  /** Bytes written into the input rings and not read yet: what a barrier would queue behind. */
+  get queuedBytes(): number {
+    let n = 0;
+    for (const x of this.open) n += x.reader.used;
+    return n;
+  }
+
   /** When every open input delivered the barrier being aligned: unblock and return it. */
   private checkAligned(): Uint8Array | null {
     if (this.aligning === undefined) return null;
