@@ -70,7 +70,7 @@ export function makeWindow(op: LogicalOperator, env: StepEnv, emit: Emit, emitLa
   const agg = new UserAggregate(op, env, op.options!.aggregate!);
   const a = op.options!.assigner!;
   const lateness = op.options!.allowedLatenessMs ?? 0;
-  const body = a.kind === 'session' ? sessionWindows(rt, agg, a, lateness) : alignedWindows(rt, agg, a, lateness);
+  const body = a.kind === 'session' ? sessionWindows(rt, agg, a, lateness) : alignedWindows(rt, agg, a, lateness, env.recordFailed !== undefined);
   const onTimer = (t: DueTimer) => body.onTimer(t.time);
   return {
     push(record, ts) {
@@ -89,7 +89,7 @@ export function makeWindow(op: LogicalOperator, env: StepEnv, emit: Emit, emitLa
     },
     onProcessingTime() {},
     nextProcessingTime: () => Infinity,
-    beforeSnapshot() {},
+    beforeSnapshot: () => body.beforeSnapshot?.(),
     stats: () => ({ ...rt.stats(), windowState: body.entries() }),
   };
 }
@@ -101,10 +101,15 @@ interface WindowBody {
   onTimer(time: number): void;
   /** Entries of the state table (for the run's metrics). */
   entries(): number;
+  /** Writes back what is cached in memory only (before a checkpoint's snapshot). */
+  beforeSnapshot?(): void;
 }
 
+/** Keys whose current pane is kept decoded (hot panes); the oldest is written back beyond. */
+const HOT_PANES = 4096;
+
 /** Tumbling and sliding windows (panes or per-window accumulators). */
-function alignedWindows(rt: KeyedRuntime, agg: UserAggregate, a: WindowAssigner & { kind: 'tumbling' | 'sliding' }, lateness: number): WindowBody {
+function alignedWindows(rt: KeyedRuntime, agg: UserAggregate, a: WindowAssigner & { kind: 'tumbling' | 'sliding' }, lateness: number, recordsMayFail: boolean): WindowBody {
   const size = a.sizeMs;
   const slide = a.kind === 'sliding' ? a.slideMs : a.sizeMs;
   const offset = a.offsetMs;
@@ -168,8 +173,47 @@ function alignedWindows(rt: KeyedRuntime, agg: UserAggregate, a: WindowAssigner 
   };
   const update = (k: string, record: unknown) => {
     const old = table.get(k);
-    table.set(k, put(agg.add(old === undefined ? agg.create(record) : take(old), record)));
+    const acc = agg.add(old === undefined ? agg.create(record) : take(old), record);
+    table.set(k, put(acc));
     rt.engine.mutations++;
+    return acc;
+  };
+  // Hot panes: per key, the pane its records go to now, decoded, with updates not yet
+  // written back. Records come roughly in time order, so most of a key's records hit the
+  // same pane; each then costs one `add` instead of a B+tree get, a decode, an encode and
+  // a set (which grew with the state: 3,600 live panes per key at size/slide 3600). The
+  // cell itself is written when the pane is first touched (the timer lookups must see it),
+  // and its value before anything reads it: the key's firings and late firings, a
+  // snapshot, an eviction. Off when records may fail without failing the run (skip,
+  // dead letter): a throwing `add` could leave a half-updated cached accumulator.
+  const hot = panes && !recordsMayFail ? new Map<string, { k: string; acc: unknown; dirty: boolean }>() : undefined;
+  const writeBack = (e: { k: string; acc: unknown; dirty: boolean }) => {
+    if (!e.dirty) return;
+    table.set(e.k, put(e.acc));
+    rt.engine.mutations++;
+    e.dirty = false;
+  };
+  const writeBackKey = () => {
+    const e = hot?.get(scope.open);
+    if (e !== undefined) writeBack(e);
+  };
+  const updatePane = (k: string, record: unknown) => {
+    if (hot === undefined) return void update(k, record);
+    const e = hot.get(scope.open);
+    if (e !== undefined && e.k === k) {
+      e.acc = agg.add(e.acc, record);
+      e.dirty = true;
+      return;
+    }
+    if (e !== undefined) {
+      writeBack(e);
+      hot.delete(scope.open);
+    } else if (hot.size >= HOT_PANES) {
+      const [key, oldest] = hot.entries().next().value!;
+      writeBack(oldest);
+      hot.delete(key);
+    }
+    hot.set(scope.open, { k, acc: update(k, record), dirty: false });
   };
   return {
     entries: () => table.size,
@@ -184,11 +228,12 @@ function alignedWindows(rt: KeyedRuntime, agg: UserAggregate, a: WindowAssigner 
       const firstLive = Math.max(nextEndAfter(ts), endAfter(wm - lateness));
       if (panes) {
         const ps = ts - mod(ts - offset, pane);
-        update(cellKey(ps), record);
+        updatePane(cellKey(ps), record);
         sliding?.changed(scope.open, ps);
       } else {
         for (let e = firstLive; e <= maxEnd; e += slide) update(cellKey(e), record);
       }
+      if (firstLive <= wm) writeBackKey(); // a late firing reads the panes
       for (let e = firstLive; e <= maxEnd && e <= wm; e += slide) emitWindow({ start: e - size, end: e }, windowAcc(e)); // late firing
       const timer = Math.max(firstLive, endAfter(wm));
       // The next window of the record to fire; or, if all of them fired already (a late
@@ -196,7 +241,11 @@ function alignedWindows(rt: KeyedRuntime, agg: UserAggregate, a: WindowAssigner 
       rt.registerEventTimer(timer <= maxEnd ? timer : maxEnd + lateness);
       return true;
     },
+    beforeSnapshot() {
+      if (hot !== undefined) for (const e of hot.values()) writeBack(e); // and they stay cached, clean
+    },
     onTimer(time) {
+      writeBackKey(); // the firing reads this key's panes
       // Two lookups around `time` answer whether the window ending here has data and,
       // with the cleanup scan below, where the key's next timer goes.
       const before = cellOf({ gte: scope.open, lt: cellKey(time), reverse: true }); // newest < time
@@ -218,6 +267,7 @@ function alignedWindows(rt: KeyedRuntime, agg: UserAggregate, a: WindowAssigner 
       }
       for (const k of gone) table.delete(k);
       rt.engine.mutations += gone.length;
+      if (gone.length > 0 && hot !== undefined && gone.includes(hot.get(scope.open)?.k ?? '')) hot.delete(scope.open);
       if (gone.length > 0 && oldest === undefined) sliding?.forget(scope.open);
       // …and the key's next fire or cleanup time is registered. (A deleted `before` adds
       // nothing there: its last window ended at or before `time`.)
