@@ -117,7 +117,8 @@ export class Output {
   private async send(i: number, frame: Uint8Array): Promise<void> {
     const w = this.writers[i]!;
     if (!w.tryWrite(frame)) {
-      ring(this.bells[i]!); // the consumer must be awake to make room
+      // No ring here: the writer rings the consumer itself whenever it has to wait for
+      // room (onBlocked, set in the constructor), after publishing what fitted.
       const t0 = performance.now();
       await w.writeAsync(frame);
       this.blockedMs += performance.now() - t0;
