@@ -3,7 +3,8 @@
 // bounded; set, the configured number is used as is. Unit level (no threads), plus the
 // instances a plan gets (memory storage, so no I/O worker).
 import t from 'tap';
-import { flow, sources, type SinkSpec } from '../src/index.js';
+import { flow, sources } from '../src/index.js';
+import { anySink } from './helpers/any-sink.js';
 import { planFlow } from '../src/flow/plan.js';
 import { parseConfig } from '../src/config/schema.js';
 import { prepareInstances } from '../src/runtime/instances.js';
@@ -31,9 +32,6 @@ t.test('sized from memory, split over instances, within bounds', async (t) => {
   t.ok(mem > 0 && Number.isFinite(mem), `usable memory here: ${(mem / GiB).toFixed(1)} GiB`);
 });
 
-function anySink<T>(): SinkSpec<T> {
-  return { kind: 'sink', type: 'test', open: () => ({ write() {}, prepare() {}, commit() {}, close() {} }) };
-}
 const keyed = () =>
   flow('keyed')
     .source('src', sources.generator({ count: 1000, make: (i) => i }))

@@ -8,12 +8,10 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { flow, sources, run, type SinkSpec } from '../src/index.js';
+import { flow, sources, run } from '../src/index.js';
+import { anySink } from './helpers/any-sink.js';
 import { planFlow, describePlan } from '../src/flow/plan.js';
 
-function anySink<T>(): SinkSpec<T> {
-  return { kind: 'sink', type: 'test', open: () => ({ write() {}, prepare() {}, commit() {}, close() {} }) };
-}
 const opts = { parallelism: 1, keyGroups: 128, chaining: true, operators: {} };
 
 t.test('plan: fanned-out steps join the producer; sinks stay at the end of an unbranched task', async (t) => {

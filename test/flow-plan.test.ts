@@ -3,13 +3,9 @@
 // builder's one-line TypeErrors for bad flows, and config operators that name no
 // operator.
 import t, { type Test } from 'tap';
-import { flow, sources, sinks, Flow, type SinkSpec } from '../src/index.js';
+import { flow, sources, sinks, Flow } from '../src/index.js';
+import { anySink } from './helpers/any-sink.js';
 import { planFlow, keyGroupRange, subtaskForKeyGroup, describePlan, type PlanOptions, type PhysicalPlan } from '../src/flow/plan.js';
-
-/** A sink with no parallelism preferences of its own (unlike file: 1, stdout: max 1). */
-function anySink<T>(): SinkSpec<T> {
-  return { kind: 'sink', type: 'test', open: () => ({ write() {}, prepare() {}, commit() {}, close() {} }) };
-}
 
 const opts = (o: Partial<PlanOptions> = {}): PlanOptions => ({ parallelism: 2, keyGroups: 128, chaining: true, operators: {}, ...o });
 

@@ -3,13 +3,11 @@
 // edge (and what a barrier waits behind) stays bounded, and an edge's memory grows
 // linearly with parallelism instead of quadratically. No threads: the wiring only.
 import t from 'tap';
-import { flow, sources, type SinkSpec } from '../src/index.js';
+import { flow, sources } from '../src/index.js';
+import { anySink } from './helpers/any-sink.js';
 import { planFlow } from '../src/flow/plan.js';
 import { wire, ringBytesFor, RING_BYTES, INPUT_BYTES_PER_EDGE, MIN_RING_BYTES } from '../src/runtime/wiring.js';
 
-function anySink<T>(): SinkSpec<T> {
-  return { kind: 'sink', type: 'test', open: () => ({ write() {}, prepare() {}, commit() {}, close() {} }) };
-}
 const keyed = () =>
   flow('keyed')
     .source('src', sources.generator({ count: 1_000_000, make: (i) => i })) // enough records for 64 source subtasks
