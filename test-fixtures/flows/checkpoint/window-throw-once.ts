@@ -5,31 +5,19 @@
 // the current panes changed since their last firing), paced by TP_RATE; map 'boom' throws
 // once at record TP_BOOM_AT (marker file TP_MARKER); keyBy k → sliding 20 s / 5 s count
 // (with merge: panes) → file sink TP_OUT.
-import { existsSync, writeFileSync } from 'node:fs';
 import { flow, sources, sinks, windows } from 'tidepool';
 import { envRate, pacer } from './lib/pace.js';
+import { boomOnce, throwOnceEnv } from './lib/throw-once.js';
 
 interface Rec { k: string; i: number; t: number }
 
-const n = Number(process.env.TP_N);
-const boomAt = Number(process.env.TP_BOOM_AT);
-const marker = process.env.TP_MARKER;
-const out = process.env.TP_OUT;
-if (!Number.isSafeInteger(n) || !Number.isSafeInteger(boomAt) || !marker || !out) {
-  throw new Error('window-throw-once fixture: set TP_N, TP_BOOM_AT, TP_MARKER and TP_OUT');
-}
+const { n, boomAt, marker, out } = throwOnceEnv('window-throw-once');
 const pace = pacer(envRate());
 const T0 = 1_700_000_000_000;
 
 export default flow('chk-window-throw-once')
   .source('gen', sources.generator({ count: n, make: (i): Rec => (pace(), { k: `k${i % 5}`, i, t: T0 + i * 10 }) }), { eventTime: (r: Rec) => r.t, watermark: { maxOutOfOrdernessMs: 2000 } })
-  .map('boom', (r: Rec): Rec => {
-    if (r.i === boomAt && !existsSync(marker)) {
-      writeFileSync(marker, `failed once at record ${r.i}\n`);
-      throw new Error(`planned failure at record ${r.i}`);
-    }
-    return r;
-  })
+  .map('boom', boomOnce<Rec>(boomAt, marker))
   .keyBy((r: Rec) => r.k)
   .window(windows.sliding({ sizeMs: 20_000, slideMs: 5_000 }))
   .aggregate('counts', { create: () => 0, add: (c: number) => c + 1, merge: (a: number, b: number) => a + b })
