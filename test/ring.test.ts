@@ -1,6 +1,7 @@
 import t, { type Test as Tap } from 'tap';
 import { Worker } from 'node:worker_threads';
 import { createRingBuffer, encodedFrameSize, RingReader, RingWriter } from '../src/transport/ring.js';
+import { Inputs, Output, createBell } from '../src/transport/channels.js';
 import {
   checkFrame,
   hash,
@@ -383,7 +384,6 @@ test('cancel(): a writer blocked on a full ring gets TIDEPOOL_RING_CLOSED', asyn
 });
 
 t.test('Inputs.queuedBytes: what the input rings hold, written and not yet read', async (t) => {
-  const { Inputs, Output, createBell } = await import('../src/transport/channels.js');
   const bell = createBell();
   const rings = [createRingBuffer(64 << 10), createRingBuffer(64 << 10)];
   const inputs = new Inputs(rings.map((r) => new RingReader(r)), bell);
