@@ -143,6 +143,40 @@ t.test('mutation during iteration neither crashes nor skips untouched keys', asy
   await store.close();
 });
 
+// A scan's first batch is short (btree.ts FIRST_BATCH); scans that go on must re-seek
+// in the middle of a leaf without skipping or repeating an entry, both ways, with
+// bounds, limits and writes between two steps.
+t.test('scans longer than the first batch see every entry once, forward and reverse', async (t) => {
+  const store = await openStore({ storage: 'memory' }); // default pages: hundreds of entries per leaf
+  const keys = [...Array(3000).keys()].map((i) => i * 2);
+  for (const k of keys) store.set(k, k);
+  const pick = (lo: number, hi: number) => keys.filter((k) => k >= lo && k < hi);
+  for (const [lo, hi] of [[0, 7000], [3, 17], [100, 117], [1001, 4999], [0, 12]] as const) {
+    t.same([...store.keys({ gte: lo, lt: hi })], pick(lo, hi), `forward [${lo}, ${hi})`);
+    t.same([...store.keys({ gte: lo, lt: hi, reverse: true })], pick(lo, hi).reverse(), `reverse [${lo}, ${hi})`);
+    for (const limit of [1, 8, 9, 17, 500]) {
+      t.same([...store.keys({ gte: lo, lt: hi, limit })], pick(lo, hi).slice(0, limit), `forward [${lo}, ${hi}) limit ${limit}`);
+      t.same([...store.keys({ gte: lo, lt: hi, limit, reverse: true })], pick(lo, hi).reverse().slice(0, limit), `reverse [${lo}, ${hi}) limit ${limit}`);
+    }
+  }
+  // Odd keys written between steps, right after the cursor: each is seen (forward) or
+  // not (reverse, they are behind), and no even key is skipped or repeated.
+  const fwd: number[] = [];
+  for (const k of store.keys({ gte: 0, lt: 400 })) {
+    fwd.push(k as number);
+    if ((k as number) % 2 === 0 && (k as number) % 6 === 0) store.set((k as number) + 1, 0);
+  }
+  t.same(fwd.filter((k) => k % 2 === 0), pick(0, 400), 'forward with inserts: every even key once');
+  t.same(fwd.filter((k) => k % 2 === 1), pick(0, 400).filter((k) => k % 6 === 0).map((k) => k + 1), 'forward with inserts: the inserted keys ahead');
+  const rev: number[] = [];
+  for (const k of store.keys({ gte: 1000, lt: 1400, reverse: true })) {
+    rev.push(k as number);
+    store.delete((k as number) + 2); // already seen
+  }
+  t.same(rev, pick(1000, 1400).reverse(), 'reverse with deletes behind the cursor: every even key once');
+  await store.close();
+});
+
 t.test('pages stay readable while a flush is in flight, and writes during it land in the next', async (t) => {
   const path = join(tmp, `inflight${dirs++}`);
   let store = await openStore({ path, pageSize: 512, cachePages: 3 });

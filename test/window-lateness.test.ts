@@ -12,7 +12,7 @@ import t from 'tap';
 import fc from 'fast-check';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { FixtureRuns, readJsonl, sets, sleep } from './helpers/window-runs.js';
+import { FixtureRuns, expectNoWindowState, readJsonl, sets, sleep } from './helpers/window-runs.js';
 import { modelLateness } from './helpers/lateness-model.js';
 import { multiset, sessionArb, slidingArb, tumblingArb, type Ev, type K, type WindowCase, type WindowOp } from './helpers/window-model.js';
 
@@ -27,8 +27,10 @@ async function runCases(cases: WindowCase[], chaining = true): Promise<Outputs> 
   mkdirSync(out, { recursive: true });
   const specPath = join(out, 'spec.json');
   writeFileSync(specPath, JSON.stringify({ out, cases: cases.map((c) => ({ ...c, sessionExtraD: 0, union: false })) }));
-  const r = await runs.run('model.ts', sets({ parallelism: 1, batchSize: 1, chaining, execution: 'inline', 'state.storage': 'memory' }), { TP_SPEC: specPath });
+  const summary = join(out, 'summary.json');
+  const r = await runs.run('model.ts', [...sets({ parallelism: 1, batchSize: 1, chaining, execution: 'inline', 'state.storage': 'memory' }), '--summary', summary], { TP_SPEC: specPath });
   if (r.code !== 0) throw new Error(`run failed: ${r.stderr.trim()}`);
+  expectNoWindowState(summary, 'lateness run'); // late cells are kept for the lateness, then cleaned up
   return {
     out: (c, op) => readJsonl(join(out, `c${c}-${op}.jsonl`)),
     late: (c, op) => readJsonl(join(out, `c${c}-${op}-late.jsonl`)),

@@ -16,7 +16,7 @@ import fc from 'fast-check';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { flow, sources, windows } from '../src/index.js';
-import { FixtureRuns, readJsonl, sets } from './helpers/window-runs.js';
+import { FixtureRuns, expectNoWindowState, readJsonl, sets } from './helpers/window-runs.js';
 import {
   eventsArb, modelRecords, modelSecond, multiset, sessionArb, slidingArb, tumblingArb, type WindowCase, type WindowOp, type WindowSpec,
 } from './helpers/window-model.js';
@@ -60,8 +60,10 @@ async function check(cases: WindowCase[], cfg: RunConfig): Promise<void> {
     for (const tag of ['ev', 'sev']) for (const s of cs.union ? ['a', 'b'] : ['']) sourceSets[`operators.c${c}-${tag}${s}.parallelism`] = cfg.sourceParallelism;
   });
   const args = sets({ parallelism: cfg.parallelism, chaining: cfg.chaining, execution: cfg.execution, 'state.storage': 'memory', batchSize: 7, ...sourceSets });
-  const r = await runs.run('model.ts', args, { TP_SPEC: specPath });
+  const summary = join(out, 'summary.json');
+  const r = await runs.run('model.ts', [...args, '--summary', summary], { TP_SPEC: specPath });
   if (r.code !== 0) throw new Error(`run failed (${JSON.stringify(cfg)}): ${r.stderr.trim()}`);
+  expectNoWindowState(summary, JSON.stringify(cfg));
   cases.forEach((cs, c) => {
     for (const op of cs.ops) {
       const name = `c${c}-${op.name}`;

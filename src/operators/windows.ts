@@ -19,7 +19,6 @@
 // too late for every window it belongs to is dropped, counted and sent to `.late()`.
 import type { AggregateSpec, LogicalOperator, WindowAssigner } from '../flow/types.js';
 import { encodeKey, decodeKey, type Key } from '../state/keys.js';
-import type { EncodedRange } from '../state/btree.js';
 import { fromStored, toStored } from '../state/values.js';
 import type { DueTimer } from '../time/timers.js';
 import { SlidingPaneCache } from './sliding-panes.js';
@@ -131,16 +130,28 @@ function alignedWindows(rt: KeyedRuntime, agg: UserAggregate, a: WindowAssigner 
   /** The key's cells in [from, to) (or the whole key), oldest first. */
   const cellRange = (from: number | undefined, to: number | undefined) =>
     table.entries({ gte: from === undefined ? scope.open : cellKey(from), lt: to === undefined ? keyEnd() : cellKey(to) });
-  const cellOf = (range: EncodedRange): number | undefined => {
-    for (const [k] of table.entries({ ...range, limit: 1 })) return cellTime(k);
-    return undefined;
-  };
-  const oldestAfter = (t: number) => cellOf({ gt: cellKey(t), lt: keyEnd() });
+  /** The key's oldest cell at or after `from`, or its newest before `before` (point seeks, no scan). */
+  const timeOf = (k: string | undefined) => (k === undefined ? undefined : cellTime(k));
+  const oldestFrom = (from: string) => timeOf(table.firstKey(from, keyEnd()));
+  const newestBefore = (before: string) => timeOf(table.lastKeyBefore(before, scope.open));
+  const oldestAfter = (t: number) => oldestFrom(cellKey(t) + '\x00'); // cellKey(t) + anything sorts right after cell t
+  /**
+   * The first cell a firing at `time` keeps: every older one has no window left within
+   * the lateness. lastNeed(c) + lateness ≤ time holds exactly for c below this bound:
+   * for panes lastStart(c) ≤ time − size − lateness, for per-window cells c ≤ time − lateness.
+   */
+  const keepFrom = (time: number) => (panes ? cellKey(lastStart(time - size - lateness) + slide) : cellKey(time - lateness) + '\x00');
   /** nextEndAfter, with no window end after −∞ but the first one (a watermark before any). */
   const endAfter = (t: number) => (t === -Infinity ? -Infinity : nextEndAfter(t));
   // Sliding panes are combined through the two-stacks cache; tumbling windows are one pane.
   const sliding = panes && size !== pane ? new SlidingPaneCache((x, y) => agg.merge(x, y)) : undefined;
   const readPanes = function* (from: number, to: number): Generator<[number, unknown]> {
+    if (to - from === pane) {
+      // The usual firing adds one pane to the window (slide = pane): a point lookup.
+      const v = table.get(cellKey(from));
+      if (v !== undefined) yield [from, take(v)];
+      return;
+    }
     for (const [k, v] of cellRange(from, to)) yield [cellTime(k), take(v)];
   };
   const emitWindow = (w: Window, acc: unknown) => rt.emit(agg.output(acc, w, scope.key), w.end - 1);
@@ -186,8 +197,9 @@ function alignedWindows(rt: KeyedRuntime, agg: UserAggregate, a: WindowAssigner 
   // and its value before anything reads it: the key's firings and late firings, a
   // snapshot, an eviction. Off when records may fail without failing the run (skip,
   // dead letter): a throwing `add` could leave a half-updated cached accumulator.
-  const hot = panes && !recordsMayFail ? new Map<string, { k: string; acc: unknown; dirty: boolean }>() : undefined;
-  const writeBack = (e: { k: string; acc: unknown; dirty: boolean }) => {
+  type HotPane = { t: number; k: string; acc: unknown; dirty: boolean };
+  const hot = panes && !recordsMayFail ? new Map<string, HotPane>() : undefined;
+  const writeBack = (e: HotPane) => {
     if (!e.dirty) return;
     table.set(e.k, put(e.acc));
     rt.engine.mutations++;
@@ -197,10 +209,10 @@ function alignedWindows(rt: KeyedRuntime, agg: UserAggregate, a: WindowAssigner 
     const e = hot?.get(scope.open);
     if (e !== undefined) writeBack(e);
   };
-  const updatePane = (k: string, record: unknown) => {
-    if (hot === undefined) return void update(k, record);
+  const updatePane = (t: number, record: unknown) => {
+    if (hot === undefined) return void update(cellKey(t), record);
     const e = hot.get(scope.open);
-    if (e !== undefined && e.k === k) {
+    if (e !== undefined && e.t === t) { // compared by time: the cell key is built only for a new pane
       e.acc = agg.add(e.acc, record);
       e.dirty = true;
       return;
@@ -213,7 +225,8 @@ function alignedWindows(rt: KeyedRuntime, agg: UserAggregate, a: WindowAssigner 
       writeBack(oldest);
       hot.delete(key);
     }
-    hot.set(scope.open, { k, acc: update(k, record), dirty: false });
+    const k = cellKey(t);
+    hot.set(scope.open, { t, k, acc: update(k, record), dirty: false });
   };
   return {
     entries: () => table.size,
@@ -228,7 +241,7 @@ function alignedWindows(rt: KeyedRuntime, agg: UserAggregate, a: WindowAssigner 
       const firstLive = Math.max(nextEndAfter(ts), endAfter(wm - lateness));
       if (panes) {
         const ps = ts - mod(ts - offset, pane);
-        updatePane(cellKey(ps), record);
+        updatePane(ps, record);
         sliding?.changed(scope.open, ps);
       } else {
         for (let e = firstLive; e <= maxEnd; e += slide) update(cellKey(e), record);
@@ -248,27 +261,24 @@ function alignedWindows(rt: KeyedRuntime, agg: UserAggregate, a: WindowAssigner 
       writeBackKey(); // the firing reads this key's panes
       // Two lookups around `time` answer whether the window ending here has data and,
       // with the cleanup scan below, where the key's next timer goes.
-      const before = cellOf({ gte: scope.open, lt: cellKey(time), reverse: true }); // newest < time
-      const from = cellOf({ gte: cellKey(time), lt: keyEnd() }); // oldest ≥ time
+      const before = newestBefore(cellKey(time));
+      const from = oldestFrom(cellKey(time));
       const has = panes ? before !== undefined && before >= time - size : from === time;
       // The window ending here fires (if this is a window end and it has data)…
       if (isEnd(time) && has) emitWindow({ start: time - size, end: time }, windowAcc(time));
       // …cells no window within the lateness needs any more go (the oldest ones: lastNeed
-      // grows with the cell's time)…
-      const gone: string[] = [];
-      let oldest: number | undefined;
-      for (const [k] of cellRange(undefined, undefined)) {
-        const c = cellTime(k);
-        if (lastNeed(c) + lateness > time) {
-          oldest = c;
-          break;
-        }
-        gone.push(k);
+      // grows with the cell's time; usually one per firing, each a point seek)…
+      const keep = keepFrom(time);
+      const hotCell = hot?.get(scope.open)?.k;
+      let gone = 0;
+      for (let k = table.firstKey(scope.open, keep); k !== undefined; k = table.firstKey(scope.open, keep)) {
+        table.delete(k);
+        if (k === hotCell) hot!.delete(scope.open);
+        gone++;
       }
-      for (const k of gone) table.delete(k);
-      rt.engine.mutations += gone.length;
-      if (gone.length > 0 && hot !== undefined && gone.includes(hot.get(scope.open)?.k ?? '')) hot.delete(scope.open);
-      if (gone.length > 0 && oldest === undefined) sliding?.forget(scope.open);
+      rt.engine.mutations += gone;
+      const oldest = oldestFrom(keep);
+      if (gone > 0 && oldest === undefined) sliding?.forget(scope.open);
       // …and the key's next fire or cleanup time is registered. (A deleted `before` adds
       // nothing there: its last window ended at or before `time`.)
       const ahead = from === time ? oldestAfter(time) : from;

@@ -48,6 +48,9 @@ export interface EncodedRange {
   limit?: number;
 }
 
+/** Entries in a range scan's first batch (see `entries`). */
+const FIRST_BATCH = 8;
+
 const sepBytes = (k: string) => k.length + KEY_OVERHEAD + CHILD_BYTES;
 
 /** Start indices of the pieces after the first, so each piece is ≤ cap where possible. */
@@ -118,8 +121,15 @@ export class BTree {
       n.vals[i] = v;
       added = false;
     } else {
-      n.keys.splice(i, 0, k);
-      n.vals.splice(i, 0, v);
+      if (i === n.keys.length) {
+        // Appends (ascending keys, a window's newest cell) skip splice, which costs several
+        // ns per element moved in a leaf of hundreds.
+        n.keys.push(k);
+        n.vals.push(v);
+      } else {
+        n.keys.splice(i, 0, k);
+        n.vals.splice(i, 0, v);
+      }
       n.bytes += entryBytes(k, v);
       this.size++;
       added = true;
@@ -150,8 +160,18 @@ export class BTree {
     if (i >= n.keys.length || n.keys[i] !== k) return false;
     materializeLeaf(n);
     n.bytes -= entryBytes(k, n.vals[i]!);
-    n.keys.splice(i, 1);
-    n.vals.splice(i, 1);
+    if (i === 0) {
+      // Deleting the oldest entry (expired cells and timers) is the common case: shift
+      // trims the array in place where splice moves every element.
+      n.keys.shift();
+      n.vals.shift();
+    } else if (i === n.keys.length - 1) {
+      n.keys.pop();
+      n.vals.pop();
+    } else {
+      n.keys.splice(i, 1);
+      n.vals.splice(i, 1);
+    }
     n.dirty = true;
     this.size--;
     this.mods++;
@@ -358,12 +378,64 @@ export class BTree {
   // ------------------------------------------------------------------ ranges
 
   /**
+   * The first key k with gte ≤ k < lt, without a generator or a batch: the lookups that
+   * need one key only (a window's oldest cell, a timer table's first timer) call this
+   * once or more per record or firing.
+   */
+  firstKey(gte: string, lt: string): string | undefined {
+    let key = gte;
+    for (;;) {
+      let n = this.node(this.root);
+      let upper: string | undefined;
+      while (n.kind === BRANCH) {
+        const i = upperBound(n.keys, key);
+        if (i < n.keys.length) upper = n.keys[i];
+        n = this.node(n.children[i]!);
+      }
+      const j = lowerBound(n.keys, key);
+      if (j < n.keys.length) {
+        const k = n.keys[j]!;
+        return k < lt ? k : undefined;
+      }
+      if (upper === undefined || upper >= lt) return undefined; // an empty leaf (only the root can be) or the last one
+      key = upper;
+    }
+  }
+
+  /** The last key k with gte ≤ k < lt (see firstKey). */
+  lastKeyBefore(lt: string, gte: string): string | undefined {
+    let key = lt;
+    for (;;) {
+      let n = this.node(this.root);
+      let lower: string | undefined;
+      while (n.kind === BRANCH) {
+        const i = lowerBound(n.keys, key);
+        if (i > 0) lower = n.keys[i - 1];
+        n = this.node(n.children[i]!);
+      }
+      const j = lowerBound(n.keys, key) - 1;
+      if (j >= 0) {
+        const k = n.keys[j]!;
+        return k >= gte ? k : undefined;
+      }
+      if (lower === undefined || lower < gte) return undefined;
+      key = lower;
+    }
+  }
+
+  /**
    * Entries in key order (or reverse) within the range. Works leaf by leaf: after
    * each leaf it seeks again from the last separator, so pages may be evicted and the
    * tree modified between two `next()` calls without breaking the iteration.
+   *
+   * The first batch holds at most FIRST_BATCH entries: most scans without a limit stop
+   * after a few (a window's cleanup, a session lookup), and batching a whole leaf for
+   * them cost O(leaf) per call, which grew with the state. A scan that goes on re-seeks
+   * once and then batches whole leaves.
    */
   *entries(r: EncodedRange = {}): Generator<[string, StoredValue]> {
     let remaining = r.limit ?? Infinity;
+    let chunk = FIRST_BATCH;
     if (remaining <= 0) return;
     const hasLo = r.gt !== undefined || r.gte !== undefined;
     const lo = r.gt ?? r.gte;
@@ -388,12 +460,20 @@ export class BTree {
           if (hasLo && (k < lo! || (!loInc && k === lo))) { done = true; break; }
           batch.push([k, leafValue(n, j)]);
           if (--remaining === 0) { done = true; break; }
+          if (batch.length === chunk) break;
         }
+        const cut = !done && j > 0 && batch.length === chunk; // more of this leaf is left
+        chunk = Infinity;
         const mods = this.mods;
         let b = 0;
         for (; b < batch.length; b++) {
           yield batch[b]!;
           if (this.mods !== mods) break; // changed under us: re-seek after what was yielded
+        }
+        if (cut && b === batch.length) {
+          key = batch[b - 1]![0]; // re-seek before the last entry yielded
+          inc = false;
+          continue;
         }
         if (b < batch.length - 1 || (b === batch.length - 1 && this.mods !== mods && !done)) {
           remaining += batch.length - b - 1;
@@ -423,12 +503,20 @@ export class BTree {
         if (hi !== undefined && (k > hi || (!hiInc && k === hi))) { done = true; break; }
         batch.push([k, leafValue(n, j)]);
         if (--remaining === 0) { done = true; break; }
+        if (batch.length === chunk) { j++; break; }
       }
+      const cut = !done && j < n.keys.length && batch.length === chunk; // more of this leaf is left
+      chunk = Infinity;
       const mods = this.mods;
       let b = 0;
       for (; b < batch.length; b++) {
         yield batch[b]!;
         if (this.mods !== mods) break; // changed under us: re-seek after what was yielded
+      }
+      if (cut && b === batch.length) {
+        key = batch[b - 1]![0]; // re-seek after the last entry yielded
+        inc = false;
+        continue;
       }
       if (b < batch.length) {
         // Interrupted by a change: the rest of this batch may be stale.

@@ -64,8 +64,8 @@ export class TimerTable {
 
   private firstTime(g: number): number {
     const b = prefixBounds([g]);
-    for (const [k] of this.table.entries({ gte: b.gte, lt: b.lt, limit: 1 })) return (decodeKey(k) as Key[])[1] as number;
-    return Infinity;
+    const k = this.table.firstKey(b.gte, b.lt);
+    return k === undefined ? Infinity : ((decodeKey(k) as Key[])[1] as number);
   }
 
   private static encode(group: number, time: number, keyEncoded: string): string {
@@ -123,7 +123,7 @@ export class TimerTable {
       gi = 0;
       for (let i = 1; i < this.heads.length; i++) if (this.heads[i]! < this.heads[gi]!) gi = i;
       const b = prefixBounds([this.from + gi]);
-      for (const [k] of this.table.entries({ gte: b.gte, lt: b.lt, limit: 1 })) found = k;
+      found = this.table.firstKey(b.gte, b.lt);
       if (found === undefined) {
         // A head that went stale (cannot happen if every change goes through this class).
         this.heads[gi] = Infinity;

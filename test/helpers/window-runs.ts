@@ -6,6 +6,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { RunSummary } from '../../src/observe/report.js';
 import { fileURLToPath } from 'node:url';
 
 export const WIN_FIX = fileURLToPath(new URL('../../../test-fixtures/flows/windows/', import.meta.url));
@@ -93,3 +94,15 @@ export function readJsonl<T = unknown>(path: string): T[] {
 
 /** `--set` arguments from pairs. */
 export const sets = (o: Record<string, string | number | boolean>): string[] => Object.entries(o).flatMap(([k, v]) => ['--set', `${k}=${String(v)}`]);
+
+/**
+ * Throws naming the instances a finished run left window state in (read from its
+ * `--summary` file): at the end of input the watermark is +∞, every window fired and
+ * every cell's cleanup timer ran, so a leftover entry is a cleanup bound that is off.
+ */
+export function expectNoWindowState(summaryPath: string, what: string): void {
+  const summary = JSON.parse(readFileSync(summaryPath, 'utf8')) as RunSummary;
+  const left = summary.operators.filter((o) => o.windowStateEntries !== 0).map((o) => `${o.operators.join('→')}: ${o.windowStateEntries}`);
+  if (left.length > 0) throw new Error(`${what}: window state left after the end of input (${left.join(', ')})`);
+}
+
