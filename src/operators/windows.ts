@@ -130,11 +130,9 @@ function alignedWindows(rt: KeyedRuntime, agg: UserAggregate, a: WindowAssigner 
   /** The key's cells in [from, to) (or the whole key), oldest first. */
   const cellRange = (from: number | undefined, to: number | undefined) =>
     table.entries({ gte: from === undefined ? scope.open : cellKey(from), lt: to === undefined ? keyEnd() : cellKey(to) });
-  /** The key's oldest cell at or after `from`, or its newest before `before` (point seeks, no scan). */
   const timeOf = (k: string | undefined) => (k === undefined ? undefined : cellTime(k));
-  const oldestFrom = (from: string) => timeOf(table.firstKey(from, keyEnd()));
-  const newestBefore = (before: string) => timeOf(table.lastKeyBefore(before, scope.open));
-  const oldestAfter = (t: number) => oldestFrom(cellKey(t) + '\x00'); // cellKey(t) + anything sorts right after cell t
+  /** Reused by every firing: the cells around its time (BTree.neighbors). */
+  const around: [string | undefined, string | undefined, string | undefined] = [undefined, undefined, undefined];
   /**
    * The first cell a firing at `time` keeps: every older one has no window left within
    * the lateness. lastNeed(c) + lateness ≤ time holds exactly for c below this bound:
@@ -259,10 +257,11 @@ function alignedWindows(rt: KeyedRuntime, agg: UserAggregate, a: WindowAssigner 
     },
     onTimer(time) {
       writeBackKey(); // the firing reads this key's panes
-      // Two lookups around `time` answer whether the window ending here has data and,
-      // with the cleanup scan below, where the key's next timer goes.
-      const before = newestBefore(cellKey(time));
-      const from = oldestFrom(cellKey(time));
+      // The cells around `time` (one descent) answer whether the window ending here has
+      // data and, with the cleanup below, where the key's next timer goes.
+      table.neighbors(cellKey(time), scope.open, keyEnd(), around);
+      const before = timeOf(around[0]); // newest < time
+      const from = timeOf(around[1]); // oldest ≥ time
       const has = panes ? before !== undefined && before >= time - size : from === time;
       // The window ending here fires (if this is a window end and it has data)…
       if (isEnd(time) && has) emitWindow({ start: time - size, end: time }, windowAcc(time));
@@ -270,18 +269,20 @@ function alignedWindows(rt: KeyedRuntime, agg: UserAggregate, a: WindowAssigner 
       // grows with the cell's time; usually one per firing, each a point seek)…
       const keep = keepFrom(time);
       const hotCell = hot?.get(scope.open)?.k;
+      const end = keyEnd();
       let gone = 0;
-      for (let k = table.firstKey(scope.open, keep); k !== undefined; k = table.firstKey(scope.open, keep)) {
-        table.delete(k);
-        if (k === hotCell) hot!.delete(scope.open);
+      let first = table.firstKey(scope.open, end);
+      for (; first !== undefined && first < keep; first = table.firstKey(scope.open, end)) {
+        table.delete(first);
+        if (first === hotCell) hot!.delete(scope.open);
         gone++;
       }
       rt.engine.mutations += gone;
-      const oldest = oldestFrom(keep);
+      const oldest = timeOf(first);
       if (gone > 0 && oldest === undefined) sliding?.forget(scope.open);
       // …and the key's next fire or cleanup time is registered. (A deleted `before` adds
       // nothing there: its last window ended at or before `time`.)
-      const ahead = from === time ? oldestAfter(time) : from;
+      const ahead = from === time ? timeOf(around[2]) : from;
       schedule(time, oldest, from === time ? time : before, ahead);
     },
   };

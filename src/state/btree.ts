@@ -402,6 +402,28 @@ export class BTree {
     }
   }
 
+  /**
+   * Around `k` within [lo, hi): the last key < k, the first key ≥ k, and the first key
+   * after that one — one descent when they share a leaf (the usual case), else seeks.
+   * Written into `out` (reused by the caller: a window firing asks this every time).
+   */
+  neighbors(k: string, lo: string, hi: string, out: [string | undefined, string | undefined, string | undefined]): void {
+    let n = this.node(this.root);
+    while (n.kind === BRANCH) n = this.node(n.children[upperBound(n.keys, k)]!);
+    const keys = n.keys;
+    const j = lowerBound(keys, k);
+    const before = j > 0 ? keys[j - 1]! : this.lastKeyBefore(k, lo);
+    out[0] = before !== undefined && before >= lo ? before : undefined;
+    const at = j < keys.length ? keys[j]! : this.firstKey(k, hi);
+    out[1] = at !== undefined && at < hi ? at : undefined;
+    if (out[1] === undefined) {
+      out[2] = undefined;
+      return;
+    }
+    const after = j < keys.length && j + 1 < keys.length ? keys[j + 1]! : this.firstKey(out[1] + '\x00', hi);
+    out[2] = after !== undefined && after < hi ? after : undefined;
+  }
+
   /** The last key k with gte ≤ k < lt (see firstKey). */
   lastKeyBefore(lt: string, gte: string): string | undefined {
     let key = lt;
