@@ -21,7 +21,8 @@ export type TidepoolErrorCode =
   | 'TIDEPOOL_MODULE_CACHE'
   | 'TIDEPOOL_STATE_LOCKED'
   | 'TIDEPOOL_DISK_FULL'
-  | 'TIDEPOOL_CORRUPT_STATE';
+  | 'TIDEPOOL_CORRUPT_STATE'
+  | 'TIDEPOOL_REMOTE';
 
 export class TidepoolError extends Error {
   readonly code: TidepoolErrorCode;
@@ -84,6 +85,8 @@ export const errors = {
   /** A stored record other than a page (a commit record, an attempts record) is damaged. */
   corruptState: (what: string, where: string, why: string) =>
     new TidepoolError('TIDEPOOL_CORRUPT_STATE', `corrupted ${what} in ${where}: ${oneLine(why)}`),
+  /** Remote checkpoint storage refused or could not be reached; `where` names account/container or directory. */
+  remote: (where: string, why: string) => new TidepoolError('TIDEPOOL_REMOTE', `remote checkpoints ${where}: ${oneLine(why)}`),
 };
 
 /** Messages from elsewhere (lmdb-js, msgpackr) folded onto one line. */

@@ -20,6 +20,7 @@ import { availableParallelism } from 'node:os';
 import { z } from 'zod';
 import { editDistance, errors, preview } from '../errors.js';
 import type { CompressionSpec } from '../state/codecs.js';
+import type { RemoteSpec } from '../storage/remote/object-store.js';
 
 /** setTimeout's largest delay: a longer one fires at once. */
 const MAX_MS = 2 ** 31 - 1;
@@ -50,6 +51,8 @@ export interface TidepoolConfig {
     /** Pages per stateful instance; unset: sized from memory (runtime/cache-budget.ts). */
     cachePages?: number;
     compression: CompressionSpec;
+    /** Remote checkpoint storage (storage/remote/); unset: checkpoints stay local only. */
+    remote?: RemoteSpec;
   };
   checkpoint: {
     /** Milliseconds between checkpoints; 0 turns periodic checkpoints off. */
@@ -59,6 +62,8 @@ export interface TidepoolConfig {
     retain: number;
     /** Failed checkpoints in a row tolerated before the run fails over. */
     tolerableFailures: number;
+    /** A checkpoint completes only once it is uploaded to `state.remote`. */
+    remoteRequired: boolean;
   };
   restart: {
     /** Restarts from the last checkpoint after a failure; 0 = fail at once. */
@@ -101,6 +106,24 @@ const compression = z.union(
 
 const onRecord = oneOf(['fail', 'skip', 'deadLetter']);
 
+const nonEmpty = (what: string) => z.string({ error: `expected ${what}` }).min(1, { error: `expected ${what}` });
+/** Object-name prefixes end in '/' so that two prefixes never share objects ('a' vs 'ab'). */
+const remotePrefix = z.string({ error: 'expected a prefix string' }).optional().transform((p) => (p === undefined || p === '' ? '' : p.endsWith('/') ? p : `${p}/`));
+const remote = z.discriminatedUnion('kind', [
+  z.strictObject({
+    kind: z.literal('azure-blob'),
+    connectionString: nonEmpty('a connection string').optional(),
+    accountUrl: z.url({ error: 'expected an account URL like https://<account>.blob.core.windows.net' }).optional(),
+    sasToken: nonEmpty('a SAS token').optional(),
+    container: z.string({ error: 'expected a container name' }).regex(/^[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9])){2,62}$/, { error: 'expected a container name: 3–63 lowercase letters, digits and single hyphens' }),
+    prefix: remotePrefix,
+  }, { error: 'expected an object like { "kind": "azure-blob", "connectionString": "…", "container": "…" }' }).refine(
+    (r) => (r.connectionString !== undefined) !== (r.accountUrl !== undefined && r.sasToken !== undefined) && !(r.connectionString !== undefined && (r.accountUrl !== undefined || r.sasToken !== undefined)),
+    { error: 'expected either connectionString, or accountUrl and sasToken' },
+  ),
+  z.strictObject({ kind: z.literal('dir'), path: nonEmpty('a directory path'), prefix: remotePrefix }, { error: 'expected an object like { "kind": "dir", "path": "/mnt/checkpoints" }' }),
+], { error: `expected an object with "kind": 'azure-blob' or 'dir'` });
+
 const operatorConfig = z.strictObject(
   {
     parallelism: int(1, Number.MAX_SAFE_INTEGER, 'expected an integer ≥ 1').optional(),
@@ -123,6 +146,7 @@ const schema = z
         pageSize: int(256, 16 << 20, `expected an integer from 256 to ${16 << 20} (bytes)`).default(16384),
         cachePages: int(1, 2 ** 30, `expected an integer from 1 to ${2 ** 30}`).optional(),
         compression: compression.default('none'),
+        remote: remote.optional(),
       }, { error: 'expected an object' })
       .prefault({}),
     checkpoint: z
@@ -131,6 +155,7 @@ const schema = z
         timeoutMs: int(1, MAX_MS, `expected an integer from 1 to ${MAX_MS} (milliseconds)`).default(60000),
         retain: int(1, Number.MAX_SAFE_INTEGER, 'expected an integer ≥ 1').default(2),
         tolerableFailures: int(0, Number.MAX_SAFE_INTEGER, 'expected an integer ≥ 0').default(0),
+        remoteRequired: z.boolean({ error: 'expected true or false' }).default(false),
       }, { error: 'expected an object' })
       .prefault({}),
     restart: z
@@ -159,6 +184,12 @@ const schema = z
     };
     tooMany(c.parallelism, ['parallelism']);
     for (const [name, op] of Object.entries(c.operators)) tooMany(op.parallelism, ['operators', name, 'parallelism']);
+    if (c.checkpoint.remoteRequired && c.state.remote === undefined) {
+      ctx.addIssue({ code: 'custom', path: ['checkpoint', 'remoteRequired'], input: true, message: 'expected state.remote to be set (there is no remote copy to require)' });
+    }
+    if (c.state.remote !== undefined && c.state.storage !== 'lmdb') {
+      ctx.addIssue({ code: 'custom', path: ['state', 'remote'], input: c.state.remote, message: `expected state.storage 'lmdb' (${c.state.storage} state has no checkpoints to upload)` });
+    }
   })
   .transform(({ parallelism, ...rest }): TidepoolConfig => ({ parallelism: parallelism ?? Math.min(availableParallelism(), rest.keyGroups), ...rest }));
 
@@ -283,8 +314,8 @@ export function defaultConfig(): TidepoolConfig {
 /** The top-level and nested keys of the config, for help texts: `state.pageSize`, … */
 export const CONFIG_KEYS: readonly string[] = [
   'parallelism', 'keyGroups', 'chaining', 'execution', 'batchSize', 'operators.<name>.parallelism',
-  'state.storage', 'state.pageSize', 'state.cachePages', 'state.compression',
-  'checkpoint.intervalMs', 'checkpoint.timeoutMs', 'checkpoint.retain', 'checkpoint.tolerableFailures',
+  'state.storage', 'state.pageSize', 'state.cachePages', 'state.compression', 'state.remote',
+  'checkpoint.intervalMs', 'checkpoint.timeoutMs', 'checkpoint.retain', 'checkpoint.tolerableFailures', 'checkpoint.remoteRequired',
   'restart.maxAttempts', 'restart.backoffMs', 'metrics.port',
   'errors.onRecord', 'errors.deadLetterPath', 'operators.<name>.errors.onRecord',
 ];

@@ -76,6 +76,12 @@ export function readManifest(stateDir: string, id: number): Manifest {
   return m;
 }
 
+/** Writes a manifest as read elsewhere (a remote checkpoint's copy), checksum included, durably. */
+export function writeManifestFile(stateDir: string, m: Manifest & { crc?: number }): void {
+  mkdirSync(checkpointDir(stateDir), { recursive: true });
+  writeDurably(checkpointDir(stateDir), `chk-${String(m.id).padStart(10, '0')}.json`, JSON.stringify(m));
+}
+
 function manifestCrc(m: Manifest): number {
   return crc32c(Buffer.from(JSON.stringify(m)));
 }
@@ -123,6 +129,8 @@ export interface CheckpointStats {
   alignMs: Distribution;
   /** State bytes written by completed checkpoints. */
   bytesWritten: number;
+  /** With state.remote: how long the newest checkpoint has waited for its upload at the end (0: uploaded). */
+  remoteLagMs?: number;
 }
 
 interface InFlight {
@@ -151,6 +159,14 @@ export class CheckpointCoordinator {
   private readonly aligns = new Samples();
   /** Called after each complete checkpoint (manifest written, sinks told to publish). */
   onComplete?: (id: number, final: boolean) => void;
+  /**
+   * checkpoint.remoteRequired: awaited once every instance is durable and before the
+   * local manifest is written (so a crash meanwhile restores the previous checkpoint,
+   * as for one in flight). The checkpoint stays in flight until it resolves: no next
+   * one starts, so at most one snapshot waits without a manifest. It retries on its own
+   * and rejects only when the run is stopping.
+   */
+  beforePublish?: (id: number, manifest: Manifest & { crc: number }) => Promise<void>;
   /** Resolves when the final checkpoint is complete. */
   readonly finished: Promise<void>;
   private resolveFinished!: () => void;
@@ -296,8 +312,20 @@ export class CheckpointCoordinator {
           .map((a) => ({ subtask: a.subtask, stateId: a.stateId, version: a.version, position: a.position, watermark: a.watermark })),
       })),
     };
+    const sealed = { ...manifest, crc: manifestCrc(manifest) };
+    if (!this.beforePublish) return this.published(f, sealed, durationMs);
+    this.beforePublish(f.id, sealed).then(
+      () => {
+        if (!this.stopped) this.published(f, sealed, performance.now() - f.started);
+      },
+      () => undefined, // stopping: the checkpoint never existed
+    );
+  }
+
+  private published(f: InFlight, sealed: Manifest & { crc: number }, durationMs: number): void {
+    const { crc: _, ...manifest } = sealed;
     try {
-      writeDurably(checkpointDir(this.stateDir), `chk-${String(f.id).padStart(10, '0')}.json`, JSON.stringify({ ...manifest, crc: manifestCrc(manifest) }));
+      writeDurably(checkpointDir(this.stateDir), `chk-${String(f.id).padStart(10, '0')}.json`, JSON.stringify(sealed));
     } catch (e) {
       this.rejectFinished(errors.io(`writing checkpoint manifest ${f.id}`, e));
       return;

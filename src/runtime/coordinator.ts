@@ -24,6 +24,7 @@ import { prepareInstances } from './instances.js';
 import { runInline, runWorkers, type ExecutionControl } from './execution.js';
 import { ProgressLine, buildSummary, type RunSummary } from '../observe/report.js';
 import { startMetricsServer, type MetricsServer } from '../observe/metrics.js';
+import { openRemoteRun, type RemoteRun } from './remote.js';
 
 export interface RunOptions {
   /** State directory (default: a temporary directory removed after the run). */
@@ -80,9 +81,12 @@ export async function run(modulePath: string, options: RunOptions = {}): Promise
   const metricsServer = config.metrics.port ? await startMetricsServer(config.metrics.port).catch(async (e: unknown) => { await lock.release(); throw e; }) : undefined;
   let attempt = 0;
   let restarts = 0;
+  let remote: RemoteRun | undefined;
   try {
+    remote = await openRemoteRun(config, stateDir, options.fromCheckpoint, (line) => process.stderr.write(`${line}\n`));
     for (;;) {
       const restore = durable ? chooseCheckpoint(stateDir, plan, options.fromCheckpoint, attempt === 0, !!options.allowDroppedState) : undefined;
+      if (attempt === 0) await remote?.uploader.init(restore);
       if (restore?.final && attempt === 0) {
         // Sources were exhausted and the final checkpoint completed: nothing to do but
         // make sure its epoch is published (a crash may have come between the manifest
@@ -96,9 +100,15 @@ export async function run(modulePath: string, options: RunOptions = {}): Promise
             await w.close();
           }
         }
+        // …and that it is uploaded (the run that completed it may have died first).
+        if (remote) {
+          remote.uploader.enqueue(restore.id);
+          await finishUploads(remote);
+        }
         const summary = buildSummary(flow.name, plan, [], performance.now() - started, config);
         summary.restoredFrom = restore.id;
         summary.alreadyComplete = true;
+        if (remote) summary.remote = { ...remote.uploader.stats, ...(remote.restored ? { restoredFrom: remote.restored.id, restoreMs: remote.restored.ms, restoreBytes: remote.restored.bytes } : {}) };
         if (options.summary) writeFileSync(options.summary, JSON.stringify(summary, null, 2) + '\n');
         return summary;
       }
@@ -108,8 +118,9 @@ export async function run(modulePath: string, options: RunOptions = {}): Promise
       }
       mkdirSync(stateDir, { recursive: true });
       try {
-        const summary = await execute(flow, url, plan, config, stateDir, restore, options, metricsServer, started);
+        const summary = await execute(flow, url, plan, config, stateDir, restore, options, metricsServer, started, remote);
         summary.restarts = restarts;
+        if (remote?.restored) summary.remote = { ...summary.remote!, restoredFrom: remote.restored.id, restoreMs: remote.restored.ms, restoreBytes: remote.restored.bytes };
         if (options.summary) writeFileSync(options.summary, JSON.stringify(summary, null, 2) + '\n');
         return summary;
       } catch (e) {
@@ -124,6 +135,7 @@ export async function run(modulePath: string, options: RunOptions = {}): Promise
       }
     }
   } finally {
+    await remote?.uploader.close();
     await lock.release();
     await metricsServer?.close();
     if (tempState) rmSync(stateRoot, { recursive: true, force: true });
@@ -132,7 +144,7 @@ export async function run(modulePath: string, options: RunOptions = {}): Promise
 
 async function execute(
   flow: Flow, url: string, plan: PhysicalPlan, config: TidepoolConfig, stateDir: string,
-  restore: Manifest | undefined, options: RunOptions, metricsServer: MetricsServer | undefined, started: number,
+  restore: Manifest | undefined, options: RunOptions, metricsServer: MetricsServer | undefined, started: number, remote: RemoteRun | undefined,
 ): Promise<RunSummary> {
   metricsServer?.beginAttempt(); // instances of this attempt report totals from 0
   const instances = await prepareInstances(plan, config, stateDir, restore);
@@ -154,10 +166,12 @@ async function execute(
   const drops: Promise<unknown>[] = [];
   if (config.state.storage === 'lmdb') {
     const live = instances.flatMap((i) => (i.setup.state ? [i.setup.state.stateId] : []));
-    checkpoints.onComplete = (_id, final) => {
+    checkpoints.onComplete = (id, final) => {
+      if (remote && !remote.required) remote.uploader.enqueue(id);
       if (++sinceStart > config.checkpoint.retain && !final) return;
       drops.push(dropOrphanPartitions(stateDir, live).catch(() => undefined));
     };
+    if (remote?.required) checkpoints.beforePublish = (id, manifest) => remote.uploader.uploadNow(id, manifest);
   }
   control.ack = (a) => checkpoints.ack(a);
   control.exhausted = (t, s) => checkpoints.sourceExhausted(t, s);
@@ -188,9 +202,21 @@ async function execute(
     progress?.clear();
   }
   await Promise.all(drops);
+  if (remote) await finishUploads(remote);
   metricsServer?.update(flow.name, final); // the last reports, for a final scrape
   const summary = buildSummary(flow.name, plan, final, performance.now() - started, config);
   summary.checkpoints = checkpoints.stats;
+  if (remote) {
+    summary.checkpoints.remoteLagMs = remote.uploader.stats.lagMs;
+    summary.remote = remote.uploader.stats;
+  }
   if (restore) summary.restoredFrom = restore.id;
   return summary;
+}
+
+/** At the end of a run: the last checkpoint's upload gets up to 60 s more (with retries). */
+async function finishUploads(remote: RemoteRun): Promise<void> {
+  if (await remote.uploader.drain(60_000)) return;
+  const s = remote.uploader.stats;
+  process.stderr.write(`tidepool: the newest checkpoint is not uploaded yet (${s.failures} failed attempts, last: ${s.lastError ?? 'none'}); it is complete locally, the next run uploads it\n`);
 }

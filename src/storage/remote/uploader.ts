@@ -1,0 +1,316 @@
+// Uploads each completed checkpoint to remote storage, incrementally, off the record
+// path: it runs on the coordinator's event loop (records go worker to worker), reads the
+// local LMDB environment through one read transaction per upload, and sends packs of
+// at most PACK_BYTES one after the other, so its memory stays bounded by a pack.
+//
+// Per state partition it keeps a chain: a full upload (every page's newest version at
+// that flush) followed by increments (the page versions written since the previous
+// upload). After MAX_INCREMENTS increments the next upload is full again, so older
+// objects stop being needed and the remote space stays bounded; a checkpoint names
+// every object of its chains, and objects no retained checkpoint names are deleted.
+//
+// Upload order makes torn uploads harmless: packs first, then the checkpoint object
+// with a conditional create. Only the newest waiting checkpoint is uploaded (one that
+// was overtaken while waiting is skipped); a failed upload is retried with backoff.
+import { randomBytes } from 'node:crypto';
+import type { Database, RootDatabase, Transaction } from 'lmdb';
+import { lmdb, loadLmdb } from '../lmdb-lib.js';
+import { backLmdbMap } from '../lmdb-file.js';
+import { COMMITS_DB, PAGES_DB, envOptions } from '../io-protocol.js';
+import { listManifests, readManifest, type Manifest } from '../../runtime/checkpoints.js';
+import type { ObjectStore } from './object-store.js';
+import {
+  CHECKPOINTS, STATE, checkpointIdOf, checkpointName, decodeCheckpoint, encodeCheckpoint, encodePack,
+  type Pack, type RemoteCheckpoint, type RemoteState,
+} from './packs.js';
+
+/** Packs are cut at this many page bytes: few large objects, bounded memory. */
+const PACK_BYTES = 8 << 20;
+/** Increments after a full upload before the next full one. */
+const MAX_INCREMENTS = 8;
+const MAX_BACKOFF_MS = 30_000;
+
+export interface RemoteStats {
+  /** Checkpoints uploaded by this run. */
+  uploaded: number;
+  /** The newest checkpoint that exists remotely (this run's or restored). */
+  lastUploaded: number | undefined;
+  bytesUploaded: number;
+  /** How long the newest local checkpoint has waited for its upload (0: none waiting). */
+  lagMs: number;
+  failures: number;
+  lastError?: string;
+}
+
+export class CheckpointUploader {
+  private chains = new Map<string, RemoteState>();
+  private readonly known = new Map<number, RemoteCheckpoint>();
+  private waiting: number | undefined;
+  private waitingSince: number | undefined;
+  private running: Promise<void> | undefined;
+  /** An upload of checkpoint.remoteRequired in progress (close waits for it). */
+  private direct: Promise<unknown> | undefined;
+  private retryTimer: NodeJS.Timeout | undefined;
+  private backoff = 500;
+  private root: RootDatabase | undefined;
+  private closed = false;
+  /** Names of this run's packs differ from any earlier run's, even for the same version. */
+  private readonly run = randomBytes(4).toString('hex');
+  private readonly counts = { uploaded: 0, bytesUploaded: 0, failures: 0, lastUploaded: undefined as number | undefined, lastError: undefined as string | undefined };
+
+  constructor(
+    private readonly store: ObjectStore,
+    private readonly prefix: string,
+    private readonly stateDir: string,
+    private readonly retain: number,
+    private readonly warn: (line: string) => void,
+  ) {}
+
+  /** Remote checkpoint ids, ascending. */
+  async remoteIds(): Promise<number[]> {
+    const ids: number[] = [];
+    for (const o of await this.store.list(this.prefix + CHECKPOINTS)) {
+      const id = checkpointIdOf(o.name);
+      if (id !== undefined) ids.push(id);
+    }
+    return ids.sort((a, b) => a - b);
+  }
+
+  private async checkpoint(id: number): Promise<RemoteCheckpoint | undefined> {
+    const cached = this.known.get(id);
+    if (cached) return cached;
+    const name = this.prefix + checkpointName(id);
+    const bytes = await this.store.get(name);
+    if (!bytes) return undefined;
+    const c = decodeCheckpoint(bytes, `${this.store.where}, ${name}`);
+    this.known.set(id, c);
+    return c;
+  }
+
+  /**
+   * Before the run: the local state restores checkpoint `restored` (undefined: a fresh
+   * start). Remote checkpoints newer than it belong to a future the local directory
+   * gave up (--from-checkpoint went back; their flush versions will be reused), so they
+   * go; the chains continue from the remote copy of `restored` when there is one.
+   */
+  async init(restored: Manifest | undefined): Promise<void> {
+    const ids = await this.remoteIds();
+    for (const id of ids.filter((x) => restored === undefined || x > restored.id)) await this.store.delete(this.prefix + checkpointName(id));
+    if (restored === undefined) return;
+    const c = ids.includes(restored.id) ? await this.checkpoint(restored.id) : undefined;
+    const local = readManifest(this.stateDir, restored.id) as Manifest & { crc?: number };
+    if (c && c.manifest.crc === local.crc) {
+      this.chains = new Map(Object.entries(c.states));
+      this.counts.lastUploaded = restored.id;
+    }
+  }
+
+  /** Checkpoint `id` completed locally: upload it (or a newer one) soon. */
+  enqueue(id: number): void {
+    if (this.closed) return;
+    if (this.waiting === undefined) this.waitingSince = performance.now();
+    this.waiting = Math.max(this.waiting ?? id, id);
+    this.kick();
+  }
+
+  private kick(): void {
+    if (this.running || this.retryTimer || this.waiting === undefined) return;
+    const id = this.waiting;
+    this.waiting = undefined;
+    const since = this.waitingSince;
+    this.running = this.upload(id).then(
+      () => {
+        this.backoff = 500;
+        this.waitingSince = this.waiting === undefined ? undefined : performance.now();
+      },
+      (e: unknown) => {
+        this.counts.failures++;
+        const line = (e as Error).message.split('\n')[0]!;
+        if (line !== this.counts.lastError) this.warn(`tidepool: uploading checkpoint ${id} failed, retrying in ${this.backoff} ms: ${line}`);
+        this.counts.lastError = line;
+        // Retry this one unless a newer checkpoint is waiting; the lag keeps counting.
+        if (this.waiting === undefined) this.waiting = id;
+        this.waitingSince = since;
+        this.retryTimer = setTimeout(() => {
+          this.retryTimer = undefined;
+          this.kick();
+        }, this.backoff);
+        this.backoff = Math.min(this.backoff * 2, MAX_BACKOFF_MS);
+      },
+    ).finally(() => {
+      this.running = undefined;
+      this.kick();
+    });
+  }
+
+  /**
+   * checkpoint.remoteRequired: uploads checkpoint `id` (its manifest not yet written
+   * locally) now, retrying with backoff until it succeeds; rejects only on close().
+   */
+  uploadNow(id: number, manifest: Manifest & { crc?: number }): Promise<void> {
+    const p = this.uploadRetrying(id, manifest);
+    this.direct = p.catch(() => undefined).finally(() => (this.direct = undefined));
+    return p;
+  }
+
+  private async uploadRetrying(id: number, manifest: Manifest & { crc?: number }): Promise<void> {
+    let backoff = 500;
+    this.waitingSince ??= performance.now();
+    for (;;) {
+      if (this.closed) throw new Error('the run is stopping');
+      try {
+        await this.upload(id, manifest);
+        this.waitingSince = undefined;
+        return;
+      } catch (e) {
+        if (this.closed) throw e;
+        this.counts.failures++;
+        const line = (e as Error).message.split('\n')[0]!;
+        if (line !== this.counts.lastError) this.warn(`tidepool: uploading checkpoint ${id} failed, retrying (checkpoint.remoteRequired: nothing is published until it is uploaded): ${line}`);
+        this.counts.lastError = line;
+        await new Promise((r) => setTimeout(r, backoff));
+        backoff = Math.min(backoff * 2, MAX_BACKOFF_MS);
+      }
+    }
+  }
+
+  get stats(): RemoteStats {
+    const lagMs = this.waitingSince === undefined ? 0 : Math.round(performance.now() - this.waitingSince);
+    return { uploaded: this.counts.uploaded, lastUploaded: this.counts.lastUploaded, bytesUploaded: this.counts.bytesUploaded, lagMs, failures: this.counts.failures, ...(this.counts.lastError ? { lastError: this.counts.lastError } : {}) };
+  }
+
+  /**
+   * Waits until the newest enqueued checkpoint is uploaded, retrying for at most
+   * `timeoutMs`; false if it is still not uploaded then.
+   */
+  async drain(timeoutMs: number): Promise<boolean> {
+    const deadline = performance.now() + timeoutMs;
+    while (this.running || this.waiting !== undefined) {
+      if (performance.now() > deadline) return false;
+      if (this.retryTimer) {
+        clearTimeout(this.retryTimer); // at the end of the run: retry at once, then back off again
+        this.retryTimer = undefined;
+        this.kick();
+      }
+      await (this.running ?? new Promise((r) => setTimeout(r, 50)));
+    }
+    return true;
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    clearTimeout(this.retryTimer);
+    while (this.running) await this.running.catch(() => undefined);
+    while (this.direct) await this.direct;
+    await this.root?.close();
+    this.root = undefined;
+  }
+
+  private async env(): Promise<RootDatabase> {
+    if (this.root) return this.root;
+    await loadLmdb();
+    backLmdbMap(this.stateDir);
+    this.root = lmdb().open(envOptions(this.stateDir, false));
+    return this.root;
+  }
+
+  private async upload(id: number, given?: Manifest & { crc?: number }): Promise<void> {
+    if (!given && !listManifests(this.stateDir).includes(id)) return; // gone (retain) while waiting: a newer one is queued
+    const manifest = given ?? (readManifest(this.stateDir, id) as Manifest & { crc?: number });
+    const root = await this.env();
+    const pages = root.openDB<Buffer, [string, number, number]>({ name: PAGES_DB, encoding: 'binary', keyEncoding: 'ordered-binary' });
+    const commits = root.openDB<Buffer, [string, number]>({ name: COMMITS_DB, encoding: 'binary', keyEncoding: 'ordered-binary' });
+    // One snapshot for the whole upload: the I/O worker's GC cannot take page versions
+    // away halfway (it may still delete them in later transactions).
+    const txn = root.useReadTransaction();
+    const states: Record<string, RemoteState> = {};
+    let bytes = 0;
+    try {
+      for (const task of manifest.tasks) {
+        for (const inst of task.instances) {
+          if (inst.stateId === undefined || inst.version === undefined) continue;
+          const r = await this.uploadState(pages, commits, txn, inst.stateId, inst.version);
+          states[inst.stateId] = r.state;
+          bytes += r.bytes;
+        }
+      }
+    } finally {
+      txn.done();
+    }
+    const checkpoint: RemoteCheckpoint = { format: 1, id, time: Date.now(), manifest, states, bytesUploaded: bytes };
+    const name = this.prefix + checkpointName(id);
+    if (!(await this.store.createIfAbsent(name, encodeCheckpoint(checkpoint)))) {
+      throw new Error(`${name} already exists in ${this.store.where} (another run writing to the same prefix?)`);
+    }
+    this.chains = new Map(Object.entries(states));
+    this.known.set(id, checkpoint);
+    this.counts.uploaded++;
+    this.counts.bytesUploaded += bytes;
+    this.counts.lastUploaded = id;
+    await this.collect();
+  }
+
+  /** The pack objects for one partition at `version`: its chain's, plus what changed since. */
+  private async uploadState(
+    pages: Database<Buffer, [string, number, number]>, commits: Database<Buffer, [string, number]>, transaction: Transaction, stateId: string, version: number,
+  ): Promise<{ state: RemoteState; bytes: number }> {
+    const chain = this.chains.get(stateId);
+    if (chain && chain.version === version) return { state: chain, bytes: 0 }; // nothing flushed since
+    const full = chain === undefined || chain.version > version || chain.increments >= MAX_INCREMENTS;
+    const from = full ? -1 : chain.version;
+    // Per page, the newest version in (from, version]: older ones are superseded.
+    const newest = new Map<number, number>();
+    for (const key of pages.getKeys({ start: [stateId, -1, -1], end: [stateId, Number.MAX_SAFE_INTEGER, Number.MAX_SAFE_INTEGER], transaction })) {
+      const [, pageId, v] = key as [string, number, number];
+      if (v > from && v <= version) newest.set(pageId, v);
+    }
+    const commitList: Pack['commits'] = [];
+    for (const { key, value } of commits.getRange({ start: [stateId, from + 1], end: [stateId, version + 1], transaction })) {
+      commitList.push([(key as [string, number])[1], value]);
+    }
+    const objects: string[] = [];
+    let bytes = 0;
+    let batch: Pack['pages'] = [];
+    let batchBytes = 0;
+    const flush = async (last: boolean) => {
+      if (batch.length === 0 && !(last && objects.length === 0)) return; // every chain step has at least one pack (its commit records)
+      const body = encodePack({ format: 1, stateId, pages: batch, commits: last ? commitList : [] });
+      const name = `${this.prefix}${STATE}${stateId}/${String(version).padStart(10, '0')}-${this.run}-${objects.length}.pack`;
+      await this.store.put(name, body);
+      objects.push(name);
+      bytes += body.length;
+      batch = [];
+      batchBytes = 0;
+    };
+    for (const [pageId, v] of newest) {
+      const value = pages.get([stateId, pageId, v], { transaction });
+      if (value === undefined) continue; // collected (a newer version is in this snapshot)
+      batch.push([pageId, v, value]);
+      batchBytes += value.length;
+      if (batchBytes >= PACK_BYTES) await flush(false);
+    }
+    await flush(true);
+    const state: RemoteState = full ? { version, objects, increments: 0 } : { version, objects: [...chain.objects, ...objects], increments: chain.increments + 1 };
+    return { state, bytes };
+  }
+
+  /**
+   * Remote GC: checkpoints beyond `retain` go (oldest first, before anything they
+   * name), then every pack no retained checkpoint names — also packs of a torn upload.
+   * Runs after an upload, never during one, so no pack in flight is taken for garbage.
+   */
+  private async collect(): Promise<void> {
+    const ids = await this.remoteIds();
+    const keep = ids.slice(Math.max(0, ids.length - this.retain));
+    for (const id of ids.slice(0, ids.length - keep.length)) {
+      await this.store.delete(this.prefix + checkpointName(id));
+      this.known.delete(id);
+    }
+    const named = new Set<string>();
+    for (const id of keep) {
+      const c = await this.checkpoint(id);
+      if (c) for (const s of Object.values(c.states)) for (const o of s.objects) named.add(o);
+    }
+    for (const o of await this.store.list(this.prefix + STATE)) if (!named.has(o.name)) await this.store.delete(o.name);
+  }
+}

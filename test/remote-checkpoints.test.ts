@@ -1,0 +1,237 @@
+// Remote checkpoints (state.remote) against a real Azure Blob endpoint: azurite, started
+// by test/helpers/azurite.ts. Covered: the object-store contract of both
+// implementations; a SIGKILL loop where every restart gets an EMPTY local state
+// directory (so each one restores from the remote copy), with a rescale 2 → 3 → 1 on
+// the way, ending in exactly-once output; remote GC leaves exactly the retained
+// checkpoints' objects; azurite stopped mid-run (uploads catch up; with
+// checkpoint.remoteRequired checkpoints abort and the run goes on from the last good
+// one); wrong key, unreachable endpoint, missing container and bad config as one line.
+//
+// Fixture: test-fixtures/flows/checkpoint/keyed-count.ts (keyed count → file sink).
+import t from 'tap';
+import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { BlobServiceClient } from '@azure/storage-blob';
+import { FlowChildren, manifestIds, sleep } from './helpers/flow-child.js';
+import { checkExactlyOnce, lines } from './helpers/keyed-output.js';
+import { startAzurite, type Azurite } from './helpers/azurite.js';
+import { openObjectStore, type ObjectStore } from '../src/storage/remote/object-store.js';
+import { decodeCheckpoint } from '../src/storage/remote/packs.js';
+import { parseConfig } from '../src/config/schema.js';
+import type { RunSummary } from '../src/observe/report.js';
+
+const children = new FlowChildren('tidepool-remote-');
+const tmp = children.dir;
+const { start, runToEnd } = children;
+let az: Azurite;
+t.before(async () => {
+  az = await startAzurite(join(tmp, 'azurite'));
+});
+t.teardown(async () => {
+  await az?.stop();
+  children.remove();
+});
+
+const KEYS = 300;
+const keyOf = (i: number): string => `k${(Math.imul(i, 2654435761) >>> 0) % KEYS}`;
+const remoteSet = (container: string, prefix: string, key?: string) =>
+  `state.remote=${JSON.stringify({ kind: 'azure-blob', connectionString: az.connectionString(key), container, prefix })}`;
+const container = (name: string) => BlobServiceClient.fromConnectionString(az.connectionString()).getContainerClient(name);
+
+async function blobNames(c: string, prefix = ''): Promise<string[]> {
+  const out: string[] = [];
+  if (!(await container(c).exists())) return out;
+  for await (const b of container(c).listBlobsFlat({ prefix })) out.push(b.name);
+  return out.sort();
+}
+
+/** The remote checkpoint objects' ids and the pack objects they name. */
+async function remoteCheckpoints(c: string, prefix: string): Promise<{ ids: number[]; named: Set<string> }> {
+  const ids: number[] = [];
+  const named = new Set<string>();
+  for (const name of await blobNames(c, `${prefix}checkpoints/`)) {
+    const body = await container(c).getBlobClient(name).downloadToBuffer();
+    const chk = decodeCheckpoint(body, name);
+    ids.push(chk.id);
+    for (const s of Object.values(chk.states)) for (const o of s.objects) named.add(o);
+  }
+  return { ids: ids.sort((a, b) => a - b), named };
+}
+
+/** Waits (up to 60 s) until the flow state has checkpoint `id` or the run ended. */
+async function untilCheckpoint(flowState: string, id: number, run: { exited: boolean }): Promise<void> {
+  const deadline = performance.now() + 60_000;
+  while (!run.exited && performance.now() < deadline && (manifestIds(flowState).at(-1) ?? 0) < id) await sleep(50);
+}
+
+t.test('object stores: put, get, list, delete and a create that happens once (azure-blob and dir)', async (t) => {
+  const stores: ObjectStore[] = [
+    await openObjectStore({ kind: 'azure-blob', connectionString: az.connectionString(), container: 'contract', prefix: '' }),
+    await openObjectStore({ kind: 'dir', path: join(tmp, 'dir-store'), prefix: '' }),
+  ];
+  for (const s of stores) {
+    await s.put('a/one', Buffer.from('1'));
+    await s.put('a/one', Buffer.from('one')); // replaced
+    await s.put('b/two', Buffer.alloc(3000, 7));
+    t.equal(String(await s.get('a/one')), 'one', `${s.where}: put replaces`);
+    t.equal(await s.get('a/none'), undefined, `${s.where}: a missing object is undefined`);
+    t.same((await s.list('a/')).map((o) => [o.name, o.bytes]), [['a/one', 3]], `${s.where}: list by prefix with sizes`);
+    t.equal(await s.createIfAbsent('c/x', Buffer.from('first')), true, `${s.where}: conditional create`);
+    t.equal(await s.createIfAbsent('c/x', Buffer.from('second')), false, `${s.where}: … refused when it exists`);
+    t.equal(String(await s.get('c/x')), 'first', `${s.where}: … and the first body stays`);
+    await s.delete('a/one');
+    await s.delete('a/one'); // gone already: no error
+    t.same((await s.list('')).map((o) => o.name).sort(), ['b/two', 'c/x'], `${s.where}: delete`);
+  }
+});
+
+t.test('config: state.remote and checkpoint.remoteRequired are validated, one line each', async (t) => {
+  const bad = (raw: unknown, re: RegExp, what: string) => {
+    try {
+      parseConfig(raw);
+      t.fail(`${what}: accepted`);
+    } catch (e) {
+      const m = (e as Error).message;
+      t.match(m, re, what);
+      t.notOk(m.includes('\n'), `${what}: one line`);
+    }
+  };
+  bad({ state: { remote: { kind: 's3', container: 'x' } } }, /config state\.remote.*kind/, 'unknown kind');
+  bad({ state: { remote: { kind: 'azure-blob', connectionString: 'x', container: 'Bad_Name' } } }, /config state\.remote\.container: expected a container name/, 'bad container name');
+  bad({ state: { remote: { kind: 'azure-blob', container: 'abc' } } }, /config state\.remote.*either connectionString, or accountUrl and sasToken/, 'no credentials');
+  bad({ state: { remote: { kind: 'azure-blob', connectionString: 'x', accountUrl: 'https://a.blob.core.windows.net', sasToken: 's', container: 'abc' } } }, /either connectionString/, 'both credentials');
+  bad({ checkpoint: { remoteRequired: true } }, /config checkpoint\.remoteRequired: expected state\.remote/, 'remoteRequired without remote');
+  bad({ state: { storage: 'memory', remote: { kind: 'dir', path: '/x' } } }, /config state\.remote: expected state\.storage 'lmdb'/, 'remote with memory state');
+  const ok = parseConfig({ state: { remote: { kind: 'azure-blob', connectionString: 'x', container: 'abc', prefix: 'jobs/a' } } });
+  t.same(ok.state.remote, { kind: 'azure-blob', connectionString: 'x', container: 'abc', prefix: 'jobs/a/' }, 'a prefix gets its trailing slash');
+});
+
+t.test('SIGKILL loop, each restart on an empty state directory (restored from azurite), rescaled 2 → 3 → 1: exactly once', async (t) => {
+  const N = 60_000;
+  const out = join(tmp, 'loop', 'out.jsonl');
+  mkdirSync(join(tmp, 'loop'), { recursive: true });
+  const env = { TP_N: String(N), TP_OUT: out, TP_KEYS: String(KEYS) };
+  const remote = remoteSet('loop', 'job/');
+  const rounds = [{ p: 2, killMs: 300 }, { p: 3, killMs: 450 }, { p: 1, killMs: 150 }];
+  let restoredOnce = 0;
+  let state = '';
+  for (const [r, round] of rounds.entries()) {
+    state = join(tmp, 'loop', `state-${r}`); // a fresh, empty directory every round: a new machine
+    const run = start('keyed-count.ts', state, ['--set', remote, '--set', `parallelism=${round.p}`, '--set', 'checkpoint.intervalMs=300'], { ...env, TP_RATE: '6000' });
+    // Killed once this run completed two checkpoints of its own (so one was uploaded),
+    // plus a moment: start-up under a loaded test machine takes seconds.
+    const first = (await remoteCheckpoints('loop', 'job/')).ids.at(-1) ?? 0; // what this run restores
+    const deadline = performance.now() + 60_000;
+    while (!run.exited && performance.now() < deadline && (manifestIds(join(state, 'chk-count')).at(-1) ?? 0) < first + 2) await sleep(50);
+    await sleep(round.killMs);
+    run.child.kill('SIGKILL');
+    const exit = await run.done;
+    if (exit.code === 0) t.fail(`round ${r} finished before its kill; raise N`);
+    if (manifestIds(join(state, 'chk-count')).length > 0 && r > 0) restoredOnce++;
+  }
+  t.ok(restoredOnce > 0, `later rounds restored the remote checkpoint into an empty directory (${restoredOnce} of ${rounds.length - 1})`);
+  const before = lines(out).length;
+  t.ok(before > 0 && before < N, `the killed runs published ${before} of ${N} records`);
+  const last = join(tmp, 'loop', 'state-last');
+  const summaryPath = join(tmp, 'loop', 'summary.json');
+  const end = await runToEnd('keyed-count.ts', last, ['--set', remote, '--set', 'parallelism=2', '--summary', summaryPath], env);
+  t.equal(end.code, 0, `the last run completes from the remote checkpoint: ${end.stderr.trim().split('\n').at(-1) ?? ''}`);
+  const summary = JSON.parse(readFileSync(summaryPath, 'utf8')) as RunSummary;
+  t.ok(summary.remote?.restoredFrom !== undefined && summary.restoredFrom === summary.remote.restoredFrom, `restored remote checkpoint ${summary.remote?.restoredFrom} (${summary.remote?.restoreBytes} bytes in ${summary.remote?.restoreMs} ms)`);
+  t.ok(summary.recordsIn < N, `it read only the records after the checkpoint (${summary.recordsIn})`);
+  t.equal(summary.checkpoints?.remoteLagMs, 0, 'the final checkpoint is uploaded before the run ends');
+  checkExactlyOnce(t, out, N, keyOf, 'after kills and remote restores');
+
+  // GC: exactly the retained checkpoints (retain 2) and the objects they name.
+  const { ids, named } = await remoteCheckpoints('loop', 'job/');
+  t.equal(ids.length, 2, `two checkpoints retained remotely: ${ids.join(', ')}`);
+  t.equal(ids.at(-1), manifestIds(join(last, 'chk-count')).at(-1), 'the newest remote checkpoint is the final local one');
+  t.same(await blobNames('loop', 'job/state/'), [...named].sort(), 'every pack object is named by a retained checkpoint, and every named one exists');
+
+  // A finished run, on yet another empty directory: already complete, nothing republished.
+  const bytes = readFileSync(out).length;
+  const again = await runToEnd('keyed-count.ts', join(tmp, 'loop', 'state-again'), ['--set', remote, '--summary', summaryPath], env);
+  t.equal(again.code, 0, 'rerun on an empty directory exits 0');
+  t.equal((JSON.parse(readFileSync(summaryPath, 'utf8')) as RunSummary).alreadyComplete, true, 'it restores the final checkpoint and has nothing to do');
+  t.equal(readFileSync(out).length, bytes, 'the output is unchanged');
+});
+
+t.test('azurite stopped mid-run: checkpoints go on locally, uploads retry and catch up', async (t) => {
+  const N = 40_000;
+  const out = join(tmp, 'outage', 'out.jsonl');
+  mkdirSync(join(tmp, 'outage'), { recursive: true });
+  const env = { TP_N: String(N), TP_OUT: out, TP_KEYS: String(KEYS), TP_RATE: '8000' };
+  const state = join(tmp, 'outage', 'state');
+  const summaryPath = join(tmp, 'outage', 'summary.json');
+  const run = start('keyed-count.ts', state, ['--set', remoteSet('outage', ''), '--set', 'parallelism=1', '--set', 'checkpoint.intervalMs=200', '--summary', summaryPath], env);
+  await untilCheckpoint(join(state, 'chk-count'), 2, run);
+  await az.stop();
+  const localBefore = manifestIds(join(state, 'chk-count')).at(-1) ?? 0;
+  await sleep(2000);
+  const localDuring = manifestIds(join(state, 'chk-count')).at(-1) ?? 0;
+  await az.restart();
+  const exit = await run.done;
+  t.equal(exit.code, 0, 'the run completes');
+  t.ok(localDuring > localBefore, `local checkpoints went on while the remote was down (${localBefore} → ${localDuring})`);
+  t.match(exit.stderr, /tidepool: uploading checkpoint \d+ failed, retrying in \d+ ms: remote checkpoints azure-blob account devstoreaccount1, container outage/, 'one line says the upload failed and is retried, naming account and container');
+  const summary = JSON.parse(readFileSync(summaryPath, 'utf8')) as RunSummary;
+  t.ok((summary.remote?.failures ?? 0) > 0, `failed attempts counted (${summary.remote?.failures})`);
+  t.equal(summary.checkpoints?.remoteLagMs, 0, 'caught up: no lag at the end');
+  const { ids } = await remoteCheckpoints('outage', '');
+  t.equal(ids.at(-1), manifestIds(join(state, 'chk-count')).at(-1), 'the final checkpoint is remote');
+  checkExactlyOnce(t, out, N, keyOf, 'through the outage');
+});
+
+t.test('checkpoint.remoteRequired: while azurite is down nothing is published and no checkpoint completes; then it catches up', async (t) => {
+  const N = 40_000;
+  const out = join(tmp, 'required', 'out.jsonl');
+  mkdirSync(join(tmp, 'required'), { recursive: true });
+  const env = { TP_N: String(N), TP_OUT: out, TP_KEYS: String(KEYS), TP_RATE: '8000' };
+  const state = join(tmp, 'required', 'state');
+  const summaryPath = join(tmp, 'required', 'summary.json');
+  const args = ['--set', remoteSet('required', ''), '--set', 'checkpoint.remoteRequired=true', '--set', 'parallelism=1', '--set', 'checkpoint.intervalMs=200', '--summary', summaryPath];
+  const run = start('keyed-count.ts', state, args, env);
+  await untilCheckpoint(join(state, 'chk-count'), 2, run);
+  await az.stop();
+  await sleep(500); // a checkpoint in flight now waits for its upload
+  const published = lines(out).length;
+  const local = manifestIds(join(state, 'chk-count')).at(-1) ?? 0;
+  await sleep(2000);
+  t.equal(lines(out).length, published, `nothing is published while the remote is down (${published} lines)`);
+  t.equal(manifestIds(join(state, 'chk-count')).at(-1) ?? 0, local, `no checkpoint completes locally meanwhile (newest ${local})`);
+  const remoteNow = (await (async () => {
+    await az.restart();
+    return remoteCheckpoints('required', '');
+  })()).ids;
+  t.ok(remoteNow.includes(local), `the newest local checkpoint (${local}) was remote before it existed locally (remote: ${remoteNow.join(', ')})`);
+  const exit = await run.done;
+  t.equal(exit.code, 0, `the run completes: ${exit.stderr.trim().split('\n').at(-1) ?? ''}`);
+  t.match(exit.stderr, /tidepool: uploading checkpoint \d+ failed, retrying \(checkpoint\.remoteRequired: nothing is published until it is uploaded\): remote checkpoints azure-blob account devstoreaccount1, container required/, 'one line says why nothing is published');
+  const { ids } = await remoteCheckpoints('required', '');
+  const locals = manifestIds(join(state, 'chk-count'));
+  t.ok(locals.every((id) => ids.includes(id)), `every local checkpoint is remote too (local ${locals.join(', ')}; remote ${ids.join(', ')})`);
+  checkExactlyOnce(t, out, N, keyOf, 'remoteRequired through the outage');
+});
+
+t.test('wrong key, unreachable endpoint, missing container: one line before any record', async (t) => {
+  const out = join(tmp, 'errors', 'out.jsonl');
+  mkdirSync(join(tmp, 'errors'), { recursive: true });
+  const env = { TP_N: '1000', TP_OUT: out, TP_KEYS: String(KEYS) };
+  const wrong = await runToEnd('keyed-count.ts', join(tmp, 'errors', 's1'), ['--set', remoteSet('errors', '', 'd3Jvbmcta2V5')], env, 60_000);
+  t.not(wrong.code, 0, 'wrong key: the run fails');
+  t.match(wrong.stderr, /tidepool: remote checkpoints azure-blob account devstoreaccount1, container errors: cannot open the container: access denied \(403/, `wrong key: one line naming account and container (${wrong.stderr.trim()})`);
+  t.equal(wrong.stderr.trim().split('\n').length, 1, 'wrong key: one line');
+  t.notOk(existsSync(out), 'wrong key: no record was processed');
+
+  const down = `state.remote=${JSON.stringify({ kind: 'azure-blob', connectionString: az.connectionString().replace(String(az.port), '1'), container: 'errors' })}`;
+  const unreachable = await runToEnd('keyed-count.ts', join(tmp, 'errors', 's2'), ['--set', down], env, 90_000);
+  t.not(unreachable.code, 0, 'unreachable endpoint: the run fails');
+  t.match(unreachable.stderr, /remote checkpoints azure-blob account devstoreaccount1, container errors: cannot open the container: cannot reach the endpoint/, 'unreachable: one line naming it');
+  t.notOk(existsSync(out), 'unreachable: no record was processed');
+
+  t.notOk(await container('fresh-container').exists(), 'the container does not exist yet');
+  const fresh = await runToEnd('keyed-count.ts', join(tmp, 'errors', 's3'), ['--set', remoteSet('fresh-container', 'p')], env);
+  t.equal(fresh.code, 0, 'a missing container is created');
+  t.ok((await blobNames('fresh-container', 'p/checkpoints/')).length > 0, 'and holds the checkpoints');
+  rmSync(out, { force: true });
+});
