@@ -11,6 +11,8 @@
 import t from 'tap';
 import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { BlobServiceClient } from '@azure/storage-blob';
 import { FlowChildren, manifestIds, sleep } from './helpers/flow-child.js';
 import { checkExactlyOnce, lines } from './helpers/keyed-output.js';
@@ -19,6 +21,9 @@ import { openObjectStore, type ObjectStore } from '../src/storage/remote/object-
 import { decodeCheckpoint } from '../src/storage/remote/packs.js';
 import { parseConfig } from '../src/config/schema.js';
 import type { RunSummary } from '../src/observe/report.js';
+import type { RemoteReport } from '../src/cli/inspect-remote.js';
+
+const CLI = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
 
 const children = new FlowChildren('tidepool-remote-');
 const tmp = children.dir;
@@ -147,6 +152,18 @@ t.test('SIGKILL loop, each restart on an empty state directory (restored from az
   t.equal(ids.length, 2, `two checkpoints retained remotely: ${ids.join(', ')}`);
   t.equal(ids.at(-1), manifestIds(join(last, 'chk-count')).at(-1), 'the newest remote checkpoint is the final local one');
   t.same(await blobNames('loop', 'job/state/'), [...named].sort(), 'every pack object is named by a retained checkpoint, and every named one exists');
+
+  // tidepool inspect --remote lists the same checkpoints, with their objects and bytes.
+  const spec = JSON.stringify({ kind: 'azure-blob', connectionString: az.connectionString(), container: 'loop', prefix: 'job/' });
+  const inspected = spawnSync(process.execPath, [CLI, 'inspect', '--remote', spec, '--json'], { encoding: 'utf8' });
+  t.equal(inspected.status, 0, `inspect --remote exits 0 ${inspected.stderr}`);
+  const report = JSON.parse(inspected.stdout) as RemoteReport;
+  t.same(report.checkpoints.map((c) => c.id), ids, 'inspect --remote: the retained checkpoints');
+  t.ok(report.checkpoints.every((c) => c.objects > 1 && c.bytes > 0 && c.partitions >= 1), 'inspect --remote: objects, bytes and partitions per checkpoint');
+  t.equal(report.checkpoints.at(-1)!.final, true, 'inspect --remote: the newest is the final checkpoint');
+  t.same(report.unreferenced, { objects: 0, bytes: 0 }, 'inspect --remote: nothing unreferenced after GC');
+  const text = spawnSync(process.execPath, [CLI, 'inspect', '--remote', spec], { encoding: 'utf8' });
+  t.match(text.stdout, new RegExp(`remote checkpoints in azure-blob account devstoreaccount1, container loop, prefix job/: 2\\n  checkpoint ${ids[0]} `), 'inspect --remote: the text form');
 
   // A finished run, on yet another empty directory: already complete, nothing republished.
   const bytes = readFileSync(out).length;

@@ -19,13 +19,15 @@ Usage:
   tidepool profile <doctor|flame|bubbleprof|heapprofiler|cpu> -- <run arguments>
       clinic tools run the flow inline (one thread); cpu writes one profile per worker thread
   tidepool inspect <state-dir> [--json]
+  tidepool inspect --remote '<state.remote JSON>' [--json]
       what a state directory holds: checkpoints, operators and instances, key counts,
-      pages and bytes per state, source positions; or an embedded store's flushes
+      pages and bytes per state, source positions; or an embedded store's flushes;
+      with --remote, the checkpoints in remote storage (id, time, bytes, objects)
   tidepool --version | --help
 
 Config keys (--config file.json, --set path=value): parallelism, keyGroups, chaining,
 execution (workers|inline), batchSize, operators.<name>.parallelism, state.storage,
-state.pageSize, state.cachePages, state.compression, checkpoint.*, restart.*, metrics.port
+state.pageSize, state.cachePages, state.compression, state.remote, checkpoint.*, restart.*, metrics.port
 `;
 
 function fail(e: unknown, verbose: boolean): never {
@@ -49,8 +51,14 @@ async function main(argv: string[]): Promise<void> {
       return;
     }
     if (cmd === 'inspect') {
-      const { values, positionals } = parseArgs({ args: rest, options: { json: { type: 'boolean', default: false } }, allowPositionals: true });
-      if (positionals.length !== 1) throw new TidepoolError('TIDEPOOL_BAD_OPTION', 'usage: tidepool inspect <state-dir> [--json]');
+      const { values, positionals } = parseArgs({ args: rest, options: { json: { type: 'boolean', default: false }, remote: { type: 'string' } }, allowPositionals: true });
+      if (values.remote !== undefined && positionals.length === 0) {
+        const { inspectRemote, formatRemoteReport } = await import('./inspect-remote.js');
+        const report = await inspectRemote(values.remote);
+        console.log(values.json ? JSON.stringify(report, null, 2) : formatRemoteReport(report));
+        return;
+      }
+      if (positionals.length !== 1 || values.remote !== undefined) throw new TidepoolError('TIDEPOOL_BAD_OPTION', "usage: tidepool inspect <state-dir> [--json] | tidepool inspect --remote '<state.remote JSON>' [--json]");
       await prepareBuiltinCodecs(); // inspect reads state pages, zstd ones included
       const report = inspectDir(positionals[0]!);
       console.log(values.json ? JSON.stringify(report, null, 2) : formatDirReport(report));

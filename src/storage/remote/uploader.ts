@@ -272,15 +272,20 @@ export class CheckpointUploader {
     let bytes = 0;
     let batch: Pack['pages'] = [];
     let batchBytes = 0;
+    // Two packs at most in memory: one uploading while the next is read and encoded.
+    let inFlight: Promise<void> | undefined;
     const flush = async (last: boolean) => {
       if (batch.length === 0 && !(last && objects.length === 0)) return; // every chain step has at least one pack (its commit records)
       const body = encodePack({ format: 1, stateId, pages: batch, commits: last ? commitList : [] });
       const name = `${this.prefix}${STATE}${stateId}/${String(version).padStart(10, '0')}-${this.run}-${objects.length}.pack`;
-      await this.store.put(name, body);
       objects.push(name);
       bytes += body.length;
       batch = [];
       batchBytes = 0;
+      await inFlight;
+      inFlight = this.store.put(name, body);
+      inFlight.catch(() => undefined); // awaited below or at the next pack; not an unhandled rejection meanwhile
+      if (last) await inFlight;
     };
     for (const [pageId, v] of newest) {
       const value = pages.get([stateId, pageId, v], { transaction });
