@@ -62,3 +62,34 @@ t.test('more consecutive timeouts than tolerableFailures fail the run with one l
   t.equal(rerun.code, 0, `the rerun resumes from checkpoint 2 and completes${rerun.stderr ? `: ${rerun.stderr.trim()}` : ''}`);
   checkExactlyOnce(t, out, n, keyOf, 'after the failed run');
 });
+
+// Aborted checkpoints still flush: the stateful instances' snapshots were durable when
+// the checkpoint timed out at the held sink. The I/O worker keeps a partition's newest
+// flushes by count, so with only retain + 1 kept, a run of aborted checkpoints collected
+// the page versions the oldest retained (older) checkpoint needs.
+t.test('a run of aborted checkpoints keeps every retained checkpoint restorable', async (t) => {
+  const state = join(tmp, 'many-aborts-state');
+  const out = join(tmp, 'many-aborts', 'out.jsonl');
+  const n = 40_000;
+  mkdirSync(join(tmp, 'many-aborts'), { recursive: true });
+  const args = ['--set', 'parallelism=2', '--set', 'checkpoint.intervalMs=100', '--set', 'checkpoint.retain=3', '--set', 'restart.maxAttempts=0'];
+  const env = { TP_N: String(n), TP_OUT: out, TP_RATE: '2000' };
+  // The sink holds prepare(3) for 4 s while checkpoints time out after 300 ms: about
+  // ten aborted checkpoints whose 'counts' snapshots are durable (retain 3 + 1 = 4 kept
+  // before the fix). Killed as soon as the first checkpoint after the hold completes.
+  const run = children.start('slow-sink.ts', state, [...args, '--set', 'checkpoint.timeoutMs=300', '--set', 'checkpoint.tolerableFailures=40'],
+    { ...env, TP_SLOW_PHASE: 'prepare', TP_SLOW_EPOCH: '3', TP_SLOW_MS: '4000' });
+  const flowState = join(state, 'chk-slow-sink');
+  const deadline = performance.now() + 90_000;
+  while (!run.exited && performance.now() < deadline && !manifestIds(flowState).some((id) => id > 3)) await new Promise((r) => setTimeout(r, 10));
+  run.child.kill('SIGKILL');
+  await run.done;
+  const ids = manifestIds(flowState);
+  const after = ids.find((id) => id > 3);
+  t.ok(after !== undefined && after >= 8, `checkpoints 3…${(after ?? 4) - 1} were aborted (retained now: ${ids.join(', ')})`);
+  const oldest = ids[0]!;
+  t.ok(oldest <= 2, `the oldest retained checkpoint (${oldest}) is from before the aborted ones`);
+  const rerun = await runToEnd('slow-sink.ts', state, [...args, '--from-checkpoint', String(oldest)], env);
+  t.equal(rerun.code, 0, `--from-checkpoint ${oldest} restores and completes${rerun.stderr ? `: ${rerun.stderr.trim()}` : ''}`);
+  checkExactlyOnce(t, out, n, keyOf, `after going back to checkpoint ${oldest}`);
+});

@@ -42,7 +42,7 @@ export async function prepareInstances(plan: PhysicalPlan, config: TidepoolConfi
         const rescaled = old !== undefined && old.parallelism !== t.parallelism;
         const stateId = rescaled ? `${t.operators[0]}#${s}.g${restore!.id}` : saved?.stateId ?? `${t.operators[0]}#${s}`;
         const st = config.state;
-        setup.state = { storage: st.storage, stateId, pageSize: st.pageSize, cachePages, compression: st.compression, retain: config.checkpoint.retain + 1 };
+        setup.state = { storage: st.storage, stateId, pageSize: st.pageSize, cachePages, compression: st.compression, retain: flushesToRetain(config) };
         if (rescaled) {
           const [a, b] = keyGroupRange(s, t.parallelism, plan.keyGroups);
           setup.state.groups = [a, b];
@@ -55,11 +55,9 @@ export async function prepareInstances(plan: PhysicalPlan, config: TidepoolConfi
         }
         if (st.storage !== 'memory') {
           const restoreVersion = restore ? (rescaled ? 0 : saved?.version ?? 0) : undefined;
-          // retain + 1: a snapshot is durable before its manifest exists, so the versions
-          // of the oldest retained checkpoint must outlive one more snapshot.
           let a;
           try {
-            a = await IoClient.shared().attachRaw({ stateId, dir: stateDir, noSync: st.storage === 'temp', retain: config.checkpoint.retain + 1, ringBytes: 8 << 20, restoreVersion });
+            a = await IoClient.shared().attachRaw({ stateId, dir: stateDir, noSync: st.storage === 'temp', retain: flushesToRetain(config), ringBytes: 8 << 20, restoreVersion });
           } catch (e) {
             throw errors.input(`state of '${t.operators[0]}' subtask ${s}`, (e as Error).message); // not retriable
           }
@@ -71,4 +69,19 @@ export async function prepareInstances(plan: PhysicalPlan, config: TidepoolConfi
     }
   }
   return instances;
+}
+
+/**
+ * Flushes of a partition the I/O worker keeps (it collects by count: the r newest).
+ * Every checkpoint flushes once, but only completed ones get a manifest: a snapshot is
+ * durable before its manifest exists (one more in flight), and a checkpoint aborted
+ * after its snapshots were durable (a timeout elsewhere) leaves a flush no manifest
+ * names. Up to tolerableFailures of those come between two completed checkpoints, so the
+ * oldest retained checkpoint's versions must outlive retain × (tolerableFailures + 1) + 1
+ * flushes. (Counting flushes is the I/O worker's rule; GC driven by the retained
+ * manifests' versions would keep less when many checkpoints are tolerated to fail.)
+ */
+export function flushesToRetain(config: TidepoolConfig): number {
+  const { retain, tolerableFailures } = config.checkpoint;
+  return Math.min(Number.MAX_SAFE_INTEGER, retain * (tolerableFailures + 1) + 1);
 }
