@@ -125,7 +125,7 @@ t.test('SIGKILL loop, each restart on an empty state directory (restored from az
     const run = start('keyed-count.ts', state, ['--set', remote, '--set', `parallelism=${round.p}`, '--set', 'checkpoint.intervalMs=300'], { ...env, TP_RATE: '6000' });
     // Killed once this run completed two checkpoints of its own (so one was uploaded),
     // plus a moment: start-up under a loaded test machine takes seconds.
-    const first = (await remoteCheckpoints('loop', 'job/')).ids.at(-1) ?? 0; // what this run restores
+    const first = (await remoteCheckpoints('loop', 'job/chk-count/')).ids.at(-1) ?? 0; // what this run restores
     const deadline = performance.now() + 60_000;
     while (!run.exited && performance.now() < deadline && (manifestIds(join(state, 'chk-count')).at(-1) ?? 0) < first + 2) await sleep(50);
     await sleep(round.killMs);
@@ -148,29 +148,64 @@ t.test('SIGKILL loop, each restart on an empty state directory (restored from az
   checkExactlyOnce(t, out, N, keyOf, 'after kills and remote restores');
 
   // GC: exactly the retained checkpoints (retain 2) and the objects they name.
-  const { ids, named } = await remoteCheckpoints('loop', 'job/');
+  const { ids, named } = await remoteCheckpoints('loop', 'job/chk-count/');
   t.equal(ids.length, 2, `two checkpoints retained remotely: ${ids.join(', ')}`);
   t.equal(ids.at(-1), manifestIds(join(last, 'chk-count')).at(-1), 'the newest remote checkpoint is the final local one');
-  t.same(await blobNames('loop', 'job/state/'), [...named].sort(), 'every pack object is named by a retained checkpoint, and every named one exists');
+  t.same(await blobNames('loop', 'job/chk-count/state/'), [...named].sort(), 'every pack object is named by a retained checkpoint, and every named one exists');
 
   // tidepool inspect --remote lists the same checkpoints, with their objects and bytes.
   const spec = JSON.stringify({ kind: 'azure-blob', connectionString: az.connectionString(), container: 'loop', prefix: 'job/' });
   const inspected = spawnSync(process.execPath, [CLI, 'inspect', '--remote', spec, '--json'], { encoding: 'utf8' });
   t.equal(inspected.status, 0, `inspect --remote exits 0 ${inspected.stderr}`);
   const report = JSON.parse(inspected.stdout) as RemoteReport;
-  t.same(report.checkpoints.map((c) => c.id), ids, 'inspect --remote: the retained checkpoints');
-  t.ok(report.checkpoints.every((c) => c.objects > 1 && c.bytes > 0 && c.partitions >= 1), 'inspect --remote: objects, bytes and partitions per checkpoint');
-  t.equal(report.checkpoints.at(-1)!.final, true, 'inspect --remote: the newest is the final checkpoint');
-  t.same(report.unreferenced, { objects: 0, bytes: 0 }, 'inspect --remote: nothing unreferenced after GC');
+  t.same(report.flows.map((f) => f.flow), ['chk-count'], 'inspect --remote: one folder per flow under the prefix');
+  const flowReport = report.flows[0]!;
+  t.same(flowReport.checkpoints.map((c) => c.id), ids, 'inspect --remote: the retained checkpoints');
+  t.ok(flowReport.checkpoints.every((c) => c.objects > 1 && c.bytes > 0 && c.partitions >= 1), 'inspect --remote: objects, bytes and partitions per checkpoint');
+  t.equal(flowReport.checkpoints.at(-1)!.final, true, 'inspect --remote: the newest is the final checkpoint');
+  t.same(flowReport.unreferenced, { objects: 0, bytes: 0 }, 'inspect --remote: nothing unreferenced after GC');
   const text = spawnSync(process.execPath, [CLI, 'inspect', '--remote', spec], { encoding: 'utf8' });
-  t.match(text.stdout, new RegExp(`remote checkpoints in azure-blob account devstoreaccount1, container loop, prefix job/: 2\\n  checkpoint ${ids[0]} `), 'inspect --remote: the text form');
+  t.match(text.stdout, new RegExp(`remote checkpoints in azure-blob account devstoreaccount1, container loop, prefix job/: 1 flow\\(s\\)\\nflow chk-count: 2 checkpoint\\(s\\)\\n  checkpoint ${ids[0]} `), 'inspect --remote: the text form');
 
   // A finished run, on yet another empty directory: already complete, nothing republished.
   const bytes = readFileSync(out).length;
   const again = await runToEnd('keyed-count.ts', join(tmp, 'loop', 'state-again'), ['--set', remote, '--summary', summaryPath], env);
   t.equal(again.code, 0, 'rerun on an empty directory exits 0');
+  t.equal(again.stderr.trim(), '', 'and says nothing (the final checkpoint is already remote: no upload, no retry)');
   t.equal((JSON.parse(readFileSync(summaryPath, 'utf8')) as RunSummary).alreadyComplete, true, 'it restores the final checkpoint and has nothing to do');
   t.equal(readFileSync(out).length, bytes, 'the output is unchanged');
+
+  // An older local directory (round 0's, killed early) is replaced by the newer remote
+  // checkpoint: the final one, so there is nothing to do.
+  const old = join(tmp, 'loop', 'state-0');
+  const oldNewest = manifestIds(join(old, 'chk-count')).at(-1)!;
+  const replaced = await runToEnd('keyed-count.ts', old, ['--set', remote, '--summary', summaryPath], env);
+  const rs = JSON.parse(readFileSync(summaryPath, 'utf8')) as RunSummary;
+  t.equal(replaced.code, 0, 'an older local directory: exits 0');
+  t.equal(replaced.stderr.trim(), '', 'an older local directory: nothing on stderr');
+  t.ok(rs.remote?.restoredFrom === ids.at(-1) && rs.alreadyComplete === true, `the local checkpoint ${oldNewest} gave way to remote ${rs.remote?.restoredFrom}`);
+  t.equal(readFileSync(out).length, bytes, 'the output is still unchanged');
+
+  // A newer local directory wins over a remote prefix that is behind (here: empty), and
+  // its final checkpoint is uploaded there.
+  const behind = remoteSet('loop', 'behind/');
+  const wins = await runToEnd('keyed-count.ts', last, ['--set', behind, '--summary', summaryPath], env);
+  const ws = JSON.parse(readFileSync(summaryPath, 'utf8')) as RunSummary;
+  t.equal(wins.code, 0, 'a newer local directory: exits 0');
+  t.equal(wins.stderr.trim(), '', 'a newer local directory: nothing on stderr');
+  t.ok(ws.alreadyComplete === true && ws.remote?.restoredFrom === undefined, 'the local state is kept (nothing restored from the remote)');
+  t.same((await remoteCheckpoints('loop', 'behind/chk-count/')).ids, [ids.at(-1)], 'the local final checkpoint is uploaded to the remote that was behind');
+
+  // --from-checkpoint names a remote checkpoint the (empty) local directory lacks: the run
+  // goes back to it, the newer remote one is dropped, and the output is again exactly once.
+  const back = join(tmp, 'loop', 'state-back');
+  const going = await runToEnd('keyed-count.ts', back, ['--set', remote, '--from-checkpoint', String(ids[0]), '--summary', summaryPath], env);
+  const gs = JSON.parse(readFileSync(summaryPath, 'utf8')) as RunSummary;
+  t.equal(going.code, 0, `--from-checkpoint ${ids[0]} (remote only): exits 0 ${going.stderr.trim()}`);
+  t.equal(gs.remote?.restoredFrom, ids[0], `restored remote checkpoint ${ids[0]}`);
+  checkExactlyOnce(t, out, N, keyOf, `after going back to remote checkpoint ${ids[0]}`);
+  const bad = await runToEnd('keyed-count.ts', join(tmp, 'loop', 'state-bad'), ['--set', remote, '--from-checkpoint', '999'], env);
+  t.match(bad.stderr, /--from-checkpoint 999: no such checkpoint, locally or in azure-blob account devstoreaccount1, container loop \(retained: /, 'an unknown id: one line naming both places');
 });
 
 t.test('azurite stopped mid-run: checkpoints go on locally, uploads retry and catch up', async (t) => {
@@ -194,7 +229,7 @@ t.test('azurite stopped mid-run: checkpoints go on locally, uploads retry and ca
   const summary = JSON.parse(readFileSync(summaryPath, 'utf8')) as RunSummary;
   t.ok((summary.remote?.failures ?? 0) > 0, `failed attempts counted (${summary.remote?.failures})`);
   t.equal(summary.checkpoints?.remoteLagMs, 0, 'caught up: no lag at the end');
-  const { ids } = await remoteCheckpoints('outage', '');
+  const { ids } = await remoteCheckpoints('outage', 'chk-count/');
   t.equal(ids.at(-1), manifestIds(join(state, 'chk-count')).at(-1), 'the final checkpoint is remote');
   checkExactlyOnce(t, out, N, keyOf, 'through the outage');
 });
@@ -218,13 +253,13 @@ t.test('checkpoint.remoteRequired: while azurite is down nothing is published an
   t.equal(manifestIds(join(state, 'chk-count')).at(-1) ?? 0, local, `no checkpoint completes locally meanwhile (newest ${local})`);
   const remoteNow = (await (async () => {
     await az.restart();
-    return remoteCheckpoints('required', '');
+    return remoteCheckpoints('required', 'chk-count/');
   })()).ids;
   t.ok(remoteNow.includes(local), `the newest local checkpoint (${local}) was remote before it existed locally (remote: ${remoteNow.join(', ')})`);
   const exit = await run.done;
   t.equal(exit.code, 0, `the run completes: ${exit.stderr.trim().split('\n').at(-1) ?? ''}`);
   t.match(exit.stderr, /tidepool: uploading checkpoint \d+ failed, retrying \(checkpoint\.remoteRequired: nothing is published until it is uploaded\): remote checkpoints azure-blob account devstoreaccount1, container required/, 'one line says why nothing is published');
-  const { ids } = await remoteCheckpoints('required', '');
+  const { ids } = await remoteCheckpoints('required', 'chk-count/');
   const locals = manifestIds(join(state, 'chk-count'));
   t.ok(locals.every((id) => ids.includes(id)), `every local checkpoint is remote too (local ${locals.join(', ')}; remote ${ids.join(', ')})`);
   checkExactlyOnce(t, out, N, keyOf, 'remoteRequired through the outage');
@@ -249,6 +284,6 @@ t.test('wrong key, unreachable endpoint, missing container: one line before any 
   t.notOk(await container('fresh-container').exists(), 'the container does not exist yet');
   const fresh = await runToEnd('keyed-count.ts', join(tmp, 'errors', 's3'), ['--set', remoteSet('fresh-container', 'p')], env);
   t.equal(fresh.code, 0, 'a missing container is created');
-  t.ok((await blobNames('fresh-container', 'p/checkpoints/')).length > 0, 'and holds the checkpoints');
+  t.ok((await blobNames('fresh-container', 'p/chk-count/checkpoints/')).length > 0, 'and holds the checkpoints');
   rmSync(out, { force: true });
 });

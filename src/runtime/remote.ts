@@ -2,6 +2,7 @@
 // what to restore — a remote checkpoint newer than the local directory's newest (or the
 // one --from-checkpoint names, when only the remote has it) replaces the local state —
 // then upload each checkpoint the run completes. See storage/remote/ for the layout.
+import { basename } from 'node:path';
 import { errors } from '../errors.js';
 import type { TidepoolConfig } from '../config/schema.js';
 import { openObjectStore } from '../storage/remote/object-store.js';
@@ -23,7 +24,9 @@ export async function openRemoteRun(config: TidepoolConfig, stateDir: string, fr
   const spec = config.state.remote;
   if (spec === undefined || config.state.storage !== 'lmdb') return undefined;
   const store = await openObjectStore(spec);
-  const uploader = new CheckpointUploader(store, spec.prefix, stateDir, config.checkpoint.retain, warn);
+  // One folder per flow under the prefix, as a --state root has one directory per flow.
+  const prefix = `${spec.prefix}${basename(stateDir)}/`;
+  const uploader = new CheckpointUploader(store, prefix, stateDir, config.checkpoint.retain, warn);
   const remoteIds = await uploader.remoteIds();
   const localIds = listManifests(stateDir);
   let pick: number | undefined;
@@ -38,6 +41,6 @@ export async function openRemoteRun(config: TidepoolConfig, stateDir: string, fr
   } else if (remoteIds.length > 0 && remoteIds.at(-1)! > (localIds.at(-1) ?? 0)) {
     pick = remoteIds.at(-1)!; // the local directory is empty or older: it is replaced
   }
-  const restored = pick === undefined ? undefined : await restoreRemoteCheckpoint(store, spec.prefix, stateDir, pick);
+  const restored = pick === undefined ? undefined : await restoreRemoteCheckpoint(store, prefix, stateDir, pick);
   return { uploader, restored, required: config.checkpoint.remoteRequired };
 }

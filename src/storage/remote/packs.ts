@@ -1,9 +1,11 @@
 // The objects remote checkpoints are made of.
 //
-//   <prefix>checkpoints/chk-<id>.json      one per checkpoint, written last, conditionally:
+// Under `state.remote.prefix`, one folder per flow (`<prefix><flow>/`, as a --state root
+// has one directory per flow), holding:
+//   checkpoints/chk-<id>.json              one per checkpoint, written last, conditionally:
 //                                          the local manifest, and per state partition the
 //                                          flush version and the pack objects holding it
-//   <prefix>state/<stateId>/<v>-<run>-<n>.pack
+//   state/<stateId>/<v>-<run>-<n>.pack
 //                                          page versions and commit records of one state
 //                                          partition, many pages per object (a 16 KiB page
 //                                          per blob would make uploads request-bound)

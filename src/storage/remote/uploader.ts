@@ -217,6 +217,15 @@ export class CheckpointUploader {
   private async upload(id: number, given?: Manifest & { crc?: number }): Promise<void> {
     if (!given && !listManifests(this.stateDir).includes(id)) return; // gone (retain) while waiting: a newer one is queued
     const manifest = given ?? (readManifest(this.stateDir, id) as Manifest & { crc?: number });
+    // Already there (restored from it, or uploaded by the run that completed it before it
+    // died): the same manifest means the same checkpoint, nothing to send.
+    const existing = await this.checkpoint(id);
+    if (existing) {
+      if (existing.manifest.crc !== manifest.crc) throw new Error(`${this.prefix + checkpointName(id)} already exists in ${this.store.where} with another manifest (another run writing to the same prefix?)`);
+      this.chains = new Map(Object.entries(existing.states));
+      this.counts.lastUploaded = id;
+      return;
+    }
     const root = await this.env();
     const pages = root.openDB<Buffer, [string, number, number]>({ name: PAGES_DB, encoding: 'binary', keyEncoding: 'ordered-binary' });
     const commits = root.openDB<Buffer, [string, number]>({ name: COMMITS_DB, encoding: 'binary', keyEncoding: 'ordered-binary' });
