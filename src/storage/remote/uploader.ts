@@ -121,7 +121,7 @@ export class CheckpointUploader {
     this.running = this.upload(id).then(
       () => {
         this.backoff = 500;
-        this.waitingSince = this.waiting === undefined ? undefined : performance.now();
+        if (this.waiting === undefined) this.waitingSince = undefined; // else: since that one was enqueued
       },
       (e: unknown) => {
         this.counts.failures++;
