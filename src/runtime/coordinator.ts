@@ -86,7 +86,12 @@ export async function run(modulePath: string, options: RunOptions = {}): Promise
     remote = await openRemoteRun(config, stateDir, options.fromCheckpoint, (line) => process.stderr.write(`${line}\n`));
     for (;;) {
       const restore = durable ? chooseCheckpoint(stateDir, plan, options.fromCheckpoint, attempt === 0, !!options.allowDroppedState) : undefined;
-      if (attempt === 0) await remote?.uploader.init(restore);
+      if (remote) {
+        // Every attempt: a restart goes back to `restore`, and what the failed attempt
+        // uploaded beyond it (a remoteRequired checkpoint that never completed) goes too.
+        await remote.uploader.settle();
+        await remote.uploader.init(restore);
+      }
       if (restore?.final && attempt === 0) {
         // Sources were exhausted and the final checkpoint completed: nothing to do but
         // make sure its epoch is published (a crash may have come between the manifest

@@ -54,6 +54,8 @@ export class CheckpointUploader {
   private backoff = 500;
   private root: RootDatabase | undefined;
   private closed = false;
+  /** settle() in progress: a remoteRequired upload stops retrying. */
+  private cancelled = false;
   /** Names of this run's packs differ from any earlier run's, even for the same version. */
   private readonly run = randomBytes(4).toString('hex');
   private readonly counts = { uploaded: 0, bytesUploaded: 0, failures: 0, lastUploaded: undefined as number | undefined, lastError: undefined as string | undefined };
@@ -88,14 +90,17 @@ export class CheckpointUploader {
   }
 
   /**
-   * Before the run: the local state restores checkpoint `restored` (undefined: a fresh
-   * start). Remote checkpoints newer than it belong to a future the local directory
-   * gave up (--from-checkpoint went back; their flush versions will be reused), so they
-   * go; the chains continue from the remote copy of `restored` when there is one.
+   * Before each attempt of the run: the local state restores checkpoint `restored`
+   * (undefined: a fresh start). Remote checkpoints newer than it belong to a future the
+   * local directory gave up (--from-checkpoint went back, or a remoteRequired upload
+   * finished after its attempt failed; their ids and flush versions will be reused), so
+   * they go; the chains continue from the remote copy of `restored` when there is one.
    */
   async init(restored: Manifest | undefined): Promise<void> {
     const ids = await this.remoteIds();
     for (const id of ids.filter((x) => restored === undefined || x > restored.id)) await this.store.delete(this.prefix + checkpointName(id));
+    for (const id of [...this.known.keys()]) if (restored === undefined || id > restored.id) this.known.delete(id);
+    this.chains = new Map();
     if (restored === undefined) return;
     const c = ids.includes(restored.id) ? await this.checkpoint(restored.id) : undefined;
     const local = readManifest(this.stateDir, restored.id) as Manifest & { crc?: number };
@@ -153,17 +158,29 @@ export class CheckpointUploader {
     return p;
   }
 
+  /**
+   * Between two attempts of a run: stops retrying a remoteRequired upload (its
+   * checkpoint will never complete locally) and waits for uploads in progress, so that
+   * init() for the next attempt sees every object they wrote.
+   */
+  async settle(): Promise<void> {
+    this.cancelled = true;
+    while (this.direct) await this.direct;
+    while (this.running) await this.running.catch(() => undefined);
+    this.cancelled = false;
+  }
+
   private async uploadRetrying(id: number, manifest: Manifest & { crc?: number }): Promise<void> {
     let backoff = 500;
     this.waitingSince ??= performance.now();
     for (;;) {
-      if (this.closed) throw new Error('the run is stopping');
+      if (this.closed || this.cancelled) throw new Error('the run is stopping');
       try {
         await this.upload(id, manifest);
         this.waitingSince = undefined;
         return;
       } catch (e) {
-        if (this.closed) throw e;
+        if (this.closed || this.cancelled) throw e;
         this.counts.failures++;
         const line = (e as Error).message.split('\n')[0]!;
         if (line !== this.counts.lastError) this.warn(`tidepool: uploading checkpoint ${id} failed, retrying (checkpoint.remoteRequired: nothing is published until it is uploaded): ${line}`);
