@@ -265,6 +265,25 @@ t.test('checkpoint.remoteRequired: while azurite is down nothing is published an
   checkExactlyOnce(t, out, N, keyOf, 'remoteRequired through the outage');
 });
 
+t.test('an in-process restart (an operator throws once) with checkpoint.remoteRequired: the next attempt goes on from the remote checkpoint it restored', async (t) => {
+  const N = 20_000;
+  const dir = join(tmp, 'restart');
+  const out = join(dir, 'out.jsonl');
+  mkdirSync(dir, { recursive: true });
+  const state = join(dir, 'state');
+  const summaryPath = join(dir, 'summary.json');
+  const env = { TP_N: String(N), TP_OUT: out, TP_BOOM_AT: '12000', TP_MARKER: join(dir, 'boom-marker'), TP_RATE: '8000' };
+  const e = await runToEnd('throw-once.ts', state, ['--set', remoteSet('restart', ''), '--set', 'checkpoint.remoteRequired=true', '--set', 'checkpoint.intervalMs=200', '--set', 'parallelism=1', '--summary', summaryPath], env);
+  t.equal(e.code, 0, `the run completes after one restart: ${e.stderr.trim().split('\n').at(-1) ?? ''}`);
+  t.match(e.stderr, /planned failure at record 12000.* — restarting from the last checkpoint/, 'it restarted once');
+  const s = JSON.parse(readFileSync(summaryPath, 'utf8')) as RunSummary;
+  t.equal(s.restarts, 1, 'one restart in the summary');
+  const { ids } = await remoteCheckpoints('restart', 'chk-throw-once/');
+  const local = manifestIds(join(state, 'chk-throw-once'));
+  t.ok(local.length > 0 && local.every((id) => ids.includes(id)) && ids.at(-1) === local.at(-1), `every local checkpoint is remote (local ${local.join(', ')}; remote ${ids.join(', ')})`);
+  checkExactlyOnce(t, out, N, (i) => `k${i % 100}`, 'restart with remoteRequired');
+});
+
 t.test('wrong key, unreachable endpoint, missing container: one line before any record', async (t) => {
   const out = join(tmp, 'errors', 'out.jsonl');
   mkdirSync(join(tmp, 'errors'), { recursive: true });
