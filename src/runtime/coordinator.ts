@@ -24,7 +24,7 @@ import { prepareInstances } from './instances.js';
 import { runInline, runWorkers, type ExecutionControl } from './execution.js';
 import { ProgressLine, buildSummary, type RunSummary } from '../observe/report.js';
 import { startMetricsServer, type MetricsServer } from '../observe/metrics.js';
-import { openRemoteRun, type RemoteRun } from './remote.js';
+import { openRemoteRun, remoteSummary, type RemoteRun } from './remote.js';
 
 export interface RunOptions {
   /** State directory (default: a temporary directory removed after the run). */
@@ -113,7 +113,7 @@ export async function run(modulePath: string, options: RunOptions = {}): Promise
         const summary = buildSummary(flow.name, plan, [], performance.now() - started, config);
         summary.restoredFrom = restore.id;
         summary.alreadyComplete = true;
-        if (remote) summary.remote = { ...remote.uploader.stats, ...(remote.restored ? { restoredFrom: remote.restored.id, restoreMs: remote.restored.ms, restoreBytes: remote.restored.bytes } : {}) };
+        if (remote) summary.remote = remoteSummary(remote);
         if (options.summary) writeFileSync(options.summary, JSON.stringify(summary, null, 2) + '\n');
         return summary;
       }
@@ -125,7 +125,6 @@ export async function run(modulePath: string, options: RunOptions = {}): Promise
       try {
         const summary = await execute(flow, url, plan, config, stateDir, restore, options, metricsServer, started, remote);
         summary.restarts = restarts;
-        if (remote?.restored) summary.remote = { ...summary.remote!, restoredFrom: remote.restored.id, restoreMs: remote.restored.ms, restoreBytes: remote.restored.bytes };
         if (options.summary) writeFileSync(options.summary, JSON.stringify(summary, null, 2) + '\n');
         return summary;
       } catch (e) {
@@ -213,7 +212,7 @@ async function execute(
   summary.checkpoints = checkpoints.stats;
   if (remote) {
     summary.checkpoints.remoteLagMs = remote.uploader.stats.lagMs;
-    summary.remote = remote.uploader.stats;
+    summary.remote = remoteSummary(remote);
   }
   if (restore) summary.restoredFrom = restore.id;
   return summary;

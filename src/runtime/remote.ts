@@ -44,3 +44,9 @@ export async function openRemoteRun(config: TidepoolConfig, stateDir: string, fr
   const restored = pick === undefined ? undefined : await restoreRemoteCheckpoint(store, prefix, stateDir, pick);
   return { uploader, restored, required: config.checkpoint.remoteRequired };
 }
+
+/** The run summary's `remote`: this run's uploads, and the remote checkpoint it restored from, if any. */
+export function remoteSummary(remote: RemoteRun): RemoteStats & { restoredFrom?: number; restoreMs?: number; restoreBytes?: number } {
+  const r = remote.restored;
+  return { ...remote.uploader.stats, ...(r ? { restoredFrom: r.id, restoreMs: r.ms, restoreBytes: r.bytes } : {}) };
+}

@@ -103,8 +103,8 @@ export class CheckpointUploader {
     this.chains = new Map();
     if (restored === undefined) return;
     const c = ids.includes(restored.id) ? await this.checkpoint(restored.id) : undefined;
-    const local = readManifest(this.stateDir, restored.id) as Manifest & { crc?: number };
-    if (c && c.manifest.crc === local.crc) {
+    // `restored` is the manifest as read from disk, checksum included.
+    if (c && c.manifest.crc === (restored as Manifest & { crc?: number }).crc) {
       this.chains = new Map(Object.entries(c.states));
       this.counts.lastUploaded = restored.id;
     }
