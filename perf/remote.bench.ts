@@ -63,7 +63,7 @@ async function main(): Promise<void> {
       for (let off = 0, n = 0; off < bytes; off += chunk.length, n++) await raw.getBlockBlobClient(`raw-${mb}/${n}`).uploadData(chunk.subarray(0, Math.min(chunk.length, bytes - off)));
       const rawMs = performance.now() - r0;
       progress(`${mb} MB: restoring into an empty directory`);
-      const restored = await restoreRemoteCheckpoint(store, prefix, join(work, `restored-${mb}`, 'bench-remote-state'), id);
+      const restored = await restoreRemoteCheckpoint(store, prefix, join(work, `restored-${mb}`, 'bench-remote-state'), id, 'eager');
       rows.push([mb, fmtMB(bytes), fmtMs(uploadMs), mbps(bytes, uploadMs).toFixed(0), fmtMs(rawMs), mbps(bytes, rawMs).toFixed(0), fmtRatio(rawMs / uploadMs), fmtMs(restored.ms), mbps(restored.bytes, restored.ms).toFixed(0)]);
       removeDir(state);
       removeDir(join(work, `restored-${mb}`));

@@ -108,7 +108,8 @@ t.test('config: state.remote and checkpoint.remoteRequired are validated, one li
   bad({ checkpoint: { remoteRequired: true } }, /config checkpoint\.remoteRequired: expected state\.remote/, 'remoteRequired without remote');
   bad({ state: { storage: 'memory', remote: { kind: 'dir', path: '/x' } } }, /config state\.remote: expected state\.storage 'lmdb'/, 'remote with memory state');
   const ok = parseConfig({ state: { remote: { kind: 'azure-blob', connectionString: 'x', container: 'abc', prefix: 'jobs/a' } } });
-  t.same(ok.state.remote, { kind: 'azure-blob', connectionString: 'x', container: 'abc', prefix: 'jobs/a/' }, 'a prefix gets its trailing slash');
+  t.same(ok.state.remote, { kind: 'azure-blob', connectionString: 'x', container: 'abc', prefix: 'jobs/a/', restore: 'lazy' }, 'a prefix gets its trailing slash; restores are lazy by default');
+  bad({ state: { remote: { kind: 'dir', path: '/x', restore: 'later' } } }, /config state\.remote\.restore: expected 'lazy' .* or 'eager'/, 'bad restore mode');
 });
 
 t.test('SIGKILL loop, each restart on an empty state directory (restored from azurite), rescaled 2 → 3 → 1: exactly once', async (t) => {
@@ -206,6 +207,83 @@ t.test('SIGKILL loop, each restart on an empty state directory (restored from az
   checkExactlyOnce(t, out, N, keyOf, `after going back to remote checkpoint ${ids[0]}`);
   const bad = await runToEnd('keyed-count.ts', join(tmp, 'loop', 'state-bad'), ['--set', remote, '--from-checkpoint', '999'], env);
   t.match(bad.stderr, /--from-checkpoint 999: no such checkpoint, locally or in azure-blob account devstoreaccount1, container loop \(retained: /, 'an unknown id: one line naming both places');
+});
+
+t.test('lazy restore: only the checkpoint and commit records before the first record, pages fetched on demand (also for a rescale), copied in later', async (t) => {
+  const N = 40_000;
+  const keys = 20_000; // many small pages, with a small cache: restored runs miss often
+  const keyOfN = (i: number): string => `k${(Math.imul(i, 2654435761) >>> 0) % keys}`;
+  const dir = join(tmp, 'lazy');
+  mkdirSync(dir, { recursive: true });
+  const summaryPath = join(dir, 'summary.json');
+  const summary = () => JSON.parse(readFileSync(summaryPath, 'utf8')) as RunSummary;
+  const small = ['--set', 'state.pageSize=1024', '--set', 'state.cachePages=16'];
+  /** A run at parallelism 2 killed once two of its checkpoints are remote; returns the newest remote id. */
+  const killedRun = async (prefix: string, out: string): Promise<number> => {
+    const run = start('keyed-count.ts', join(dir, `state-${prefix}first`), ['--set', remoteSet('lazy', prefix), ...small, '--set', 'operators.counts.parallelism=2', '--set', 'checkpoint.intervalMs=300'], { TP_N: String(N), TP_OUT: out, TP_KEYS: String(keys), TP_RATE: '5000' });
+    const deadline = performance.now() + 60_000;
+    while (!run.exited && performance.now() < deadline && (await remoteCheckpoints('lazy', `${prefix}chk-count/`)).ids.length < 2) await sleep(100);
+    run.child.kill('SIGKILL');
+    t.not((await run.done).code, 0, `${prefix}: the first run is killed once two checkpoints are remote`);
+    return (await remoteCheckpoints('lazy', `${prefix}chk-count/`)).ids.at(-1)!;
+  };
+
+  const out = join(dir, 'out.jsonl');
+  const env = { TP_N: String(N), TP_OUT: out, TP_KEYS: String(keys) };
+  const remote = remoteSet('lazy', 'job/');
+  const restoredId = await killedRun('job/', out);
+  const uploaded = (await blobNames('lazy', 'job/chk-count/state/')).length;
+
+  // A new machine, background copy off, killed soon: the pages it used were fetched on
+  // demand, the rest is still remote.
+  const second = join(dir, 'state-second');
+  const flowState = join(second, 'chk-count');
+  const lazyRun = start('keyed-count.ts', second, ['--set', remote, ...small, '--set', 'operators.counts.parallelism=2', '--set', 'checkpoint.intervalMs=200'], { ...env, TP_RATE: '300', TIDEPOOL_TEST_NO_COPY_IN: '1' });
+  await untilCheckpoint(flowState, restoredId + 1, lazyRun);
+  lazyRun.child.kill('SIGKILL');
+  t.not((await lazyRun.done).code, 0, 'the lazily restored run is killed after a checkpoint of its own');
+  t.ok(manifestIds(flowState).includes(restoredId), `it restored remote checkpoint ${restoredId} (${uploaded} pack objects remote)`);
+  t.ok(existsSync(join(flowState, 'remote-restore.json')), 'the restore plan stays until every page is local');
+
+  // The plan's directory cannot run without the remote it still needs.
+  const without = await runToEnd('keyed-count.ts', second, [...small], env);
+  t.not(without.code, 0, 'without state.remote: refused');
+  t.match(without.stderr, /--state .*chk-count: is still being restored from remote storage \(remote-restore\.json is there\); run it with the same state\.remote to finish/, 'one line saying why');
+  t.equal(without.stderr.trim().split('\n').length, 1, 'exactly one line');
+
+  // With the remote again: the copy-in resumes in the background while the job finishes.
+  const done = await runToEnd('keyed-count.ts', second, ['--set', remote, ...small, '--set', 'operators.counts.parallelism=2', '--summary', summaryPath], env);
+  t.equal(done.code, 0, `the resumed run completes ${done.stderr.trim()}`);
+  const s2 = summary();
+  t.ok(s2.remote?.copyInDone === true && s2.remote.copyIn!.pagesCopied > 0, `the copy-in finished (${s2.remote?.copyIn?.pagesCopied} pages copied, ${s2.remote?.copyIn?.pagesFetched} fetched on demand)`);
+  t.notOk(existsSync(join(flowState, 'remote-restore.json')), 'and the plan is gone');
+  checkExactlyOnce(t, out, N, keyOfN, 'after a lazy restore, a kill, and a resumed copy-in');
+  const bytes = readFileSync(out).length;
+  const local = await runToEnd('keyed-count.ts', second, [...small, '--summary', summaryPath], env);
+  t.equal(local.code, 0, `without state.remote now: exits 0 ${local.stderr.trim()}`);
+  t.equal(summary().alreadyComplete, true, 'the directory stands on its own');
+  t.equal(readFileSync(out).length, bytes, 'the output is unchanged');
+
+  // Another job, restored lazily on a new machine with every page fetched on demand and
+  // rescaled 2 → 3: the new partitions read their key groups out of the old ones.
+  const out2 = join(dir, 'out-rescaled.jsonl');
+  await killedRun('resc/', out2);
+  const rescaled = await runToEnd('keyed-count.ts', join(dir, 'state-rescaled'), ['--set', remoteSet('lazy', 'resc/'), ...small, '--set', 'operators.counts.parallelism=3', '--summary', summaryPath], { ...env, TP_OUT: out2, TIDEPOOL_TEST_NO_COPY_IN: '1' });
+  t.equal(rescaled.code, 0, `a lazy restore rescaled 2 → 3 completes ${rescaled.stderr.trim()}`);
+  const s3 = summary();
+  t.ok(s3.remote?.restoreLazy === true && s3.remote.copyInDone === false, 'restored lazily, nothing copied in the background');
+  t.ok(s3.remote!.restoreBytes! > 0 && s3.remote!.restoreBytes! < 16 * 1024, `before the first record it read only the checkpoint's commit records (${s3.remote!.restoreBytes} bytes)`);
+  checkExactlyOnce(t, out2, N, keyOfN, 'after a lazy restore rescaled 2 → 3 (on-demand fetches of the old partitions)');
+
+  // The first job's restore again, eager: every page before the first record, no plan.
+  const eager = join(dir, 'state-eager');
+  const eagerSet = `state.remote=${JSON.stringify({ kind: 'azure-blob', connectionString: az.connectionString(), container: 'lazy', prefix: 'job/', restore: 'eager' })}`;
+  const e = await runToEnd('keyed-count.ts', eager, ['--set', eagerSet, ...small, '--summary', summaryPath], env);
+  t.equal(e.code, 0, `eager restore: exits 0 ${e.stderr.trim()}`);
+  const s4 = summary();
+  t.ok(s4.remote?.restoreLazy === false && s4.remote.restoreBytes! > 100 * 1024 && s4.alreadyComplete === true, `eager: every pack copied first (${s4.remote?.restoreBytes} bytes)`);
+  t.notOk(existsSync(join(eager, 'chk-count', 'remote-restore.json')), 'eager: no restore plan');
+  t.equal(readFileSync(out).length, bytes, 'the output is unchanged');
 });
 
 t.test('azurite stopped mid-run: checkpoints go on locally, uploads retry and catch up', async (t) => {

@@ -27,6 +27,10 @@ import type { CommitRecord } from '../src/storage/backend.js';
 import { decodeAttempt, decodeCommit, sealCommit } from '../src/storage/commit-record.js';
 import { backLmdbMap } from '../src/storage/lmdb-file.js';
 import { WriteGroup, attachErrorCode, isDiskFull, mustSucceed, guardLmdbFailures, quietly } from '../src/storage/write-failure.js';
+import { Hydration } from '../src/storage/remote/hydration.js';
+import { hasRestorePlan, readRestorePlan } from '../src/storage/remote/restore-plan.js';
+import { openObjectStore, type RemoteSpec } from '../src/storage/remote/object-store.js';
+import { listManifests, readManifest } from '../src/runtime/checkpoints.js';
 
 guardLmdbFailures();
 
@@ -41,6 +45,11 @@ interface Env {
   commitsRaw: Database<Buffer, [string, number]>;
   attemptsRaw: Database<Buffer, string>;
   users: number;
+  /**
+   * A lazy remote restore is copying pages in (its plan is in the directory): GC and
+   * partition drops wait, since a page copied in after GC ran could never be collected.
+   */
+  restorePending: boolean;
 }
 
 interface GcEntry {
@@ -72,6 +81,8 @@ interface AttachedState {
   writes: WriteGroup;
   /** Pages that failed flushes stored: deleted before the next flush writes (rule 4). */
   leftovers: { version: number; pageIds: number[] }[];
+  /** The newest durable version whose GC waits for a remote restore. */
+  gcDeferred?: number;
 }
 
 const noop = () => undefined;
@@ -95,6 +106,7 @@ function openEnv(dir: string, noSync: boolean): { env: Env; key: string } {
       commitsRaw: root.openDB({ name: COMMITS_DB, encoding: 'binary', keyEncoding: 'ordered-binary' }) as never,
       attemptsRaw: root.openDB({ name: ATTEMPTS_DB, encoding: 'binary', keyEncoding: 'ordered-binary' }) as never,
       users: 0,
+      restorePending: hasRestorePlan(dir),
     };
     envs.set(key, env);
   }
@@ -217,6 +229,7 @@ async function attach(req: AttachRequest): Promise<void> {
   if (last) collect(st, lastVersion);
   req.port.on('message', (m: { type: string }) => {
     if (m.type === 'detach') st.detaching = true;
+    else if (m.type === 'fetch') fetchPage(st.env, m as unknown as FetchRequest);
   });
   if (last) {
     last = { ...last };
@@ -348,6 +361,11 @@ async function handle(st: AttachedState, frame: Uint8Array): Promise<void> {
  * only by flushes older than W, so W's entry is collected when W is the oldest retained.
  */
 function collect(st: AttachedState, version: number): void {
+  if (st.env.restorePending) {
+    st.gcDeferred = version;
+    return;
+  }
+  st.gcDeferred = undefined;
   const oldestRetained = version - st.retain + 1;
   const { pages, commits } = st.env;
   while (st.gc.length && st.gc[0]!.version <= oldestRetained) {
@@ -374,6 +392,7 @@ function quiet(p: Promise<unknown>): void {
 async function dropState(dir: string, noSync: boolean, stateId: string): Promise<number> {
   const { env } = openEnv(dir, noSync);
   try {
+    if (env.restorePending) return 0; // the next run drops it (gc.ts finds partitions by listing)
     let n = 0;
     const g = new WriteGroup();
     for (const k of env.pages.getKeys({ start: [stateId, -1, 0], end: [stateId, Number.MAX_SAFE_INTEGER, 0] })) {
@@ -391,9 +410,75 @@ async function dropState(dir: string, noSync: boolean, stateId: string): Promise
 }
 
 type DropRequest = { type: 'drop'; dir: string; noSync: boolean; stateId: string; port: MessagePort };
+type HydrateRequest = { type: 'hydrate'; dir: string; spec: RemoteSpec; background: boolean; port: MessagePort };
+/** From an operator thread that waits (Atomics) on `signal`: see IoAttachment.fetchPageSync. */
+type FetchRequest = { type: 'fetch'; stateId: string; pageId: number; signal: SharedArrayBuffer };
 
-parentPort!.on('message', (msg: AttachRequest | DropRequest) => {
-  if (msg.type === 'attach') {
+/** Lazy remote restores in progress, by state directory. */
+const hydrations = new Map<string, Hydration>();
+
+/** Starts (or joins) the copy-in of a lazily restored directory; replies `restored` when it is done. */
+function hydrate(req: HydrateRequest): void {
+  const running = hydrations.get(req.dir);
+  const plan = running ? undefined : readRestorePlan(req.dir);
+  if (!running && !plan) {
+    req.port.postMessage({ type: 'restored' });
+    req.port.close();
+    return;
+  }
+  let h = running;
+  if (!h) {
+    const { env } = openEnv(req.dir, false);
+    const needed = (stateId: string) => listManifests(req.dir).some((id) => readManifest(req.dir, id).tasks.some((t) => t.instances.some((i) => i.stateId === stateId)));
+    h = new Hydration({ dir: req.dir, pages: env.pages, durable: () => durable(env), needed }, openObjectStore(req.spec), plan!, req.background);
+    hydrations.set(req.dir, h);
+    void h.done.then(
+      () => {
+        hydrations.delete(req.dir);
+        env.restorePending = false;
+        for (const st of attached.values()) if (st.env === env && st.gcDeferred !== undefined) collect(st, st.gcDeferred);
+        if (--env.users === 0) {
+          for (const [k, e] of envs) if (e === env) envs.delete(k);
+          void env.root.close();
+        }
+      },
+      () => hydrations.delete(req.dir), // reported below; the plan stays, the next run resumes
+    );
+  }
+  h.done.then(
+    () => req.port.postMessage({ type: 'restored', stats: h.stats }),
+    (e: Error) => req.port.postMessage({ type: 'error', message: e.message.replace(/\s+/g, ' ') }),
+  ).finally(() => req.port.close());
+}
+
+function fetchPage(env: Env, m: FetchRequest): void {
+  const flag = new Int32Array(m.signal, 0, 2);
+  const answer = (code: 1 | 2 | 3, message = '') => {
+    const text = Buffer.from(message).subarray(0, m.signal.byteLength - 8);
+    new Uint8Array(m.signal, 8).set(text);
+    flag[1] = text.length;
+    Atomics.store(flag, 0, code);
+    Atomics.notify(flag, 0);
+  };
+  const h = hydrations.get(env.dir);
+  if (!h) {
+    // Restored already (read again), or a lazily restored directory without state.remote.
+    if (env.restorePending) answer(2, `${env.dir} is being restored from remote storage; run it with the same state.remote`);
+    else answer(3);
+    return;
+  }
+  h.fetchPage(m.stateId, m.pageId).then(() => answer(1), (e: Error) => answer(2, e.message.replace(/\s+/g, ' ')));
+}
+
+parentPort!.on('message', (msg: AttachRequest | DropRequest | HydrateRequest) => {
+  if (msg.type === 'hydrate') {
+    try {
+      hydrate(msg);
+    } catch (e) {
+      msg.port.postMessage({ type: 'error', message: (e as Error).message.replace(/\s+/g, ' ') });
+      msg.port.close();
+    }
+  } else if (msg.type === 'attach') {
     attach(msg).catch((e: Error) => reply(msg.port, { type: 'error', message: e.message.replace(/\s+/g, ' '), code: attachErrorCode(e, msg.dir) }));
   } else if (msg.type === 'drop') {
     dropState(msg.dir, msg.noSync, msg.stateId).then(

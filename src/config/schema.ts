@@ -109,6 +109,8 @@ const onRecord = oneOf(['fail', 'skip', 'deadLetter']);
 const nonEmpty = (what: string) => z.string({ error: `expected ${what}` }).min(1, { error: `expected ${what}` });
 /** Object-name prefixes end in '/' so that two prefixes never share objects ('a' vs 'ab'). */
 const remotePrefix = z.string({ error: 'expected a prefix string' }).optional().transform((p) => (p === undefined || p === '' ? '' : p.endsWith('/') ? p : `${p}/`));
+/** How a remote checkpoint is brought into an empty or older local directory. */
+const remoteRestore = z.enum(['lazy', 'eager'], { error: `expected 'lazy' (pages copied in on first use and in the background) or 'eager' (every page before the first record)` }).default('lazy');
 const remote = z.discriminatedUnion('kind', [
   z.strictObject({
     kind: z.literal('azure-blob'),
@@ -117,11 +119,12 @@ const remote = z.discriminatedUnion('kind', [
     sasToken: nonEmpty('a SAS token').optional(),
     container: z.string({ error: 'expected a container name' }).regex(/^[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9])){2,62}$/, { error: 'expected a container name: 3–63 lowercase letters, digits and single hyphens' }),
     prefix: remotePrefix,
+    restore: remoteRestore,
   }, { error: 'expected an object like { "kind": "azure-blob", "connectionString": "…", "container": "…" }' }).refine(
     (r) => (r.connectionString !== undefined) !== (r.accountUrl !== undefined && r.sasToken !== undefined) && !(r.connectionString !== undefined && (r.accountUrl !== undefined || r.sasToken !== undefined)),
     { error: 'expected either connectionString, or accountUrl and sasToken' },
   ),
-  z.strictObject({ kind: z.literal('dir'), path: nonEmpty('a directory path'), prefix: remotePrefix }, { error: 'expected an object like { "kind": "dir", "path": "/mnt/checkpoints" }' }),
+  z.strictObject({ kind: z.literal('dir'), path: nonEmpty('a directory path'), prefix: remotePrefix, restore: remoteRestore }, { error: 'expected an object like { "kind": "dir", "path": "/mnt/checkpoints" }' }),
 ], { error: `expected an object with "kind": 'azure-blob' or 'dir'` });
 
 const operatorConfig = z.strictObject(

@@ -1,7 +1,7 @@
 // What a run tells its user: a live progress line (TTY) and the summary written by
 // --summary — per-operator counts and throughput, backpressure, state pages and the
 // cache hit rate.
-import type { RemoteStats } from '../storage/remote/uploader.js';
+import type { RemoteSummary } from '../runtime/remote.js';
 import type { PhysicalPlan } from '../flow/plan.js';
 import type { TidepoolConfig } from '../config/schema.js';
 import type { TaskMetrics } from '../runtime/task.js';
@@ -45,7 +45,7 @@ export interface RunSummary {
   /** Checkpoints completed and aborted in the last attempt, longest snapshot pause. */
   checkpoints?: CheckpointStats;
   /** With state.remote: uploads of this run, and the remote checkpoint it restored from (if the local state was replaced). */
-  remote?: RemoteStats & { restoredFrom?: number; restoreMs?: number; restoreBytes?: number };
+  remote?: RemoteSummary;
   /** The checkpoint this run restored, if any. */
   restoredFrom?: number;
   /** The state directory held a final checkpoint: the run had nothing left to do. */

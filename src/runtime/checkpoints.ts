@@ -17,6 +17,7 @@ import { closeSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, r
 import { join } from 'node:path';
 import { crc32c } from '@node-rs/crc32';
 import { errors } from '../errors.js';
+import { writeFileDurably } from '../storage/durable-file.js';
 import type { PhysicalPlan } from '../flow/plan.js';
 import type { CheckpointAck } from './task.js';
 import { Samples, type Distribution } from '../observe/samples.js';
@@ -79,33 +80,11 @@ export function readManifest(stateDir: string, id: number): Manifest {
 /** Writes a manifest as read elsewhere (a remote checkpoint's copy), checksum included, durably. */
 export function writeManifestFile(stateDir: string, m: Manifest & { crc?: number }): void {
   mkdirSync(checkpointDir(stateDir), { recursive: true });
-  writeDurably(checkpointDir(stateDir), `chk-${String(m.id).padStart(10, '0')}.json`, JSON.stringify(m));
+  writeFileDurably(checkpointDir(stateDir), `chk-${String(m.id).padStart(10, '0')}.json`, JSON.stringify(m));
 }
 
 function manifestCrc(m: Manifest): number {
   return crc32c(Buffer.from(JSON.stringify(m)));
-}
-
-function writeDurably(dir: string, name: string, body: string): void {
-  const tmp = join(dir, `.${name}.tmp`);
-  const fd = openSync(tmp, 'w');
-  try {
-    writeSync(fd, body);
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-  renameSync(tmp, join(dir, name));
-  syncDir(dir);
-}
-
-export function syncDir(dir: string): void {
-  const dfd = openSync(dir, 'r');
-  try {
-    fsyncSync(dfd);
-  } finally {
-    closeSync(dfd);
-  }
 }
 
 export interface CheckpointOptions {
@@ -325,7 +304,7 @@ export class CheckpointCoordinator {
   private published(f: InFlight, sealed: Manifest & { crc: number }, durationMs: number): void {
     const { crc: _, ...manifest } = sealed;
     try {
-      writeDurably(checkpointDir(this.stateDir), `chk-${String(f.id).padStart(10, '0')}.json`, JSON.stringify(sealed));
+      writeFileDurably(checkpointDir(this.stateDir), `chk-${String(f.id).padStart(10, '0')}.json`, JSON.stringify(sealed));
     } catch (e) {
       this.rejectFinished(errors.io(`writing checkpoint manifest ${f.id}`, e));
       return;

@@ -24,7 +24,7 @@ import { prepareInstances } from './instances.js';
 import { runInline, runWorkers, type ExecutionControl } from './execution.js';
 import { ProgressLine, buildSummary, type RunSummary } from '../observe/report.js';
 import { startMetricsServer, type MetricsServer } from '../observe/metrics.js';
-import { openRemoteRun, remoteSummary, type RemoteRun } from './remote.js';
+import { continueCopyIn, finishCopyIn, openRemoteRun, remoteSummary, type RemoteRun } from './remote.js';
 
 export interface RunOptions {
   /** State directory (default: a temporary directory removed after the run). */
@@ -110,6 +110,10 @@ export async function run(modulePath: string, options: RunOptions = {}): Promise
           remote.uploader.enqueue(restore.id);
           await finishUploads(remote);
         }
+        // A lazily restored directory whose job is done: finish copying its pages in,
+        // so that it no longer depends on the remote store.
+        continueCopyIn(remote, config, stateDir);
+        await finishCopyIn(remote);
         const summary = buildSummary(flow.name, plan, [], performance.now() - started, config);
         summary.restoredFrom = restore.id;
         summary.alreadyComplete = true;
@@ -122,6 +126,7 @@ export async function run(modulePath: string, options: RunOptions = {}): Promise
         for (const t of plan.tasks) for (const name of t.operators) await resolveOperator(flow, name, plan.deadLetterPath).sink?.reset?.(t.parallelism);
       }
       mkdirSync(stateDir, { recursive: true });
+      if (durable) continueCopyIn(remote, config, stateDir);
       try {
         const summary = await execute(flow, url, plan, config, stateDir, restore, options, metricsServer, started, remote);
         summary.restarts = restarts;

@@ -6,6 +6,7 @@ import { errors } from '../errors.js';
 import type { TidepoolConfig } from '../config/schema.js';
 import { keyGroupRange, type PhysicalPlan } from '../flow/plan.js';
 import { IoClient } from '../storage/io-client.js';
+import { hasRestorePlan } from '../storage/remote/restore-plan.js';
 import type { TaskSetup } from './task.js';
 import type { Manifest } from './checkpoints.js';
 import { wire } from './wiring.js';
@@ -23,6 +24,8 @@ export async function prepareInstances(plan: PhysicalPlan, config: TidepoolConfi
   const instances: Instance[] = [];
   const statefulInstances = plan.tasks.reduce((n, t) => n + (t.stateful ? t.parallelism : 0), 0);
   const cachePages = config.state.cachePages ?? defaultCachePages(config.state.pageSize, statefulInstances);
+  // Restored lazily from remote storage: pages not copied in yet are fetched on a miss.
+  const lazyRemote = config.state.storage === 'lmdb' && hasRestorePlan(stateDir);
   for (const t of plan.tasks) {
     const old = restore?.tasks.find((x) => x.operators[0] === t.operators[0]);
     for (let s = 0; s < t.parallelism; s++) {
@@ -61,7 +64,7 @@ export async function prepareInstances(plan: PhysicalPlan, config: TidepoolConfi
           } catch (e) {
             throw errors.input(`state of '${t.operators[0]}' subtask ${s}`, (e as Error).message); // not retriable
           }
-          Object.assign(setup.state, { dir: stateDir, ring: a.ring, port: a.port, lastCommit: a.lastCommit });
+          Object.assign(setup.state, { dir: stateDir, ring: a.ring, port: a.port, lastCommit: a.lastCommit, lazyRemote: lazyRemote || undefined });
           transfer.push(a.port as unknown as TransferListItem);
         }
       }

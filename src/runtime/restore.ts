@@ -6,7 +6,8 @@ import { join } from 'node:path';
 import { errors } from '../errors.js';
 import type { PhysicalPlan } from '../flow/plan.js';
 import { STATEFUL, type OperatorKind } from '../flow/types.js';
-import { checkpointDir, listManifests, readManifest, syncDir, type Manifest } from './checkpoints.js';
+import { checkpointDir, listManifests, readManifest, type Manifest } from './checkpoints.js';
+import { syncDir } from '../storage/durable-file.js';
 
 /** The checkpoint to restore, checked against the plan; undefined for a fresh start. */
 export function chooseCheckpoint(stateDir: string, plan: PhysicalPlan, fromCheckpoint: number | undefined, first: boolean, allowDropped: boolean): Manifest | undefined {

@@ -22,7 +22,7 @@ export async function openEngine(s: StateSetup): Promise<StateEngine> {
     backend = new MemoryBackend();
   } else {
     const io = new IoAttachment(undefined, s.stateId, s.ring, s.port, s.lastCommit);
-    backend = await LmdbBackend.withAttachment({ kind: s.storage, dir: s.dir, stateId: s.stateId, retain: s.retain ?? 1, removeOnClose: false }, io);
+    backend = await LmdbBackend.withAttachment({ kind: s.storage, dir: s.dir, stateId: s.stateId, retain: s.retain ?? 1, removeOnClose: false, lazyRemote: s.lazyRemote }, io);
   }
   if (!backend) throw errors.worker(s.stateId, 'no state backend');
   return new StateEngine({ name: s.stateId.replace(/[^A-Za-z0-9._-]/g, '_'), pageSize: s.pageSize, cachePages: s.cachePages, codec, codecFor: codecResolver(codec), backend });
@@ -41,7 +41,11 @@ export async function takeOverKeyGroups(engine: StateEngine, s: StateSetup): Pro
   const codec = await loadCodec(s.compression);
   await loadLmdb();
   for (const old of s.rescaleFrom!) {
-    const snap = new SnapshotReader(s.dir!, old.stateId, old.version, codec, codecResolver(codec), Math.max(8, s.cachePages));
+    // Pages of a lazily restored directory not copied in yet come through this
+    // instance's backend (it asks the I/O worker to fetch them).
+    const backend = engine.backend;
+    const readMissing = s.lazyRemote && backend instanceof LmdbBackend ? (pageId: number) => backend.readVersioned(old.stateId, pageId, old.version) : undefined;
+    const snap = new SnapshotReader(s.dir!, old.stateId, old.version, codec, codecResolver(codec), Math.max(8, s.cachePages), readMissing);
     try {
       for (const name of snap.tableNames()) {
         const target = engine.table(name);

@@ -47,6 +47,8 @@ export interface StateSetup {
   rescaleFrom?: { stateId: string; version: number }[];
   groups?: [number, number];
   retain?: number;
+  /** The state directory is being restored lazily from remote storage (restore-plan.ts). */
+  lazyRemote?: boolean;
 }
 
 /** The rings of one out edge: one per downstream subtask (one, for forward). */

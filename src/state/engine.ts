@@ -59,6 +59,11 @@ export class StateEngine {
     }
   }
 
+  /** The persistent pages (tier 3) this engine flushes to. */
+  get backend(): StateBackend {
+    return this.opts.backend;
+  }
+
   table(name: string): BTree {
     let t = this.tables.get(name);
     if (!t) {

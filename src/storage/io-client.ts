@@ -6,6 +6,8 @@ import { TidepoolError, errors } from '../errors.js';
 import { RingWriter, createRingBuffer } from '../transport/ring.js';
 import type { AttachRequest, IoReply } from './io-protocol.js';
 import type { CommitRecord } from './backend.js';
+import type { RemoteSpec } from './remote/object-store.js';
+import type { HydrationStats } from './remote/hydration.js';
 
 const WORKER_URL = new URL('../../workers/io.js', import.meta.url);
 
@@ -78,6 +80,29 @@ export class IoAttachment {
     if (this.dead) return Promise.reject(this.dead);
     this.port.ref();
     return new Promise((resolve, reject) => this.waiting.set(version, { resolve, reject }));
+  }
+
+  /**
+   * A page of `stateId` (this one, or an old partition read for a rescale) that a lazy
+   * remote restore has not copied in yet: asks the I/O worker to fetch it and blocks
+   * this thread until it is in LMDB (reset the read transaction, then read again).
+   * Throws a one-line TIDEPOOL_REMOTE error if it cannot be fetched.
+   */
+  fetchPageSync(stateId: string, pageId: number, timeoutMs = 120_000): void {
+    const signal = new SharedArrayBuffer(8 + 1024);
+    const flag = new Int32Array(signal, 0, 2);
+    this.port.postMessage({ type: 'fetch', stateId, pageId, signal });
+    const deadline = performance.now() + timeoutMs;
+    while (Atomics.load(flag, 0) === 0) {
+      const left = deadline - performance.now();
+      if (left <= 0 || Atomics.wait(flag, 0, 0, left) === 'timed-out') {
+        throw errors.remote('the remote store', `page ${pageId} of '${stateId}' was not fetched within ${timeoutMs} ms (lazy restore)`);
+      }
+    }
+    if (flag[0] === 2) {
+      const why = Buffer.from(new Uint8Array(signal, 8, flag[1])).toString('utf8');
+      throw errors.remote('the remote store', `cannot fetch page ${pageId} of '${stateId}' (lazy restore): ${why}`);
+    }
   }
 
   /** Gives up this thread's use of the attachment so another thread can take it over. */
@@ -174,6 +199,43 @@ export class IoClient {
     const a = new IoAttachment(undefined, opts.stateId, ring, port1, reply.lastCommit as CommitRecord | undefined);
     this.attachments.add(a);
     return a;
+  }
+
+  /**
+   * Starts copying in the pages of a lazily restored state directory (remote-restore.ts)
+   * in the I/O worker, which also serves page fetches for it from then on. `done`
+   * waits for the copy to finish, keeping the process alive meanwhile; nothing else does.
+   */
+  hydrate(dir: string, spec: RemoteSpec, background: boolean): { done: () => Promise<HydrationStats | undefined>; finished: () => boolean } {
+    const { port1, port2 } = new MessageChannel();
+    let finished = false;
+    let rejectClosed: (e: Error) => void = () => undefined;
+    const result = new Promise<HydrationStats | undefined>((resolve, reject) => {
+      rejectClosed = reject;
+      port1.once('message', (m: { type: 'restored'; stats?: HydrationStats } | { type: 'error'; message: string }) => {
+        finished = true;
+        port1.close();
+        if (m.type === 'restored') resolve(m.stats);
+        else reject(errors.remote(spec.kind === 'dir' ? `dir ${spec.path}` : `azure-blob container ${spec.container}`, `copying in the lazily restored state of ${dir}: ${m.message}`));
+      });
+    });
+    port1.once('close', () => {
+      if (!finished) {
+        finished = true;
+        rejectClosed(errors.io('the I/O worker stopped before the lazy remote restore finished'));
+      }
+    });
+    result.catch(() => undefined); // awaited through done()
+    port1.unref();
+    this.worker.postMessage({ type: 'hydrate', dir, spec, background, port: port2 }, [port2]);
+    return {
+      done: () => {
+        if (finished) return result;
+        port1.ref();
+        return result.finally(() => port1.unref());
+      },
+      finished: () => finished,
+    };
   }
 
   /** Deletes every page and record of a state no checkpoint needs any more. */

@@ -11,7 +11,9 @@
 // writes them in ring order, so when the COMMIT is durable every page before it is.
 //
 // Control (a MessagePort per attached state): the owner sends nothing after attach
-// except `detach`; the I/O worker answers `durable {version}` or `failed {version,
+// except `detach`, and `fetch {stateId, pageId, signal}` for a page a lazy remote
+// restore has not copied in yet (answered through the shared `signal`, as the owner
+// blocks on it; see IoAttachment.fetchPageSync); the I/O worker answers `durable {version}` or `failed {version,
 // message, diskFull}` for each COMMIT, and `detached` once the ring is drained.
 export const FRAME_PAGE = 1;
 export const FRAME_FREE = 2;

@@ -22,6 +22,8 @@ export interface LmdbBackendOptions {
   stateId: string;
   retain: number;
   ringBytes?: number;
+  /** The directory was restored lazily from remote storage: a page missing locally is fetched. */
+  lazyRemote?: boolean;
   /** temp only: remove the directory on close (default true; a flow's coordinator removes it instead). */
   removeOnClose?: boolean;
 }
@@ -75,8 +77,24 @@ export class LmdbBackend implements StateBackend {
   }
 
   readPage(pageId: number): { bytes: Uint8Array; version: number } | undefined {
-    const s = this.opts.stateId;
-    for (const { key, value } of this.pages.getRange({ start: [s, pageId, this.readVersion], end: [s, pageId, -1], reverse: true, limit: 1 })) {
+    return this.readVersioned(this.opts.stateId, pageId, this.readVersion);
+  }
+
+  /**
+   * The newest stored version ≤ `version` of a page of `stateId` (this partition, or an
+   * old one a rescale reads). In a lazily restored directory a page not copied in yet
+   * is fetched from remote storage first.
+   */
+  readVersioned(stateId: string, pageId: number, version: number): { bytes: Uint8Array; version: number } | undefined {
+    const found = this.lookup(stateId, pageId, version);
+    if (found || !this.opts.lazyRemote) return found;
+    this.io.fetchPageSync(stateId, pageId);
+    this.root.resetReadTxn(); // see the I/O worker's write now
+    return this.lookup(stateId, pageId, version);
+  }
+
+  private lookup(s: string, pageId: number, version: number): { bytes: Uint8Array; version: number } | undefined {
+    for (const { key, value } of this.pages.getRange({ start: [s, pageId, version], end: [s, pageId, -1], reverse: true, limit: 1 })) {
       return { bytes: value, version: (key as [string, number, number])[2] };
     }
     return undefined;

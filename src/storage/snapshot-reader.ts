@@ -51,7 +51,14 @@ export class SnapshotReader {
   readonly commit: CommitRecord;
   private readonly tables: CommitTables;
 
-  constructor(dir: string, readonly stateId: string, readonly version: number, codec: PageCodec, codecFor: (id: number) => PageCodec | undefined, cachePages: number) {
+  /**
+   * `readMissing`: where pages not found locally come from (a lazily restored directory:
+   * the owning thread's backend fetches them from remote storage, see LmdbBackend.readVersioned).
+   */
+  constructor(
+    dir: string, readonly stateId: string, readonly version: number, codec: PageCodec, codecFor: (id: number) => PageCodec | undefined, cachePages: number,
+    readMissing?: (pageId: number) => { bytes: Uint8Array; version: number } | undefined,
+  ) {
     backLmdbMap(dir);
     this.root = lmdb().open(envOptions(dir, false)); // callers await loadLmdb() first
     this.pages = this.root.openDB({ name: PAGES_DB, encoding: 'binary', keyEncoding: 'ordered-binary' }) as never;
@@ -74,7 +81,7 @@ export class SnapshotReader {
       for (const { key, value } of this.pages.getRange({ start: [s, pageId, version], end: [s, pageId, -1], reverse: true, limit: 1 })) {
         return { bytes: value, version: (key as [string, number, number])[2] };
       }
-      return undefined;
+      return readMissing?.(pageId);
     }, codec, codecFor, cachePages);
   }
 

@@ -105,6 +105,15 @@ export class AzureBlobStore implements ObjectStore {
     }
   }
 
+  async getRange(name: string, offset: number, length: number): Promise<Buffer | undefined> {
+    try {
+      return await this.container.getBlobClient(name).downloadToBuffer(offset, length);
+    } catch (e) {
+      if (e instanceof RestError && e.statusCode === 404) return undefined;
+      this.fail(`reading ${name} at ${offset}+${length}`, e);
+    }
+  }
+
   async list(prefix: string): Promise<StoredObject[]> {
     const out: StoredObject[] = [];
     try {

@@ -1,9 +1,9 @@
 // ObjectStore on a directory (a mounted network share, a second disk, or tests):
 // objects are files, written to a temporary name, fsynced and renamed; createIfAbsent
 // links the temporary file to its name, which fails atomically if the name exists.
-import { closeSync, fsyncSync, linkSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
-import { dirname, join, relative, sep } from 'node:path';
-import { randomBytes } from 'node:crypto';
+import { closeSync, linkSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, renameSync, rmSync, statSync } from 'node:fs';
+import { basename, dirname, join, relative, sep } from 'node:path';
+import { syncDir, writeSyncedTemp } from '../durable-file.js';
 import { errors } from '../../errors.js';
 import type { ObjectStore, StoredObject } from './object-store.js';
 
@@ -29,20 +29,13 @@ export class DirStore implements ObjectStore {
 
   private writeTemp(path: string, body: Uint8Array): string {
     mkdirSync(dirname(path), { recursive: true });
-    const tmp = `${path}.${randomBytes(6).toString('hex')}.tmp`;
-    const fd = openSync(tmp, 'w');
-    try {
-      writeSync(fd, body);
-      fsyncSync(fd);
-    } finally {
-      closeSync(fd);
-    }
-    return tmp;
+    return writeSyncedTemp(dirname(path), basename(path), body);
   }
 
   async put(name: string, body: Uint8Array): Promise<void> {
     const path = this.path(name);
     renameSync(this.writeTemp(path, body), path);
+    syncDir(dirname(path));
   }
 
   async createIfAbsent(name: string, body: Uint8Array): Promise<boolean> {
@@ -50,6 +43,7 @@ export class DirStore implements ObjectStore {
     const tmp = this.writeTemp(path, body);
     try {
       linkSync(tmp, path);
+      syncDir(dirname(path));
       return true;
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code === 'EEXIST') return false;
@@ -65,6 +59,28 @@ export class DirStore implements ObjectStore {
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
       throw e;
+    }
+  }
+
+  async getRange(name: string, offset: number, length: number): Promise<Buffer | undefined> {
+    let fd: number;
+    try {
+      fd = openSync(this.path(name), 'r');
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw e;
+    }
+    try {
+      const out = Buffer.allocUnsafe(length);
+      let got = 0;
+      while (got < length) {
+        const n = readSync(fd, out, got, length - got, offset + got);
+        if (n === 0) break;
+        got += n;
+      }
+      return out.subarray(0, got);
+    } finally {
+      closeSync(fd);
     }
   }
 

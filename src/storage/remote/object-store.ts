@@ -24,6 +24,8 @@ export interface ObjectStore {
   createIfAbsent(name: string, body: Uint8Array): Promise<boolean>;
   /** The object's bytes, or undefined if there is none. */
   get(name: string): Promise<Buffer | undefined>;
+  /** `length` bytes of the object from `offset` (fewer at its end), or undefined if there is none. */
+  getRange(name: string, offset: number, length: number): Promise<Buffer | undefined>;
   /** Objects whose names start with `prefix`, in no particular order. */
   list(prefix: string): Promise<StoredObject[]>;
   /** Deletes the object; no error if it is already gone. */
@@ -32,8 +34,8 @@ export interface ObjectStore {
 
 /** `state.remote` after validation (config/schema.ts). */
 export type RemoteSpec =
-  | { kind: 'azure-blob'; connectionString?: string; accountUrl?: string; sasToken?: string; container: string; prefix: string }
-  | { kind: 'dir'; path: string; prefix: string };
+  | { kind: 'azure-blob'; connectionString?: string; accountUrl?: string; sasToken?: string; container: string; prefix: string; restore?: 'lazy' | 'eager' }
+  | { kind: 'dir'; path: string; prefix: string; restore?: 'lazy' | 'eager' };
 
 export async function openObjectStore(spec: RemoteSpec): Promise<ObjectStore> {
   // Loaded on demand: runs without remote checkpoints never load the Azure SDK.

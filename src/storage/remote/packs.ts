@@ -10,10 +10,19 @@
 //                                          partition, many pages per object (a 16 KiB page
 //                                          per blob would make uploads request-bound)
 //
-// A pack is msgpack { format, stateId, pages: [pageId, version, bytes][], commits:
-// [version, bytes][] } followed by a CRC-32C of those bytes. Pages and commit records
-// are stored exactly as in LMDB (their own envelopes and checksums), so a restore
-// writes them back unchanged and the usual page checks apply on first read.
+// A pack (format 2) is laid out for ranged reads, so a restore can fetch one page
+// without the rest:
+//
+//   u32 'TPK2' | u32 n | index: n bytes of msgpack | u32 CRC-32C of the index |
+//   page and commit-record bytes… | u32 CRC-32C of everything before
+//
+// The index lists [pageId, version, offset, length] per page (ascending page ids) and
+// [version, offset, length] per commit record, offsets from the end of the index. The
+// checkpoint object records each pack's first and last page id and index size, so a
+// reader finds the pack of a page without listing anything. Pages and commit records
+// are stored exactly as in LMDB (their own envelopes and checksums): a ranged read of
+// one page is checked by the usual page checks on first use, a whole pack by its CRC.
+// Format 1 (msgpack { format, stateId, pages, commits } + CRC, no index) is still read.
 import { crc32c } from '@node-rs/crc32';
 import { pack, unpack } from 'msgpackr';
 import { errors } from '../../errors.js';
@@ -26,11 +35,23 @@ export interface Pack {
   commits: [version: number, bytes: Uint8Array][];
 }
 
+/** Where a format-2 pack's pages are: its first and last page id, and the bytes up to its data. */
+export type PackRange = [first: number, last: number, headBytes: number];
+
+export interface PackIndex {
+  stateId: string;
+  /** Per page: id, version, and where its bytes are (from the end of the index). */
+  pages: [pageId: number, version: number, offset: number, length: number][];
+  commits: [version: number, offset: number, length: number][];
+}
+
 /** Per state partition: the flush a checkpoint restores and the objects that hold its pages. */
 export interface RemoteState {
   version: number;
   /** Pack objects, base first: together they hold the newest version ≤ `version` of every page. */
   objects: string[];
+  /** Per object, where its pages are (absent if any object is a format-1 pack: no lazy restore). */
+  ranges?: PackRange[];
   /** Incremental uploads since the last full one (a full upload resets it). */
   increments: number;
 }
@@ -56,6 +77,62 @@ export const checkpointIdOf = (name: string): number | undefined => {
   return m ? Number(m[1]) : undefined;
 };
 
+const MAGIC = 0x324b5054; // 'TPK2', little-endian
+
+/** A format-2 pack of `pages` (ascending page ids) and `commits`, and its range entry. */
+export function encodeIndexedPack(stateId: string, pages: Pack['pages'], commits: Pack['commits']): { body: Buffer; range: PackRange } {
+  const index: PackIndex = { stateId, pages: [], commits: [] };
+  let offset = 0;
+  for (const [pageId, version, bytes] of pages) {
+    index.pages.push([pageId, version, offset, bytes.length]);
+    offset += bytes.length;
+  }
+  for (const [version, bytes] of commits) {
+    index.commits.push([version, offset, bytes.length]);
+    offset += bytes.length;
+  }
+  const head = pack(index);
+  const headBytes = 8 + head.length + 4;
+  const out = Buffer.allocUnsafe(headBytes + offset + 4);
+  out.writeUInt32LE(MAGIC, 0);
+  out.writeUInt32LE(head.length, 4);
+  head.copy(out, 8);
+  out.writeUInt32LE(crc32c(head), 8 + head.length);
+  let at = headBytes;
+  for (const [, , bytes] of pages) at += Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length).copy(out, at);
+  for (const [, bytes] of commits) at += Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length).copy(out, at);
+  out.writeUInt32LE(crc32c(out.subarray(0, at)), at);
+  const first = pages.length ? pages[0]![0] : 0;
+  const last = pages.length ? pages.at(-1)![0] : -1;
+  return { body: out, range: [first, last, headBytes] };
+}
+
+/** The index of a format-2 pack from its first `headBytes` bytes (its range entry says how many). */
+export function decodePackIndex(head: Buffer, where: string): PackIndex {
+  if (head.length < 12 || head.readUInt32LE(0) !== MAGIC) throw errors.corruptState('remote pack', where, 'not an indexed pack');
+  const n = head.readUInt32LE(4);
+  if (head.length < 12 + n) throw errors.corruptState('remote pack', where, 'its index is truncated');
+  const body = head.subarray(8, 8 + n);
+  if (crc32c(body) !== head.readUInt32LE(8 + n)) throw errors.corruptState('remote pack', where, 'the checksum of its index does not match');
+  const index = unpack(body) as PackIndex;
+  if (!Array.isArray(index?.pages) || !Array.isArray(index.commits)) throw errors.corruptState('remote pack', where, 'unexpected index');
+  return index;
+}
+
+/** Page `pageId` in a pack index (ascending page ids), or undefined. */
+export function findPage(index: PackIndex, pageId: number): PackIndex['pages'][number] | undefined {
+  let lo = 0;
+  let hi = index.pages.length - 1;
+  while (lo <= hi) {
+    const mid = (lo + hi) >>> 1;
+    const e = index.pages[mid]!;
+    if (e[0] === pageId) return e;
+    if (e[0] < pageId) lo = mid + 1;
+    else hi = mid - 1;
+  }
+  return undefined;
+}
+
 export function encodePack(p: Pack): Buffer {
   const body = pack(p);
   const out = Buffer.allocUnsafe(body.length + 4);
@@ -68,6 +145,17 @@ export function decodePack(bytes: Buffer, where: string): Pack {
   if (bytes.length < 4) throw errors.corruptState('remote pack', where, 'truncated');
   const body = bytes.subarray(0, bytes.length - 4);
   if (crc32c(body) !== bytes.readUInt32LE(bytes.length - 4)) throw errors.corruptState('remote pack', where, 'its checksum does not match');
+  if (bytes.readUInt32LE(0) === MAGIC) {
+    const index = decodePackIndex(bytes, where);
+    const start = 12 + bytes.readUInt32LE(4);
+    const at = (offset: number, length: number) => bytes.subarray(start + offset, start + offset + length);
+    return {
+      format: 1,
+      stateId: index.stateId,
+      pages: index.pages.map(([pageId, version, offset, length]) => [pageId, version, at(offset, length)]),
+      commits: index.commits.map(([version, offset, length]) => [version, at(offset, length)]),
+    };
+  }
   const p = unpack(body) as Pack;
   if (p?.format !== 1 || !Array.isArray(p.pages) || !Array.isArray(p.commits)) throw errors.corruptState('remote pack', where, 'unexpected content');
   return p;

@@ -20,8 +20,8 @@ import { COMMITS_DB, PAGES_DB, envOptions } from '../io-protocol.js';
 import { listManifests, readManifest, type Manifest } from '../../runtime/checkpoints.js';
 import type { ObjectStore } from './object-store.js';
 import {
-  CHECKPOINTS, STATE, checkpointIdOf, checkpointName, decodeCheckpoint, encodeCheckpoint, encodePack,
-  type Pack, type RemoteCheckpoint, type RemoteState,
+  CHECKPOINTS, STATE, checkpointIdOf, checkpointName, decodeCheckpoint, encodeCheckpoint, encodeIndexedPack,
+  type Pack, type PackRange, type RemoteCheckpoint, type RemoteState,
 } from './packs.js';
 
 /** Packs are cut at this many page bytes: few large objects, bounded memory. */
@@ -67,6 +67,12 @@ export class CheckpointUploader {
     private readonly retain: number,
     private readonly warn: (line: string) => void,
   ) {}
+
+  /**
+   * While a lazy restore is copying in pages of partition `stateId`: a promise for the
+   * end of the copy (set by the run); undefined once they are all local.
+   */
+  restoring: ((stateId: string) => Promise<void> | undefined) | undefined;
 
   /** Remote checkpoint ids, ascending. */
   async remoteIds(): Promise<number[]> {
@@ -209,7 +215,10 @@ export class CheckpointUploader {
         this.retryTimer = undefined;
         this.kick();
       }
-      await (this.running ?? new Promise((r) => setTimeout(r, 50)));
+      // Not past the deadline either while an upload waits (on a lazy restore's copy-in).
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([this.running?.catch(() => undefined), new Promise((r) => (timer = setTimeout(r, this.running ? Math.max(0, deadline - performance.now()) : 50)))]);
+      clearTimeout(timer);
     }
     return true;
   }
@@ -242,6 +251,13 @@ export class CheckpointUploader {
       this.chains = new Map(Object.entries(existing.states));
       this.counts.lastUploaded = id;
       return;
+    }
+    for (const t of manifest.tasks) {
+      for (const i of t.instances) {
+        const restoring = i.stateId === undefined || i.version === undefined ? undefined : this.restoring?.(i.stateId);
+        // A full upload reads every page: wait until they are all local.
+        if (restoring && this.needsFull(i.stateId!, i.version!, true)) await restoring;
+      }
     }
     const root = await this.env();
     const pages = root.openDB<Buffer, [string, number, number]>({ name: PAGES_DB, encoding: 'binary', keyEncoding: 'ordered-binary' });
@@ -276,14 +292,25 @@ export class CheckpointUploader {
     await this.collect();
   }
 
+  /**
+   * Whether partition `stateId` is uploaded whole at `version`. While a lazy restore is
+   * still copying pages in (`restoring`), not every page is local, so the chain of the
+   * restored checkpoint goes on with increments, however many.
+   */
+  private needsFull(stateId: string, version: number, restoring: boolean): boolean {
+    const chain = this.chains.get(stateId);
+    if (chain === undefined || chain.version > version) return true;
+    return chain.version !== version && chain.increments >= MAX_INCREMENTS && !restoring;
+  }
+
   /** The pack objects for one partition at `version`: its chain's, plus what changed since. */
   private async uploadState(
     pages: Database<Buffer, [string, number, number]>, commits: Database<Buffer, [string, number]>, transaction: Transaction, stateId: string, version: number,
   ): Promise<{ state: RemoteState; bytes: number }> {
     const chain = this.chains.get(stateId);
     if (chain && chain.version === version) return { state: chain, bytes: 0 }; // nothing flushed since
-    const full = chain === undefined || chain.version > version || chain.increments >= MAX_INCREMENTS;
-    const from = full ? -1 : chain.version;
+    const full = this.needsFull(stateId, version, this.restoring?.(stateId) !== undefined);
+    const from = full ? -1 : chain!.version;
     // Per page, the newest version in (from, version]: older ones are superseded.
     const newest = new Map<number, number>();
     for (const key of pages.getKeys({ start: [stateId, -1, -1], end: [stateId, Number.MAX_SAFE_INTEGER, Number.MAX_SAFE_INTEGER], transaction })) {
@@ -295,6 +322,7 @@ export class CheckpointUploader {
       commitList.push([(key as [string, number])[1], value]);
     }
     const objects: string[] = [];
+    const ranges: PackRange[] = [];
     let bytes = 0;
     let batch: Pack['pages'] = [];
     let batchBytes = 0;
@@ -302,9 +330,10 @@ export class CheckpointUploader {
     let inFlight: Promise<void> | undefined;
     const flush = async (last: boolean) => {
       if (batch.length === 0 && !(last && objects.length === 0)) return; // every chain step has at least one pack (its commit records)
-      const body = encodePack({ format: 1, stateId, pages: batch, commits: last ? commitList : [] });
+      const { body, range } = encodeIndexedPack(stateId, batch, last ? commitList : []);
       const name = `${this.prefix}${STATE}${stateId}/${String(version).padStart(10, '0')}-${this.run}-${objects.length}.pack`;
       objects.push(name);
+      ranges.push(range);
       bytes += body.length;
       batch = [];
       batchBytes = 0;
@@ -321,7 +350,9 @@ export class CheckpointUploader {
       if (batchBytes >= PACK_BYTES) await flush(false);
     }
     await flush(true);
-    const state: RemoteState = full ? { version, objects, increments: 0 } : { version, objects: [...chain.objects, ...objects], increments: chain.increments + 1 };
+    const state: RemoteState = full
+      ? { version, objects, ranges, increments: 0 }
+      : { version, objects: [...chain!.objects, ...objects], ...(chain!.ranges ? { ranges: [...chain!.ranges, ...ranges] } : {}), increments: chain!.increments + 1 };
     return { state, bytes };
   }
 
