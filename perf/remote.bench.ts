@@ -8,8 +8,9 @@
 //             MB/s, vs the same number of bytes put with @azure/storage-blob directly, in
 //             8 MiB block blobs one after the other (the uploader's object size and
 //             concurrency) — the goal is ≥ 80%
-//   restore   copying the remote checkpoint into an empty local directory (what a run on
-//             a new machine does before its first record; not lazy yet)
+//   restore   copying the whole remote checkpoint into an empty local directory (an
+//             eager restore, state.remote.restore 'eager'; the default lazy restore
+//             copies in the background — perf/remote-restore.bench.ts times it)
 // Then the keyed count (perf/flows/keyed-count.ts, 1k keys) with a checkpoint every 1 s,
 // local only vs with state.remote: wall and CPU — the goal is ≤ 5% slower.
 // azurite writes to a temp directory on this machine's disk: these are loopback figures,

@@ -31,10 +31,10 @@ function freePort(): Promise<number> {
   });
 }
 
-/** The README's metrics table: name → type. */
-function documented(): Map<string, string> {
+/** The README's metrics tables: name → type; per task instance, or the per-flow remote ones. */
+function documented(which: 'instance' | 'remote' = 'instance'): Map<string, string> {
   const rows = [...readFileSync(README, 'utf8').matchAll(/^\| `(tidepool_[a-z0-9_]+)` \| (counter|gauge) \|/gm)];
-  return new Map(rows.map((m) => [m[1]!, m[2]!]));
+  return new Map(rows.filter((m) => m[1]!.startsWith('tidepool_remote_') === (which === 'remote')).map((m) => [m[1]!, m[2]!]));
 }
 
 interface Scrape {
@@ -123,6 +123,33 @@ t.test('scraped during a run: conventional names, every instance, counters that 
   for (const k of ['gen/0', 'gen/1', 'out/0']) t.equal(pages.get(k), 0, `${k} has no state`);
   const hits = values(second, 'tidepool_state_cache_hits_total');
   for (const k of ['counts/0', 'counts/1']) t.ok(hits.get(k)! > 0, `${k}: cache hits ${hits.get(k)}`);
+});
+
+t.test('with state.remote: per-flow upload lag and totals, the README\'s second list', async (t) => {
+  const port = await freePort();
+  const env = { TP_N: '1000000000', TP_KEYS: '1000', TP_RATE: '5000', TP_OUT: join(tmp, 'out-remote/counts.jsonl'), TIDEPOOL_MODULE_CACHE: join(tmp, 'module-cache') };
+  const remote = `state.remote=${JSON.stringify({ kind: 'dir', path: join(tmp, 'remote') })}`;
+  const run = startCli(['run', KEYED_COUNT, '--state', join(tmp, 'state-remote'), '--set', remote, '--set', 'checkpoint.intervalMs=200', '--set', `metrics.port=${port}`], { cwd: tmp, env, timeoutMs: 90_000 });
+  t.teardown(() => run.child.kill('SIGKILL'));
+  let s: Scrape | undefined;
+  for (let i = 0; i < 300 && run.child.exitCode === null; i++) {
+    await sleep(150);
+    s = await scrape(port).catch(() => undefined);
+    if ((s?.families.get('tidepool_remote_checkpoints_uploaded_total')?.samples[0]?.value ?? 0) >= 2) break;
+  }
+  run.child.kill('SIGKILL');
+  await run.done;
+  if (!s) return t.fail('no scrape');
+  const docs = documented('remote');
+  t.equal(docs.size, 4, 'the README lists 4 remote metrics');
+  for (const [name, type] of docs) {
+    const f = s.families.get(name);
+    t.equal(f?.type, type, `${name}: served, a ${type}`);
+    t.same(f?.samples.map((x) => x.labels), [{ flow: 'chk-count' }], `${name}: one series, labelled flow`);
+  }
+  t.ok(s.families.get('tidepool_remote_checkpoints_uploaded_total')!.samples[0]!.value >= 2, 'checkpoints uploaded are counted');
+  t.ok(s.families.get('tidepool_remote_upload_bytes_total')!.samples[0]!.value > 0, 'bytes uploaded are counted');
+  t.ok(s.families.get('tidepool_remote_lag_seconds')!.samples[0]!.value < 30, 'the lag is a number of seconds');
 });
 
 t.test('a port already in use is one line naming metrics.port, before anything runs', async (t) => {

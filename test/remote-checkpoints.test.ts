@@ -286,6 +286,49 @@ t.test('lazy restore: only the checkpoint and commit records before the first re
   t.equal(readFileSync(out).length, bytes, 'the output is unchanged');
 });
 
+t.test('killed mid-upload: the torn upload is never restored, and the next upload collects its packs', async (t) => {
+  const N = 200_000;
+  const keys = 100_000; // a few MB of state: a full upload writes several packs' worth of requests
+  const keyOfN = (i: number): string => `k${(Math.imul(i, 2654435761) >>> 0) % keys}`;
+  const dir = join(tmp, 'torn');
+  mkdirSync(dir, { recursive: true });
+  const out = join(dir, 'out.jsonl');
+  const env = { TP_N: String(N), TP_OUT: out, TP_KEYS: String(keys) };
+  const remote = remoteSet('torn', '');
+  /** Pack objects no remote checkpoint names: an upload in progress, or a torn one. */
+  const unnamed = async () => {
+    const { named } = await remoteCheckpoints('torn', 'chk-count/');
+    return (await blobNames('torn', 'chk-count/state/')).filter((n) => !named.has(n));
+  };
+  // Each try: a run on a new machine, killed the moment a pack of an unfinished upload
+  // shows up. The upload's checkpoint object may still land before the kill does, so a
+  // few tries may be needed to catch one torn.
+  let torn: string[] = [];
+  let state = '';
+  for (let attempt = 0; attempt < 6 && torn.length === 0; attempt++) {
+    state = join(dir, `state-${attempt}`);
+    const run = start('keyed-count.ts', state, ['--set', remote, '--set', 'checkpoint.intervalMs=100'], { ...env, TP_RATE: '40000' });
+    const deadline = performance.now() + 60_000;
+    while (!run.exited && performance.now() < deadline && (await unnamed()).length === 0) await sleep(5);
+    run.child.kill('SIGKILL');
+    await run.done;
+    await sleep(300); // requests azurite received before the kill finish
+    torn = await unnamed();
+  }
+  t.ok(torn.length > 0, `a kill landed mid-upload: ${torn.length} pack(s) of a checkpoint that never appeared remotely`);
+  const { ids } = await remoteCheckpoints('torn', 'chk-count/');
+  // A new machine: it restores the newest complete remote checkpoint, not the torn one.
+  const summaryPath = join(dir, 'summary.json');
+  const end = await runToEnd('keyed-count.ts', join(dir, 'state-end'), ['--set', remote, '--summary', summaryPath], env);
+  t.equal(end.code, 0, `the next run completes ${end.stderr.trim()}`);
+  const summary = JSON.parse(readFileSync(summaryPath, 'utf8')) as RunSummary;
+  t.equal(summary.remote?.restoredFrom, ids.at(-1), `it restored ${ids.at(-1)}, the newest checkpoint whose object exists`);
+  checkExactlyOnce(t, out, N, keyOfN, 'after a kill mid-upload');
+  const left = await blobNames('torn', 'chk-count/state/');
+  t.ok(torn.every((n) => !left.includes(n)), 'the torn upload\'s packs are gone (remote GC)');
+  t.same(await unnamed(), [], 'every pack left is named by a retained checkpoint');
+});
+
 t.test('azurite stopped mid-run: checkpoints go on locally, uploads retry and catch up', async (t) => {
   const N = 40_000;
   const out = join(tmp, 'outage', 'out.jsonl');

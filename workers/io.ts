@@ -11,46 +11,25 @@
 // record at attach, a flush was cut off: its pages are deleted before anything new is
 // written, so they can never be mistaken for a later flush.
 //
+// A lazily restored state directory (io-copy-in.ts) has its pages copied in from
+// remote storage meanwhile; until that is done its GC and partition drops wait.
+//
 // A failed write (a full disk, see src/storage/write-failure.ts) fails its flush: no
 // further page of it is put, its commit record is not written, the owner is told
 // `failed` (and may retry), and the pages it did store are deleted before the next
 // flush of that state writes anything.
 import { parentPort, type MessagePort } from 'node:worker_threads';
-import { open, type Database, type RootDatabase } from 'lmdb';
 import { RingReader } from '../src/transport/ring.js';
-import {
-  ATTEMPTS_DB, COMMITS_DB, FRAME_COMMIT, FRAME_FREE, FRAME_HEADER, FRAME_PAGE, PAGES_DB,
-  envOptions, readFrameHeader, type AttachRequest, type IoReply,
-} from '../src/storage/io-protocol.js';
+import { FRAME_COMMIT, FRAME_FREE, FRAME_HEADER, FRAME_PAGE, readFrameHeader, type AttachRequest, type IoReply } from '../src/storage/io-protocol.js';
 import { packr } from '../src/state/values.js';
 import type { CommitRecord } from '../src/storage/backend.js';
 import { decodeAttempt, decodeCommit, sealCommit } from '../src/storage/commit-record.js';
-import { backLmdbMap } from '../src/storage/lmdb-file.js';
 import { WriteGroup, attachErrorCode, isDiskFull, mustSucceed, guardLmdbFailures, quietly } from '../src/storage/write-failure.js';
-import { Hydration } from '../src/storage/remote/hydration.js';
-import { hasRestorePlan, readRestorePlan } from '../src/storage/remote/restore-plan.js';
-import { openObjectStore, type RemoteSpec } from '../src/storage/remote/object-store.js';
-import { listManifests, readManifest } from '../src/runtime/checkpoints.js';
+import { durable, openEnv, releaseEnv, type Env } from './io-envs.js';
+import { fetchPage, hydrate, type FetchRequest, type HydrateRequest } from './io-copy-in.js';
 
 guardLmdbFailures();
 
-interface Env {
-  dir: string;
-  noSync: boolean;
-  root: RootDatabase;
-  pages: Database<Buffer, [string, number, number]>;
-  commits: Database<CommitRecord, [string, number]>;
-  attempts: Database<number, string>;
-  /** The same two databases, read as stored bytes (commit-record.ts says why). */
-  commitsRaw: Database<Buffer, [string, number]>;
-  attemptsRaw: Database<Buffer, string>;
-  users: number;
-  /**
-   * A lazy remote restore is copying pages in (its plan is in the directory): GC and
-   * partition drops wait, since a page copied in after GC ran could never be collected.
-   */
-  restorePending: boolean;
-}
 
 interface GcEntry {
   version: number;
@@ -61,7 +40,6 @@ interface GcEntry {
 interface AttachedState {
   stateId: string;
   env: Env;
-  envKey: string;
   reader: RingReader;
   port: MessagePort;
   retain: number;
@@ -86,45 +64,10 @@ interface AttachedState {
 }
 
 const noop = () => undefined;
-const envs = new Map<string, Env>();
 /** Attached states by directory and id: a re-attach (a restarted flow) abandons the old one. */
 const attached = new Map<string, AttachedState>();
 
-function openEnv(dir: string, noSync: boolean): { env: Env; key: string } {
-  const key = `${dir}\0${noSync}`;
-  let env = envs.get(key);
-  if (!env) {
-    backLmdbMap(dir);
-    const root = open(envOptions(dir, noSync));
-    env = {
-      dir,
-      noSync,
-      root,
-      pages: root.openDB({ name: PAGES_DB, encoding: 'binary', keyEncoding: 'ordered-binary' }) as never,
-      commits: root.openDB({ name: COMMITS_DB, encoding: 'msgpack', keyEncoding: 'ordered-binary' }) as never,
-      attempts: root.openDB({ name: ATTEMPTS_DB, encoding: 'msgpack', keyEncoding: 'ordered-binary' }) as never,
-      commitsRaw: root.openDB({ name: COMMITS_DB, encoding: 'binary', keyEncoding: 'ordered-binary' }) as never,
-      attemptsRaw: root.openDB({ name: ATTEMPTS_DB, encoding: 'binary', keyEncoding: 'ordered-binary' }) as never,
-      users: 0,
-      restorePending: hasRestorePlan(dir),
-    };
-    envs.set(key, env);
-  }
-  env.users++;
-  return { env, key };
-}
 
-/**
- * Resolves once every write committed so far is on disk (a `temp` environment
- * promises no more than committed). Not `root.flushed`: lmdb-js drops the flush
- * waiters of a batch whose commit failed, so after a failed write (a full disk) it
- * would never settle.
- */
-function durable(env: Env): Promise<void> {
-  if (env.noSync) return Promise.resolve();
-  const root = env.root as unknown as { sync(done: (e?: Error) => void): void }; // not in lmdb-js's types
-  return new Promise((resolve, reject) => root.sync((e) => (e ? reject(e) : resolve())));
-}
 
 function reply(port: MessagePort, msg: IoReply): void {
   port.postMessage(msg);
@@ -172,7 +115,7 @@ async function attach(req: AttachRequest): Promise<void> {
     await previous.writes.settled();
     await durable(previous.env).catch(noop);
   }
-  const { env, key } = openEnv(req.dir, req.noSync);
+  const { env } = openEnv(req.dir, req.noSync);
   let last: CommitRecord | undefined;
   let cleaned = 0;
   try {
@@ -211,7 +154,7 @@ async function attach(req: AttachRequest): Promise<void> {
   }
   const lastVersion = last?.version ?? 0;
   const st: AttachedState = {
-    stateId: req.stateId, env, envKey: key, reader: new RingReader(req.ring), port: req.port,
+    stateId: req.stateId, env, reader: new RingReader(req.ring), port: req.port,
     retain: req.retain, attempt: lastVersion, written: [], freed: [], gc: [], detaching: false, unawaitedBytes: 0,
     abandoned: false, begun: lastVersion, flushBytes: 0, writes: new WriteGroup(), leftovers: [],
   };
@@ -269,10 +212,7 @@ function detachDone(st: AttachedState): void {
   for (const [k, v] of attached) if (v === st) attached.delete(k);
   reply(st.port, { type: 'detached' });
   st.port.close();
-  if (--st.env.users === 0) {
-    envs.delete(st.envKey);
-    void st.env.root.close();
-  }
+  releaseEnv(st.env);
 }
 
 /**
@@ -410,70 +350,12 @@ async function dropState(dir: string, noSync: boolean, stateId: string): Promise
 }
 
 type DropRequest = { type: 'drop'; dir: string; noSync: boolean; stateId: string; port: MessagePort };
-type HydrateRequest = { type: 'hydrate'; dir: string; spec: RemoteSpec; background: boolean; port: MessagePort };
-/** From an operator thread that waits (Atomics) on `signal`: see IoAttachment.fetchPageSync. */
-type FetchRequest = { type: 'fetch'; stateId: string; pageId: number; signal: SharedArrayBuffer };
-
-/** Lazy remote restores in progress, by state directory. */
-const hydrations = new Map<string, Hydration>();
-
-/** Starts (or joins) the copy-in of a lazily restored directory; replies `restored` when it is done. */
-function hydrate(req: HydrateRequest): void {
-  const running = hydrations.get(req.dir);
-  const plan = running ? undefined : readRestorePlan(req.dir);
-  if (!running && !plan) {
-    req.port.postMessage({ type: 'restored' });
-    req.port.close();
-    return;
-  }
-  let h = running;
-  if (!h) {
-    const { env } = openEnv(req.dir, false);
-    const needed = (stateId: string) => listManifests(req.dir).some((id) => readManifest(req.dir, id).tasks.some((t) => t.instances.some((i) => i.stateId === stateId)));
-    h = new Hydration({ dir: req.dir, pages: env.pages, durable: () => durable(env), needed }, openObjectStore(req.spec), plan!, req.background);
-    hydrations.set(req.dir, h);
-    void h.done.then(
-      () => {
-        hydrations.delete(req.dir);
-        env.restorePending = false;
-        for (const st of attached.values()) if (st.env === env && st.gcDeferred !== undefined) collect(st, st.gcDeferred);
-        if (--env.users === 0) {
-          for (const [k, e] of envs) if (e === env) envs.delete(k);
-          void env.root.close();
-        }
-      },
-      () => hydrations.delete(req.dir), // reported below; the plan stays, the next run resumes
-    );
-  }
-  h.done.then(
-    () => req.port.postMessage({ type: 'restored', stats: h.stats }),
-    (e: Error) => req.port.postMessage({ type: 'error', message: e.message.replace(/\s+/g, ' ') }),
-  ).finally(() => req.port.close());
-}
-
-function fetchPage(env: Env, m: FetchRequest): void {
-  const flag = new Int32Array(m.signal, 0, 2);
-  const answer = (code: 1 | 2 | 3, message = '') => {
-    const text = Buffer.from(message).subarray(0, m.signal.byteLength - 8);
-    new Uint8Array(m.signal, 8).set(text);
-    flag[1] = text.length;
-    Atomics.store(flag, 0, code);
-    Atomics.notify(flag, 0);
-  };
-  const h = hydrations.get(env.dir);
-  if (!h) {
-    // Restored already (read again), or a lazily restored directory without state.remote.
-    if (env.restorePending) answer(2, `${env.dir} is being restored from remote storage; run it with the same state.remote`);
-    else answer(3);
-    return;
-  }
-  h.fetchPage(m.stateId, m.pageId).then(() => answer(1), (e: Error) => answer(2, e.message.replace(/\s+/g, ' ')));
-}
-
 parentPort!.on('message', (msg: AttachRequest | DropRequest | HydrateRequest) => {
   if (msg.type === 'hydrate') {
     try {
-      hydrate(msg);
+      hydrate(msg, (env) => {
+        for (const st of attached.values()) if (st.env === env && st.gcDeferred !== undefined) collect(st, st.gcDeferred);
+      });
     } catch (e) {
       msg.port.postMessage({ type: 'error', message: (e as Error).message.replace(/\s+/g, ' ') });
       msg.port.close();

@@ -9,6 +9,7 @@
 import { createServer, type Server } from 'node:http';
 import { Registry, Gauge, Counter } from 'prom-client';
 import type { TaskMetrics } from '../runtime/task.js';
+import type { RemoteStats } from '../storage/remote/uploader.js';
 import { errors } from '../errors.js';
 
 export interface MetricsServer {
@@ -19,6 +20,8 @@ export interface MetricsServer {
    * taken as a restart; one already larger is under-counted by the previous total.)
    */
   beginAttempt(): void;
+  /** With state.remote: the flow's upload lag and totals (src/storage/remote/uploader.ts). */
+  updateRemote(flow: string, stats: RemoteStats): void;
   readonly port: number;
   close(): Promise<void>;
 }
@@ -53,6 +56,14 @@ export const METRICS: readonly MetricDef[] = [
 
 const LABELS = ['flow', 'task', 'subtask'] as const;
 
+/** Per flow, with state.remote (labelled { flow }). Listed in the README. */
+export const REMOTE_METRICS = [
+  { name: 'tidepool_remote_lag_seconds', type: 'gauge', help: 'How long the newest local checkpoint has waited for its remote upload (0: none waiting)', read: (r: RemoteStats) => r.lagMs / 1000 },
+  { name: 'tidepool_remote_checkpoints_uploaded_total', type: 'counter', help: 'Checkpoints uploaded to state.remote', read: (r: RemoteStats) => r.uploaded },
+  { name: 'tidepool_remote_upload_bytes_total', type: 'counter', help: 'Bytes of pack objects uploaded to state.remote', read: (r: RemoteStats) => r.bytesUploaded },
+  { name: 'tidepool_remote_upload_failures_total', type: 'counter', help: 'Failed upload attempts (each is retried)', read: (r: RemoteStats) => r.failures },
+] as const;
+
 export async function startMetricsServer(port: number): Promise<MetricsServer> {
   const registry = new Registry();
   const series = METRICS.map((d) => ({
@@ -63,6 +74,16 @@ export async function startMetricsServer(port: number): Promise<MetricsServer> {
   }));
   /** Per instance, the values of its previous report (for the counters' increases). */
   const previous = new Map<string, number[]>();
+  // Registered on first use: a run without state.remote serves no remote families.
+  let remoteSeries: { def: (typeof REMOTE_METRICS)[number]; metric: Counter<string> | Gauge<string> }[] | undefined;
+  const remote = () => (remoteSeries ??= REMOTE_METRICS.map((d) => ({
+    def: d,
+    metric: d.type === 'counter'
+      ? new Counter({ name: d.name, help: d.help, labelNames: ['flow'], registers: [registry] })
+      : new Gauge({ name: d.name, help: d.help, labelNames: ['flow'], registers: [registry] }),
+  })));
+  /** Per flow, the remote totals of the previous update (they only grow within a run). */
+  const remoteBefore = new Map<string, number[]>();
   const server: Server = createServer((req, res) => {
     if (req.method !== 'GET' || new URL(req.url ?? '/', 'http://localhost').pathname !== '/metrics') {
       res.writeHead(404).end();
@@ -98,6 +119,16 @@ export async function startMetricsServer(port: number): Promise<MetricsServer> {
     },
     beginAttempt() {
       previous.clear();
+    },
+    updateRemote(flow, stats) {
+      const series = remote();
+      const now = series.map(({ def }) => def.read(stats));
+      const before = remoteBefore.get(flow);
+      series.forEach(({ metric }, i) => {
+        if (metric instanceof Gauge) metric.set({ flow }, now[i]!);
+        else (metric as Counter<string>).inc({ flow }, Math.max(0, now[i]! - (before?.[i] ?? 0)));
+      });
+      remoteBefore.set(flow, now);
     },
     close: () =>
       new Promise<void>((resolve) => {

@@ -195,6 +195,7 @@ async function execute(
     for (const m of exec.poll()) latest.set(`${m.task}/${m.subtask}`, m);
     progress?.draw([...latest.values()], performance.now() - started);
     metricsServer?.update(flow.name, [...latest.values()]);
+    if (remote) metricsServer?.updateRemote(flow.name, remote.uploader.stats);
   }, 250);
   let final: TaskMetrics[];
   try {
@@ -213,6 +214,7 @@ async function execute(
   await Promise.all(drops);
   if (remote) await finishUploads(remote);
   metricsServer?.update(flow.name, final); // the last reports, for a final scrape
+  if (remote) metricsServer?.updateRemote(flow.name, remote.uploader.stats);
   const summary = buildSummary(flow.name, plan, final, performance.now() - started, config);
   summary.checkpoints = checkpoints.stats;
   if (remote) {

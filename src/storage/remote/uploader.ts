@@ -26,6 +26,8 @@ import {
 
 /** Packs are cut at this many page bytes: few large objects, bounded memory. */
 const PACK_BYTES = 8 << 20;
+/** Pack uploads at once per partition. */
+const PUTS_IN_FLIGHT = 2;
 /** Increments after a full upload before the next full one. */
 const MAX_INCREMENTS = 8;
 const MAX_BACKOFF_MS = 30_000;
@@ -326,8 +328,9 @@ export class CheckpointUploader {
     let bytes = 0;
     let batch: Pack['pages'] = [];
     let batchBytes = 0;
-    // Two packs at most in memory: one uploading while the next is read and encoded.
-    let inFlight: Promise<void> | undefined;
+    // PUTS_IN_FLIGHT packs uploading while the next is read and encoded: memory stays
+    // bounded by PUTS_IN_FLIGHT + 1 packs, and one request's latency overlaps another's.
+    const inFlight: Promise<void>[] = [];
     const flush = async (last: boolean) => {
       if (batch.length === 0 && !(last && objects.length === 0)) return; // every chain step has at least one pack (its commit records)
       const { body, range } = encodeIndexedPack(stateId, batch, last ? commitList : []);
@@ -337,10 +340,11 @@ export class CheckpointUploader {
       bytes += body.length;
       batch = [];
       batchBytes = 0;
-      await inFlight;
-      inFlight = this.store.put(name, body);
-      inFlight.catch(() => undefined); // awaited below or at the next pack; not an unhandled rejection meanwhile
-      if (last) await inFlight;
+      while (inFlight.length >= PUTS_IN_FLIGHT) await inFlight.shift();
+      const put = this.store.put(name, body);
+      put.catch(() => undefined); // awaited below or at a later pack; not an unhandled rejection meanwhile
+      inFlight.push(put);
+      if (last) while (inFlight.length) await inFlight.shift();
     };
     for (const [pageId, v] of newest) {
       const value = pages.get([stateId, pageId, v], { transaction });

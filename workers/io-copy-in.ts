@@ -1,0 +1,69 @@
+// The I/O worker's side of a lazy remote restore (src/storage/remote/hydration.ts does
+// the copying): `hydrate` starts or joins the copy-in of a state directory and answers
+// `restored` when every page is local; `fetchPage` serves an operator blocked on a page
+// that is not local yet (it waits on the shared `signal`: 1 fetched, 2 failed with a
+// message after byte 8, 3 nothing to fetch — read again).
+import type { MessagePort } from 'node:worker_threads';
+import { Hydration } from '../src/storage/remote/hydration.js';
+import { readRestorePlan } from '../src/storage/remote/restore-plan.js';
+import { openObjectStore, type RemoteSpec } from '../src/storage/remote/object-store.js';
+import { listManifests, readManifest } from '../src/runtime/checkpoints.js';
+import { durable, openEnv, releaseEnv, type Env } from './io-envs.js';
+
+export type HydrateRequest = { type: 'hydrate'; dir: string; spec: RemoteSpec; background: boolean; port: MessagePort };
+/** From an operator thread that waits (Atomics) on `signal`: see IoAttachment.fetchPageSync. */
+export type FetchRequest = { type: 'fetch'; stateId: string; pageId: number; signal: SharedArrayBuffer };
+
+/** Lazy remote restores in progress, by state directory. */
+const hydrations = new Map<string, Hydration>();
+
+/** Starts (or joins) the copy-in of a lazily restored directory; replies `restored` when it is done. */
+export function hydrate(req: HydrateRequest, onDone: (env: Env) => void): void {
+  const running = hydrations.get(req.dir);
+  const plan = running ? undefined : readRestorePlan(req.dir);
+  if (!running && !plan) {
+    req.port.postMessage({ type: 'restored' });
+    req.port.close();
+    return;
+  }
+  let h = running;
+  if (!h) {
+    const { env } = openEnv(req.dir, false);
+    const needed = (stateId: string) => listManifests(req.dir).some((id) => readManifest(req.dir, id).tasks.some((t) => t.instances.some((i) => i.stateId === stateId)));
+    h = new Hydration({ dir: req.dir, pages: env.pages, durable: () => durable(env), needed }, openObjectStore(req.spec), plan!, req.background);
+    hydrations.set(req.dir, h);
+    void h.done.then(
+      () => {
+        hydrations.delete(req.dir);
+        env.restorePending = false;
+        onDone(env);
+        releaseEnv(env);
+      },
+      () => hydrations.delete(req.dir), // reported below; the plan stays, the next run resumes
+    );
+  }
+  h.done.then(
+    () => req.port.postMessage({ type: 'restored', stats: h.stats }),
+    (e: Error) => req.port.postMessage({ type: 'error', message: e.message.replace(/\s+/g, ' ') }),
+  ).finally(() => req.port.close());
+}
+
+export function fetchPage(env: Env, m: FetchRequest): void {
+  const flag = new Int32Array(m.signal, 0, 2);
+  const answer = (code: 1 | 2 | 3, message = '') => {
+    const text = Buffer.from(message).subarray(0, m.signal.byteLength - 8);
+    new Uint8Array(m.signal, 8).set(text);
+    flag[1] = text.length;
+    Atomics.store(flag, 0, code);
+    Atomics.notify(flag, 0);
+  };
+  const h = hydrations.get(env.dir);
+  if (!h) {
+    // Restored already (read again), or a lazily restored directory without state.remote.
+    if (env.restorePending) answer(2, `${env.dir} is being restored from remote storage; run it with the same state.remote`);
+    else answer(3);
+    return;
+  }
+  h.fetchPage(m.stateId, m.pageId).then(() => answer(1), (e: Error) => answer(2, e.message.replace(/\s+/g, ' ')));
+}
+
