@@ -9,6 +9,7 @@ import { readRestorePlan } from '../src/storage/remote/restore-plan.js';
 import { openObjectStore, type RemoteSpec } from '../src/storage/remote/object-store.js';
 import { listManifests, readManifest } from '../src/runtime/checkpoints.js';
 import { durable, openEnv, releaseEnv, type Env } from './io-envs.js';
+import { FETCH_HEADER } from '../src/storage/io-protocol.js';
 
 export type HydrateRequest = { type: 'hydrate'; dir: string; spec: RemoteSpec; background: boolean; port: MessagePort };
 /** From an operator thread that waits (Atomics) on `signal`: see IoAttachment.fetchPageSync. */
@@ -50,20 +51,41 @@ export function hydrate(req: HydrateRequest, onDone: (env: Env) => void): void {
 
 export function fetchPage(env: Env, m: FetchRequest): void {
   const flag = new Int32Array(m.signal, 0, 2);
-  const answer = (code: 1 | 2 | 3, message = '') => {
-    const text = Buffer.from(message).subarray(0, m.signal.byteLength - 8);
-    new Uint8Array(m.signal, 8).set(text);
-    flag[1] = text.length;
+  const answer = (code: 1 | 2 | 3, length = 0) => {
+    flag[1] = length;
     Atomics.store(flag, 0, code);
     Atomics.notify(flag, 0);
+  };
+  const fail = (message: string) => {
+    const text = Buffer.from(message.replace(/\s+/g, ' ')).subarray(0, m.signal.byteLength - FETCH_HEADER);
+    new Uint8Array(m.signal, FETCH_HEADER).set(text);
+    answer(2, text.length);
   };
   const h = hydrations.get(env.dir);
   if (!h) {
     // Restored already (read again), or a lazily restored directory without state.remote.
-    if (env.restorePending) answer(2, `${env.dir} is being restored from remote storage; run it with the same state.remote`);
+    if (env.restorePending) fail(`${env.dir} is being restored from remote storage; run it with the same state.remote`);
     else answer(3);
     return;
   }
-  h.fetchPage(m.stateId, m.pageId).then(() => answer(1), (e: Error) => answer(2, e.message.replace(/\s+/g, ' ')));
+  h.fetchPage(m.stateId, m.pageId).then(async ({ version, bytes, stored }) => {
+    stored.catch(() => undefined); // a failed put only means the page is fetched again next time
+    if (bytes.length <= m.signal.byteLength - FETCH_HEADER) {
+      new Uint8Array(m.signal, FETCH_HEADER).set(bytes);
+      new Float64Array(m.signal, 8, 1)[0] = version;
+      answer(1, bytes.length); // the reader goes on with these bytes while LMDB commits them
+    } else {
+      await stored.catch(() => undefined);
+      answer(3);
+    }
+  }, (e: Error) => fail(e.message));
 }
 
+/** The process is exiting: stops every background copy at a pack boundary; resolves when they have stopped (or after `timeoutMs`). */
+export async function stopCopyIns(timeoutMs: number): Promise<void> {
+  const all = [...hydrations.values()];
+  for (const h of all) h.stop();
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([Promise.all(all.map((h) => h.done.catch(() => undefined))), new Promise((r) => (timer = setTimeout(r, timeoutMs)))]);
+  clearTimeout(timer);
+}

@@ -69,3 +69,10 @@ export function releaseEnv(env: Env): void {
   for (const [k, e] of envs) if (e === env) envs.delete(k);
   void env.root.close();
 }
+
+/** Closes every environment (the worker is about to exit). */
+export async function closeAllEnvs(): Promise<void> {
+  const all = [...envs.values()];
+  envs.clear();
+  await Promise.all(all.map((e) => e.root.close().catch(() => undefined)));
+}

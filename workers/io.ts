@@ -25,8 +25,8 @@ import { packr } from '../src/state/values.js';
 import type { CommitRecord } from '../src/storage/backend.js';
 import { decodeAttempt, decodeCommit, sealCommit } from '../src/storage/commit-record.js';
 import { WriteGroup, attachErrorCode, isDiskFull, mustSucceed, guardLmdbFailures, quietly } from '../src/storage/write-failure.js';
-import { durable, openEnv, releaseEnv, type Env } from './io-envs.js';
-import { fetchPage, hydrate, type FetchRequest, type HydrateRequest } from './io-copy-in.js';
+import { closeAllEnvs, durable, openEnv, releaseEnv, type Env } from './io-envs.js';
+import { fetchPage, hydrate, stopCopyIns, type FetchRequest, type HydrateRequest } from './io-copy-in.js';
 
 guardLmdbFailures();
 
@@ -350,8 +350,23 @@ async function dropState(dir: string, noSync: boolean, stateId: string): Promise
 }
 
 type DropRequest = { type: 'drop'; dir: string; noSync: boolean; stateId: string; port: MessagePort };
-parentPort!.on('message', (msg: AttachRequest | DropRequest | HydrateRequest) => {
-  if (msg.type === 'hydrate') {
+/**
+ * The process is about to exit (IoClient.shutdown): stop background copies at a pack
+ * boundary, let every queued LMDB write finish, close the environments, then end this
+ * thread — so that process.exit never tears it down inside an lmdb-js call.
+ */
+async function shutdown(): Promise<void> {
+  await stopCopyIns(2000);
+  await Promise.all([...attached.values()].map((st) => st.writes.settled()));
+  await quietly.settled();
+  await closeAllEnvs();
+  process.exit(0); // in a worker: ends this thread only
+}
+
+parentPort!.on('message', (msg: AttachRequest | DropRequest | HydrateRequest | { type: 'shutdown' }) => {
+  if (msg.type === 'shutdown') {
+    void shutdown().catch(() => process.exit(0));
+  } else if (msg.type === 'hydrate') {
     try {
       hydrate(msg, (env) => {
         for (const st of attached.values()) if (st.env === env && st.gcDeferred !== undefined) collect(st, st.gcDeferred);

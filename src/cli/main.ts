@@ -3,6 +3,7 @@
 import { parseArgs } from 'node:util';
 import { readFileSync } from 'node:fs';
 import { TidepoolError } from '../errors.js';
+import { IoClient } from '../storage/io-client.js';
 import { formatDirReport, inspectDir } from './inspect.js';
 import { prepareBuiltinCodecs } from '../state/codecs.js';
 import { runCommand } from './run-command.js';
@@ -30,11 +31,17 @@ execution (workers|inline), batchSize, operators.<name>.parallelism, state.stora
 state.pageSize, state.cachePages, state.compression, state.remote, checkpoint.*, restart.*, metrics.port
 `;
 
-function fail(e: unknown, verbose: boolean): never {
+async function fail(e: unknown, verbose: boolean): Promise<never> {
   const msg = (e instanceof Error ? e.message : String(e)).split('\n')[0];
   console.error(`tidepool: ${msg}`);
   if (verbose && e instanceof Error) console.error(e.stack);
-  process.exit(1);
+  return exit(1);
+}
+
+/** Lets the I/O worker finish and close LMDB first (IoClient.shutdown says why). */
+async function exit(code: number): Promise<never> {
+  await IoClient.shutdown();
+  process.exit(code);
 }
 
 async function main(argv: string[]): Promise<void> {
@@ -66,14 +73,14 @@ async function main(argv: string[]): Promise<void> {
     }
     if (cmd === 'run') {
       await runCommand(verbose ? [...rest, '--verbose'] : rest);
-      process.exit(0);
+      await exit(0);
     }
     if (cmd === 'profile') {
       process.exit(await profileCommand(rest));
     }
     throw new TidepoolError('TIDEPOOL_BAD_OPTION', `unknown command '${cmd}' (see tidepool --help)`);
   } catch (e) {
-    fail(e, verbose);
+    await fail(e, verbose);
   }
 }
 

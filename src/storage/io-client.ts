@@ -4,12 +4,13 @@
 import { MessageChannel, Worker, type MessagePort } from 'node:worker_threads';
 import { TidepoolError, errors } from '../errors.js';
 import { RingWriter, createRingBuffer } from '../transport/ring.js';
-import type { AttachRequest, IoReply } from './io-protocol.js';
+import { FETCH_BYTES, FETCH_HEADER, type AttachRequest, type IoReply } from './io-protocol.js';
 import type { CommitRecord } from './backend.js';
 import type { RemoteSpec } from './remote/object-store.js';
 import type { HydrationStats } from './remote/hydration.js';
 
 const WORKER_URL = new URL('../../workers/io.js', import.meta.url);
+
 
 export interface AttachOptions {
   stateId: string;
@@ -85,11 +86,17 @@ export class IoAttachment {
   /**
    * A page of `stateId` (this one, or an old partition read for a rescale) that a lazy
    * remote restore has not copied in yet: asks the I/O worker to fetch it and blocks
-   * this thread until it is in LMDB (reset the read transaction, then read again).
-   * Throws a one-line TIDEPOOL_REMOTE error if it cannot be fetched.
+   * this thread until it answers — with the page's bytes and version (it stores the
+   * page in LMDB meanwhile, without making the reader wait for that commit), or with
+   * undefined: read LMDB again (reset the read transaction first). Throws a one-line
+   * TIDEPOOL_REMOTE error if it cannot be fetched.
+   *
+   * The answer comes through a fresh shared buffer per request (so a late answer to a
+   * request given up on can never land in another's): i32 code (1 page, 2 error, 3 read
+   * again), i32 length, f64 version, then the page bytes or the error message.
    */
-  fetchPageSync(stateId: string, pageId: number, timeoutMs = 120_000): void {
-    const signal = new SharedArrayBuffer(8 + 1024);
+  fetchPageSync(stateId: string, pageId: number, timeoutMs = 120_000): { bytes: Uint8Array; version: number } | undefined {
+    const signal = new SharedArrayBuffer(FETCH_HEADER + FETCH_BYTES);
     const flag = new Int32Array(signal, 0, 2);
     this.port.postMessage({ type: 'fetch', stateId, pageId, signal });
     const deadline = performance.now() + timeoutMs;
@@ -99,10 +106,13 @@ export class IoAttachment {
         throw errors.remote('the remote store', `page ${pageId} of '${stateId}' was not fetched within ${timeoutMs} ms (lazy restore)`);
       }
     }
-    if (flag[0] === 2) {
-      const why = Buffer.from(new Uint8Array(signal, 8, flag[1])).toString('utf8');
+    const code = flag[0];
+    if (code === 2) {
+      const why = Buffer.from(signal, FETCH_HEADER, flag[1]).toString('utf8');
       throw errors.remote('the remote store', `cannot fetch page ${pageId} of '${stateId}' (lazy restore): ${why}`);
     }
+    if (code === 1) return { bytes: Buffer.from(signal, FETCH_HEADER, flag[1]), version: new Float64Array(signal, 8, 1)[0]! };
+    return undefined;
   }
 
   /** Gives up this thread's use of the attachment so another thread can take it over. */
@@ -131,6 +141,22 @@ export class IoClient {
   private readonly attachments = new Set<IoAttachment>();
   private readonly pendingAttach = new Set<(e: Error) => void>();
   private users = 0;
+
+  /**
+   * Before process.exit: asks the I/O worker (if one was started) to finish its queued
+   * writes, close LMDB and end, and waits for that (at most `timeoutMs`). Exiting with
+   * the worker inside an lmdb-js call can abort the process (napi_throw during teardown).
+   */
+  static async shutdown(timeoutMs = 5000): Promise<void> {
+    const c = IoClient.instance;
+    if (!c) return;
+    IoClient.instance = undefined;
+    let timer: NodeJS.Timeout | undefined;
+    const exited = new Promise<void>((resolve) => c.worker.once('exit', () => resolve()));
+    c.worker.postMessage({ type: 'shutdown' });
+    await Promise.race([exited, new Promise<void>((resolve) => (timer = setTimeout(resolve, timeoutMs)))]);
+    clearTimeout(timer);
+  }
 
   static shared(): IoClient {
     if (!IoClient.instance) IoClient.instance = new IoClient();

@@ -19,6 +19,9 @@ export const FRAME_PAGE = 1;
 export const FRAME_FREE = 2;
 export const FRAME_COMMIT = 3;
 export const FRAME_HEADER = 16;
+/** A `fetch` answer's shared buffer: header, then up to FETCH_BYTES of page (a larger page is read from LMDB). */
+export const FETCH_HEADER = 16;
+export const FETCH_BYTES = 1 << 20;
 
 export interface AttachRequest {
   type: 'attach';

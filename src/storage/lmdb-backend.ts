@@ -88,7 +88,8 @@ export class LmdbBackend implements StateBackend {
   readVersioned(stateId: string, pageId: number, version: number): { bytes: Uint8Array; version: number } | undefined {
     const found = this.lookup(stateId, pageId, version);
     if (found || !this.opts.lazyRemote) return found;
-    this.io.fetchPageSync(stateId, pageId);
+    const fetched = this.io.fetchPageSync(stateId, pageId);
+    if (fetched && fetched.version <= version) return fetched;
     this.root.resetReadTxn(); // see the I/O worker's write now
     return this.lookup(stateId, pageId, version);
   }

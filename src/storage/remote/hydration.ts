@@ -38,6 +38,7 @@ export class Hydration {
   /** Settles when every page is local and the plan is gone (rejects if the copy failed). */
   readonly done: Promise<void>;
   pending = true;
+  private stopped = false;
   private readonly indexes = new Map<string, Promise<PackIndex>>();
 
   constructor(private readonly target: HydrationTarget, private readonly store: Promise<ObjectStore>, private readonly plan: RestorePlan, background: boolean) {
@@ -45,8 +46,19 @@ export class Hydration {
     this.done.catch(() => undefined); // reported by whoever waits on it
   }
 
-  /** Makes page `pageId` of `stateId` local: the newest version the restored checkpoint has. */
-  async fetchPage(stateId: string, pageId: number): Promise<void> {
+  /**
+   * The process is exiting: the background copy stops after the pack it is writing (the
+   * plan stays, the next run resumes). `done` rejects once it has stopped.
+   */
+  stop(): void {
+    this.stopped = true;
+  }
+
+  /**
+   * Fetches page `pageId` of `stateId` — the newest version the restored checkpoint has —
+   * and stores it (`stored` settles when LMDB has committed it).
+   */
+  async fetchPage(stateId: string, pageId: number): Promise<{ version: number; bytes: Buffer; stored: Promise<unknown> }> {
     const s = this.plan.states[stateId];
     if (!s) throw new Error(`state '${stateId}' is not part of remote checkpoint ${this.plan.id}`);
     const store = await this.store;
@@ -60,10 +72,10 @@ export class Hydration {
       const [, version, offset, length] = e;
       const bytes = await store.getRange(object, headBytes + offset, length);
       if (!bytes || bytes.length !== length) throw new Error(`${store.where}: ${object} is truncated (page ${pageId})`);
-      if (!this.isLocal(stateId, pageId, s.version)) await this.target.pages.put([stateId, pageId, version], bytes);
+      const stored = this.isLocal(stateId, pageId, s.version) ? Promise.resolve() : this.target.pages.put([stateId, pageId, version], bytes);
       this.stats.pagesFetched++;
       this.stats.bytes += length;
-      return;
+      return { version, bytes, stored };
     }
     throw new Error(`page ${pageId} of state '${stateId}' is in none of remote checkpoint ${this.plan.id}'s packs`);
   }
@@ -101,7 +113,8 @@ export class Hydration {
         let body: Buffer | undefined;
         try {
           body = await store.get(j.object);
-        } catch {
+        } catch (e) {
+          if (this.stopped) throw e;
           await new Promise((r) => setTimeout(r, backoff).unref());
           continue;
         }
@@ -111,6 +124,7 @@ export class Hydration {
     };
     let next = jobs.length ? fetch(jobs[0]!) : undefined;
     for (let k = 0; k < jobs.length; k++) {
+      if (this.stopped) throw new Error('stopped: the process is exiting');
       const j = jobs[k]!;
       const body = await next!.catch((e: unknown) => {
         if (this.target.needed(j.stateId)) throw e;
