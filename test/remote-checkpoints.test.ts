@@ -211,16 +211,16 @@ t.test('SIGKILL loop, each restart on an empty state directory (restored from az
 
 t.test('lazy restore: only the checkpoint and commit records before the first record, pages fetched on demand (also for a rescale), copied in later', async (t) => {
   const N = 40_000;
-  const keys = 20_000; // many small pages, with a small cache: restored runs miss often
+  const keys = 20_000; // hundreds of pages, with a small cache: restored runs miss often
   const keyOfN = (i: number): string => `k${(Math.imul(i, 2654435761) >>> 0) % keys}`;
   const dir = join(tmp, 'lazy');
   mkdirSync(dir, { recursive: true });
   const summaryPath = join(dir, 'summary.json');
   const summary = () => JSON.parse(readFileSync(summaryPath, 'utf8')) as RunSummary;
-  const small = ['--set', 'state.pageSize=1024', '--set', 'state.cachePages=16'];
+  const small = ['--set', 'state.cachePages=16'];
   /** A run at parallelism 2 killed once two of its checkpoints are remote; returns the newest remote id. */
   const killedRun = async (prefix: string, out: string): Promise<number> => {
-    const run = start('keyed-count.ts', join(dir, `state-${prefix}first`), ['--set', remoteSet('lazy', prefix), ...small, '--set', 'operators.counts.parallelism=2', '--set', 'checkpoint.intervalMs=300'], { TP_N: String(N), TP_OUT: out, TP_KEYS: String(keys), TP_RATE: '5000' });
+    const run = start('keyed-count.ts', join(dir, `state-${prefix}first`), ['--set', remoteSet('lazy', prefix), ...small, '--set', 'operators.counts.parallelism=2', '--set', 'checkpoint.intervalMs=300'], { ...env, TP_OUT: out, TP_RATE: '5000' });
     const deadline = performance.now() + 60_000;
     while (!run.exited && performance.now() < deadline && (await remoteCheckpoints('lazy', `${prefix}chk-count/`)).ids.length < 2) await sleep(100);
     run.child.kill('SIGKILL');
@@ -229,7 +229,9 @@ t.test('lazy restore: only the checkpoint and commit records before the first re
   };
 
   const out = join(dir, 'out.jsonl');
-  const env = { TP_N: String(N), TP_OUT: out, TP_KEYS: String(keys) };
+  // Values with strings: pages full of them take msgpackr's native string path, which a
+  // page fetched into shared memory once broke.
+  const env = { TP_N: String(N), TP_OUT: out, TP_KEYS: String(keys), TP_PAD: '120' };
   const remote = remoteSet('lazy', 'job/');
   const restoredId = await killedRun('job/', out);
   const uploaded = (await blobNames('lazy', 'job/chk-count/state/')).length;
@@ -238,7 +240,7 @@ t.test('lazy restore: only the checkpoint and commit records before the first re
   // demand, the rest is still remote.
   const second = join(dir, 'state-second');
   const flowState = join(second, 'chk-count');
-  const lazyRun = start('keyed-count.ts', second, ['--set', remote, ...small, '--set', 'operators.counts.parallelism=2', '--set', 'checkpoint.intervalMs=200'], { ...env, TP_RATE: '300', TIDEPOOL_TEST_NO_COPY_IN: '1' });
+  const lazyRun = start('keyed-count.ts', second, ['--set', remote, ...small, '--set', 'operators.counts.parallelism=2', '--set', 'checkpoint.intervalMs=200'], { ...env, TP_RATE: '5', TIDEPOOL_TEST_NO_COPY_IN: '1' });
   await untilCheckpoint(flowState, restoredId + 1, lazyRun);
   lazyRun.child.kill('SIGKILL');
   t.not((await lazyRun.done).code, 0, 'the lazily restored run is killed after a checkpoint of its own');
@@ -293,7 +295,9 @@ t.test('killed mid-upload: the torn upload is never restored, and the next uploa
   const dir = join(tmp, 'torn');
   mkdirSync(dir, { recursive: true });
   const out = join(dir, 'out.jsonl');
-  const env = { TP_N: String(N), TP_OUT: out, TP_KEYS: String(keys) };
+  // Values with strings: pages full of them take msgpackr's native string path, which a
+  // page fetched into shared memory once broke.
+  const env = { TP_N: String(N), TP_OUT: out, TP_KEYS: String(keys), TP_PAD: '120' };
   const remote = remoteSet('torn', '');
   /** Pack objects no remote checkpoint names: an upload in progress, or a torn one. */
   const unnamed = async () => {

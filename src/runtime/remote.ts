@@ -44,7 +44,10 @@ export function continueCopyIn(remote: RemoteRun | undefined, config: TidepoolCo
   const copyIn = IoClient.shared().hydrate(stateDir, config.state.remote, backgroundCopy());
   remote.copyIn = copyIn;
   // Only the restored partitions have pages that may not be local yet.
-  remote.uploader.restoring = (stateId) => (copyIn.finished() || !planned.has(stateId) ? undefined : copyIn.done().then((stats) => void (remote.copied = stats)));
+  remote.uploader.restoring = {
+    pending: (stateId) => !copyIn.finished() && planned.has(stateId),
+    done: () => copyIn.done().then((stats) => void (remote.copied = stats)),
+  };
   // Count what it did once it is done, without keeping the process alive for it.
   void copyIn.done().then((stats) => (remote.copied = stats), () => undefined);
 }

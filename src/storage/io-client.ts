@@ -111,7 +111,8 @@ export class IoAttachment {
       const why = Buffer.from(signal, FETCH_HEADER, flag[1]).toString('utf8');
       throw errors.remote('the remote store', `cannot fetch page ${pageId} of '${stateId}' (lazy restore): ${why}`);
     }
-    if (code === 1) return { bytes: Buffer.from(signal, FETCH_HEADER, flag[1]), version: new Float64Array(signal, 8, 1)[0]! };
+    // Copied out of shared memory: native decoders (msgpackr's string extraction) refuse it.
+    if (code === 1) return { bytes: Buffer.from(new Uint8Array(signal, FETCH_HEADER, flag[1])), version: new Float64Array(signal, 8, 1)[0]! };
     return undefined;
   }
 

@@ -74,7 +74,7 @@ export class CheckpointUploader {
    * While a lazy restore is copying in pages of partition `stateId`: a promise for the
    * end of the copy (set by the run); undefined once they are all local.
    */
-  restoring: ((stateId: string) => Promise<void> | undefined) | undefined;
+  restoring: { pending(stateId: string): boolean; done(): Promise<void> } | undefined;
 
   /** Remote checkpoint ids, ascending. */
   async remoteIds(): Promise<number[]> {
@@ -256,9 +256,9 @@ export class CheckpointUploader {
     }
     for (const t of manifest.tasks) {
       for (const i of t.instances) {
-        const restoring = i.stateId === undefined || i.version === undefined ? undefined : this.restoring?.(i.stateId);
         // A full upload reads every page: wait until they are all local.
-        if (restoring && this.needsFull(i.stateId!, i.version!, true)) await restoring;
+        if (i.stateId === undefined || i.version === undefined || !this.restoring?.pending(i.stateId)) continue;
+        if (this.needsFull(i.stateId, i.version, true)) await this.restoring.done();
       }
     }
     const root = await this.env();
@@ -311,7 +311,7 @@ export class CheckpointUploader {
   ): Promise<{ state: RemoteState; bytes: number }> {
     const chain = this.chains.get(stateId);
     if (chain && chain.version === version) return { state: chain, bytes: 0 }; // nothing flushed since
-    const full = this.needsFull(stateId, version, this.restoring?.(stateId) !== undefined);
+    const full = this.needsFull(stateId, version, this.restoring?.pending(stateId) ?? false);
     const from = full ? -1 : chain!.version;
     // Per page, the newest version in (from, version]: older ones are superseded.
     const newest = new Map<number, number>();
