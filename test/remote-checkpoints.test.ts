@@ -252,6 +252,9 @@ t.test('lazy restore: only the checkpoint and commit records before the first re
   t.not(without.code, 0, 'without state.remote: refused');
   t.match(without.stderr, /--state .*chk-count: is still being restored from remote storage \(remote-restore\.json is there\); run it with the same state\.remote to finish/, 'one line saying why');
   t.equal(without.stderr.trim().split('\n').length, 1, 'exactly one line');
+  const inspected = spawnSync(process.execPath, [CLI, 'inspect', second], { encoding: 'utf8' });
+  t.equal(inspected.status, 0, `inspect of the directory mid-copy exits 0 ${inspected.stderr}`);
+  t.match(inspected.stdout, new RegExp(`restored lazily from remote checkpoint ${restoredId}, pages still being copied in`), 'inspect says the copy-in is not done');
 
   // With the remote again: the copy-in resumes in the background while the job finishes.
   const done = await runToEnd('keyed-count.ts', second, ['--set', remote, ...small, '--set', 'operators.counts.parallelism=2', '--summary', summaryPath], env);

@@ -20,6 +20,7 @@ import type { CommitRecord } from '../storage/backend.js';
 import { CommitTables } from '../storage/snapshot-reader.js';
 import { CODEC_NONE, codecById } from '../state/codecs.js';
 import { errors } from '../errors.js';
+import { readRestorePlan } from '../storage/remote/restore-plan.js';
 import { describeInstanceState, formatInstanceState, type InstanceStateReport, type OperatorInfo } from './inspect-state.js';
 
 export interface FlushReport {
@@ -68,6 +69,11 @@ export interface FlowReport {
   operators: { operators: string[]; parallelism: number; stateful: boolean; instances: InstanceReport[] }[];
   /** Per state partition: stored pages, versions and bytes, and versions of unfinished checkpoints. */
   states: StateReport[];
+  /**
+   * Restored lazily from a remote checkpoint and still copying pages in: these
+   * partitions' pages may not all be local, so their state is not described.
+   */
+  remoteRestore?: { checkpoint: number; partitions: string[] };
 }
 
 export interface DirReport {
@@ -120,7 +126,9 @@ export function inspectFlowDir(dir: string): FlowReport {
     for (const i of t.instances) if (i.stateId !== undefined && i.version !== undefined) wanted.set(i.stateId, { version: i.version, ops, watermark: i.watermark ?? (newest!.final ? Infinity : -Infinity) });
   }
   const described = new Map<string, InstanceStateReport>();
+  const plan = readRestorePlan(dir);
   const describe = (stateId: string, version: number, tables: CommitTables) => {
+    if (plan?.states[stateId]) return; // pages not copied in yet would read as missing
     const w = wanted.get(stateId);
     if (w && w.version === version) described.set(stateId, describeInstanceState(tables, w.ops, w.watermark));
   };
@@ -148,6 +156,7 @@ export function inspectFlowDir(dir: string): FlowReport {
       }),
     })),
     states,
+    ...(plan ? { remoteRestore: { checkpoint: plan.id, partitions: Object.keys(plan.states) } } : {}),
   };
 }
 
@@ -231,6 +240,7 @@ export function formatDirReport(r: DirReport): string {
   for (const f of r.flows) {
     out.push(`flow ${f.flow} (${f.dir})`);
     if (f.checkpoints.length === 0) out.push('  no complete checkpoint');
+    if (f.remoteRestore) out.push(`  restored lazily from remote checkpoint ${f.remoteRestore.checkpoint}, pages still being copied in (the next run with state.remote goes on): state of ${f.remoteRestore.partitions.length} partition(s) not described`);
     for (const c of f.checkpoints) out.push(`  checkpoint ${c.id}: ${c.time}, ${c.durationMs} ms, ${c.bytesWritten} bytes written${c.final ? ', final (run complete)' : ''}`);
     for (const o of f.operators) {
       out.push(`  [${o.operators.join('→')}] ×${o.parallelism}${o.stateful ? ' (stateful)' : ''}`);
