@@ -1,8 +1,8 @@
 // The I/O worker's side of a lazy remote restore (src/storage/remote/hydration.ts does
 // the copying): `hydrate` starts or joins the copy-in of a state directory and answers
 // `restored` when every page is local; `fetchPage` serves an operator blocked on a page
-// that is not local yet (it waits on the shared `signal`: 1 fetched, 2 failed with a
-// message after byte 8, 3 nothing to fetch — read again).
+// that is not local yet (it waits on the shared `signal`, laid out in
+// IoAttachment.fetchPageSync: 1 the page's bytes, 2 an error message, 3 read LMDB again).
 import type { MessagePort } from 'node:worker_threads';
 import { Hydration } from '../src/storage/remote/hydration.js';
 import { readRestorePlan } from '../src/storage/remote/restore-plan.js';
@@ -83,7 +83,7 @@ export function fetchPage(env: Env, m: FetchRequest): void {
 
 /** The process is exiting: stops every background copy at a pack boundary; resolves when they have stopped (or after `timeoutMs`). */
 export async function stopCopyIns(timeoutMs: number): Promise<void> {
-  const all = [...hydrations.values()];
+  const all = [...hydrations.values()].filter((h) => h.background); // without a background copy there is nothing to stop
   for (const h of all) h.stop();
   let timer: NodeJS.Timeout | undefined;
   await Promise.race([Promise.all(all.map((h) => h.done.catch(() => undefined))), new Promise((r) => (timer = setTimeout(r, timeoutMs)))]);

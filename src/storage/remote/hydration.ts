@@ -41,7 +41,7 @@ export class Hydration {
   private stopped = false;
   private readonly indexes = new Map<string, Promise<PackIndex>>();
 
-  constructor(private readonly target: HydrationTarget, private readonly store: Promise<ObjectStore>, private readonly plan: RestorePlan, background: boolean) {
+  constructor(private readonly target: HydrationTarget, private readonly store: Promise<ObjectStore>, private readonly plan: RestorePlan, readonly background: boolean) {
     this.done = background ? this.copyAll().then(() => void (this.pending = false)) : new Promise<void>(() => undefined);
     this.done.catch(() => undefined); // reported by whoever waits on it
   }
