@@ -6,7 +6,7 @@
 import type { MessagePort } from 'node:worker_threads';
 import { Hydration } from '../src/storage/remote/hydration.js';
 import { readRestorePlan } from '../src/storage/remote/restore-plan.js';
-import { openObjectStore, type RemoteSpec } from '../src/storage/remote/object-store.js';
+import { openObjectStore, type ObjectStore, type RemoteSpec } from '../src/storage/remote/object-store.js';
 import { listManifests, readManifest } from '../src/runtime/checkpoints.js';
 import { durable, openEnv, releaseEnv, type Env } from './io-envs.js';
 import { FETCH_HEADER } from '../src/storage/io-protocol.js';
@@ -17,6 +17,19 @@ export type FetchRequest = { type: 'fetch'; stateId: string; pageId: number; sig
 
 /** Lazy remote restores in progress, by state directory. */
 const hydrations = new Map<string, Hydration>();
+/** Opened remote stores by spec: loading @azure/storage-blob takes ~0.5 s, so it starts early (preload). */
+const stores = new Map<string, Promise<ObjectStore>>();
+
+export function storeFor(spec: RemoteSpec): Promise<ObjectStore> {
+  const key = JSON.stringify(spec);
+  let p = stores.get(key);
+  if (!p) {
+    p = openObjectStore(spec);
+    p.catch(() => stores.delete(key)); // a later request tries again (and reports the error)
+    stores.set(key, p);
+  }
+  return p;
+}
 
 /** Starts (or joins) the copy-in of a lazily restored directory; replies `restored` when it is done. */
 export function hydrate(req: HydrateRequest, onDone: (env: Env) => void): void {
@@ -31,7 +44,7 @@ export function hydrate(req: HydrateRequest, onDone: (env: Env) => void): void {
   if (!h) {
     const { env } = openEnv(req.dir, false);
     const needed = (stateId: string) => listManifests(req.dir).some((id) => readManifest(req.dir, id).tasks.some((t) => t.instances.some((i) => i.stateId === stateId)));
-    h = new Hydration({ dir: req.dir, pages: env.pages, durable: () => durable(env), needed }, openObjectStore(req.spec), plan!, req.background);
+    h = new Hydration({ dir: req.dir, pages: env.pages, durable: () => durable(env), needed }, storeFor(req.spec), plan!, req.background);
     hydrations.set(req.dir, h);
     void h.done.then(
       () => {

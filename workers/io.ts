@@ -26,7 +26,8 @@ import type { CommitRecord } from '../src/storage/backend.js';
 import { decodeAttempt, decodeCommit, sealCommit } from '../src/storage/commit-record.js';
 import { WriteGroup, attachErrorCode, isDiskFull, mustSucceed, guardLmdbFailures, quietly } from '../src/storage/write-failure.js';
 import { closeAllEnvs, durable, openEnv, releaseEnv, type Env } from './io-envs.js';
-import { fetchPage, hydrate, stopCopyIns, type FetchRequest, type HydrateRequest } from './io-copy-in.js';
+import { fetchPage, hydrate, stopCopyIns, storeFor, type FetchRequest, type HydrateRequest } from './io-copy-in.js';
+import type { RemoteSpec } from '../src/storage/remote/object-store.js';
 
 guardLmdbFailures();
 
@@ -363,8 +364,10 @@ async function shutdown(): Promise<void> {
   process.exit(0); // in a worker: ends this thread only
 }
 
-parentPort!.on('message', (msg: AttachRequest | DropRequest | HydrateRequest | { type: 'shutdown' }) => {
-  if (msg.type === 'shutdown') {
+parentPort!.on('message', (msg: AttachRequest | DropRequest | HydrateRequest | { type: 'shutdown' } | { type: 'preload'; spec: RemoteSpec }) => {
+  if (msg.type === 'preload') {
+    storeFor(msg.spec).catch(() => undefined); // errors surface when a copy-in uses it
+  } else if (msg.type === 'shutdown') {
     void shutdown().catch(() => process.exit(0));
   } else if (msg.type === 'hydrate') {
     try {

@@ -58,6 +58,8 @@ export type { RemoteStats };
 export async function openRemoteRun(config: TidepoolConfig, stateDir: string, fromCheckpoint: number | undefined, warn: (line: string) => void): Promise<RemoteRun | undefined> {
   const spec = config.state.remote;
   if (spec === undefined || config.state.storage !== 'lmdb') return undefined;
+  // The I/O worker loads the store's SDK meanwhile: a lazy restore's first page fetch needs it.
+  if (spec.restore !== 'eager') IoClient.shared().preloadRemote(spec);
   const store = await openObjectStore(spec);
   // One folder per flow under the prefix, as a --state root has one directory per flow.
   const prefix = `${spec.prefix}${basename(stateDir)}/`;

@@ -265,6 +265,11 @@ export class IoClient {
     };
   }
 
+  /** Opens the remote store in the I/O worker ahead of a possible lazy restore (loading its SDK takes a while). */
+  preloadRemote(spec: RemoteSpec): void {
+    this.worker.postMessage({ type: 'preload', spec });
+  }
+
   /** Deletes every page and record of a state no checkpoint needs any more. */
   async dropState(dir: string, noSync: boolean, stateId: string): Promise<void> {
     const { port1, port2 } = new MessageChannel();

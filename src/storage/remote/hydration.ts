@@ -14,6 +14,10 @@ import type { ObjectStore } from './object-store.js';
 import { decodePack, decodePackIndex, findPage, type PackIndex } from './packs.js';
 import { removeRestorePlan, type RestorePlan } from './restore-plan.js';
 
+const QUIET_MS = 200;
+const MAX_YIELD_MS = 2000;
+const START_WAIT_MS = 3000;
+
 export interface HydrationTarget {
   dir: string;
   pages: Database<Buffer, [string, number, number]>;
@@ -39,6 +43,9 @@ export class Hydration {
   readonly done: Promise<void>;
   pending = true;
   private stopped = false;
+  /** When the last on-demand fetch started or ended, and how many there were. */
+  private demandAt = performance.now();
+  private demands = 0;
   private readonly indexes = new Map<string, Promise<PackIndex>>();
 
   constructor(private readonly target: HydrationTarget, private readonly store: Promise<ObjectStore>, private readonly plan: RestorePlan, readonly background: boolean) {
@@ -59,6 +66,16 @@ export class Hydration {
    * and stores it (`stored` settles when LMDB has committed it).
    */
   async fetchPage(stateId: string, pageId: number): Promise<{ version: number; bytes: Buffer; stored: Promise<unknown> }> {
+    this.demandAt = performance.now();
+    this.demands++;
+    try {
+      return await this.fetchNewest(stateId, pageId);
+    } finally {
+      this.demandAt = performance.now();
+    }
+  }
+
+  private async fetchNewest(stateId: string, pageId: number): Promise<{ version: number; bytes: Buffer; stored: Promise<unknown> }> {
     const s = this.plan.states[stateId];
     if (!s) throw new Error(`state '${stateId}' is not part of remote checkpoint ${this.plan.id}`);
     const store = await this.store;
@@ -99,8 +116,26 @@ export class Hydration {
     return false;
   }
 
+  /**
+   * On-demand fetches go first: a reader is blocked on each. Before each pack the
+   * background copy waits until none has been asked for in QUIET_MS (at most
+   * MAX_YIELD_MS, so it always progresses); before the first one, also until the run's
+   * first reads came (or START_WAIT_MS passed) — a restored run's first record needs a
+   * handful of pages, and the copy must not be the queue they wait in.
+   */
+  private async yieldToReaders(first: boolean): Promise<void> {
+    const t0 = performance.now();
+    const limit = first ? START_WAIT_MS : MAX_YIELD_MS;
+    while (!this.stopped && performance.now() - t0 < limit) {
+      const quiet = performance.now() - this.demandAt >= QUIET_MS;
+      if (quiet && (!first || this.demands > 0)) return;
+      await new Promise((r) => setTimeout(r, 20).unref());
+    }
+  }
+
   private async copyAll(): Promise<void> {
     const store = await this.store;
+    await this.yieldToReaders(true);
     const jobs: { stateId: string; version: number; object: string; seen: Set<number> }[] = [];
     for (const [stateId, s] of Object.entries(this.plan.states)) {
       const seen = new Set<number>(); // pages a newer link of this chain already had
@@ -124,6 +159,7 @@ export class Hydration {
     };
     let next = jobs.length ? fetch(jobs[0]!) : undefined;
     for (let k = 0; k < jobs.length; k++) {
+      if (k > 0) await this.yieldToReaders(false);
       if (this.stopped) throw new Error('stopped: the process is exiting');
       const j = jobs[k]!;
       const body = await next!.catch((e: unknown) => {
