@@ -213,6 +213,9 @@ async function execute(
   }
   await Promise.all(drops);
   if (remote) await finishUploads(remote);
+  // A lazily restored job that reached its end finishes copying its pages in, so its
+  // directory no longer depends on the remote store.
+  await finishCopyIn(remote);
   metricsServer?.update(flow.name, final); // the last reports, for a final scrape
   if (remote) metricsServer?.updateRemote(flow.name, remote.uploader.stats);
   const summary = buildSummary(flow.name, plan, final, performance.now() - started, config);
