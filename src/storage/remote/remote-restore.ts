@@ -52,7 +52,7 @@ export async function restoreRemoteCheckpoint(store: ObjectStore, prefix: string
   try {
     const pages = root.openDB<Buffer, [string, number, number]>({ name: PAGES_DB, encoding: 'binary', keyEncoding: 'ordered-binary' });
     const commits = root.openDB<Buffer, [string, number]>({ name: COMMITS_DB, encoding: 'binary', keyEncoding: 'ordered-binary' });
-    counts = lazy ? await copyCommits(store, c, commits) : await copyAll(store, c, pages, commits);
+    counts = lazy ? await copyCommits(store, c, commits) : await copyAll(store, c, root, pages, commits);
     await root.flushed;
   } finally {
     await root.close();
@@ -88,7 +88,7 @@ async function copyCommits(store: ObjectStore, c: RemoteCheckpoint, commits: { p
 
 /** Eager: every pack of every partition, one write transaction each. */
 async function copyAll(
-  store: ObjectStore, c: RemoteCheckpoint,
+  store: ObjectStore, c: RemoteCheckpoint, root: { transactionSync(fn: () => void): unknown },
   pages: { putSync(k: [string, number, number], v: Buffer): void }, commits: { putSync(k: [string, number], v: Buffer): void },
 ): Promise<{ objects: number; bytes: number }> {
   let objects = 0;
@@ -99,8 +99,10 @@ async function copyAll(
       if (!body) throw errors.remote(store.where, `checkpoint ${c.id} names ${object}, which is missing`);
       const p = decodePack(body, `${store.where}, ${object}`);
       if (p.stateId !== stateId) throw errors.corruptState('remote pack', `${store.where}, ${object}`, `holds state '${p.stateId}', expected '${stateId}'`);
-      for (const [pageId, v, page] of p.pages) pages.putSync([stateId, pageId, v], Buffer.from(page));
-      for (const [v, record] of p.commits) commits.putSync([stateId, v], Buffer.from(record));
+      root.transactionSync(() => { // one transaction per pack: a synced commit per page would take minutes
+        for (const [pageId, v, page] of p.pages) pages.putSync([stateId, pageId, v], Buffer.from(page));
+        for (const [v, record] of p.commits) commits.putSync([stateId, v], Buffer.from(record));
+      });
       objects++;
       bytes += body.length;
     }
