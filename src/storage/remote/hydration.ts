@@ -41,7 +41,6 @@ export class Hydration {
   readonly stats: HydrationStats = { pagesFetched: 0, pagesCopied: 0, bytes: 0 };
   /** Settles when every page is local and the plan is gone (rejects if the copy failed). */
   readonly done: Promise<void>;
-  pending = true;
   private stopped = false;
   /** When the last on-demand fetch started or ended, and how many there were. */
   private demandAt = performance.now();
@@ -49,7 +48,7 @@ export class Hydration {
   private readonly indexes = new Map<string, Promise<PackIndex>>();
 
   constructor(private readonly target: HydrationTarget, private readonly store: Promise<ObjectStore>, private readonly plan: RestorePlan, readonly background: boolean) {
-    this.done = background ? this.copyAll().then(() => void (this.pending = false)) : new Promise<void>(() => undefined);
+    this.done = background ? this.copyAll() : new Promise<void>(() => undefined);
     this.done.catch(() => undefined); // reported by whoever waits on it
   }
 

@@ -133,14 +133,6 @@ export function findPage(index: PackIndex, pageId: number): PackIndex['pages'][n
   return undefined;
 }
 
-export function encodePack(p: Pack): Buffer {
-  const body = pack(p);
-  const out = Buffer.allocUnsafe(body.length + 4);
-  body.copy(out, 0);
-  out.writeUInt32LE(crc32c(body), body.length);
-  return out;
-}
-
 export function decodePack(bytes: Buffer, where: string): Pack {
   if (bytes.length < 4) throw errors.corruptState('remote pack', where, 'truncated');
   const body = bytes.subarray(0, bytes.length - 4);
