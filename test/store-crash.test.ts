@@ -166,10 +166,10 @@ async function cutOffPages(dir: string): Promise<number> {
 
 /**
  * Makes the state a kill between a flush's page writes and its commit record leaves:
- * copies of `count` stored pages under a version newer than every stored one and than
- * the last commit record. A real kill lands in that window only now and then (1 or 2
- * rounds in 20 on this machine), so one round builds it by hand and recovery must
- * delete it like any other cut-off flush.
+ * the attempts record names a version newer than every stored one (written first, as
+ * the I/O worker does), and copies of `count` stored pages are stored under it. A real
+ * kill lands in that window only now and then (1 or 2 rounds in 20 on this machine), so
+ * one round builds it by hand and recovery must delete it like any other cut-off flush.
  */
 async function injectCutOffPages(dir: string, count: number): Promise<number> {
   const env = open({ path: dir, maxDbs: 8 });
@@ -183,6 +183,8 @@ async function injectCutOffPages(dir: string, count: number): Promise<number> {
       newest = Math.max(newest, k[2]);
       if (some.length < count) some.push(k);
     }
+    const attempts = env.openDB<number, string>({ name: 'attempts', encoding: 'msgpack', keyEncoding: 'ordered-binary' });
+    await attempts.put(NAME, newest + 1);
     env.transactionSync(() => {
       for (const k of some) pages.put([NAME, k[1], newest + 1], pages.get(k)!);
     });
