@@ -89,10 +89,15 @@ export const errors = {
   remote: (where: string, why: string) => new TidepoolError('TIDEPOOL_REMOTE', `remote checkpoints ${where}: ${oneLine(why)}`),
 };
 
-/** Messages from elsewhere (lmdb-js, msgpackr) folded onto one line. */
-export function oneLine(s: string, max = 200): string {
+/**
+ * Messages from elsewhere (lmdb-js, msgpackr) folded onto one line. A long one loses
+ * its middle, not its end: the end usually says what went wrong (long paths come first).
+ */
+export function oneLine(s: string, max = 300): string {
   const t = s.replace(/\s+/g, ' ').trim();
-  return t.length > max ? `${t.slice(0, max)}…` : t;
+  if (t.length <= max) return t;
+  const tail = Math.floor(max * 0.4);
+  return `${t.slice(0, max - tail)}…${t.slice(t.length - tail)}`;
 }
 
 /** A short, single-line rendering of a record for error messages. */

@@ -9,7 +9,7 @@
 //
 // Fixture: test-fixtures/flows/checkpoint/keyed-count.ts (keyed count → file sink).
 import t from 'tap';
-import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
@@ -292,6 +292,57 @@ t.test('lazy restore: only the checkpoint and commit records before the first re
   const s4 = summary();
   t.ok(s4.remote?.restoreLazy === false && s4.remote.restoreBytes! > 100 * 1024 && s4.alreadyComplete === true, `eager: every pack copied first (${s4.remote?.restoreBytes} bytes)`);
   t.notOk(existsSync(join(eager, 'chk-count', 'remote-restore.json')), 'eager: no restore plan');
+  t.equal(readFileSync(out).length, bytes, 'the output is unchanged');
+});
+
+t.test('lazy restore whose background copy fails (every pack with a bad checksum): on-demand reads go on, the run says why at its end, the next run finishes the copy', async (t) => {
+  const N = 40_000;
+  const keys = 20_000;
+  const keyOfN = (i: number): string => `k${(Math.imul(i, 2654435761) >>> 0) % keys}`;
+  const dir = join(tmp, 'lazy-bad');
+  mkdirSync(dir, { recursive: true });
+  const storeDir = join(dir, 'remote');
+  const remote = `state.remote=${JSON.stringify({ kind: 'dir', path: storeDir, prefix: 'job/' })}`;
+  const out = join(dir, 'out.jsonl');
+  const summaryPath = join(dir, 'summary.json');
+  const env = { TP_N: String(N), TP_OUT: out, TP_KEYS: String(keys), TP_PAD: '120' };
+  const small = ['--set', 'state.cachePages=16'];
+  const chkDir = join(storeDir, 'job', 'chk-count', 'checkpoints');
+  const first = start('keyed-count.ts', join(dir, 'state-first'), ['--set', remote, ...small, '--set', 'checkpoint.intervalMs=300'], { ...env, TP_RATE: '5000' });
+  const deadline = performance.now() + 60_000;
+  while (!first.exited && performance.now() < deadline && (existsSync(chkDir) ? readdirSync(chkDir).length : 0) < 2) await sleep(100);
+  first.child.kill('SIGKILL');
+  t.not((await first.done).code, 0, 'the first run is killed once two checkpoints are remote');
+
+  // The last byte of a pack is the checksum of the whole object, which the background
+  // copy checks; a page fetched on demand is read by range and checked on its own.
+  const packs = readdirSync(join(storeDir, 'job', 'chk-count', 'state'), { recursive: true, encoding: 'utf8' })
+    .filter((f) => f.endsWith('.pack'))
+    .map((f) => join(storeDir, 'job', 'chk-count', 'state', f));
+  const flip = () => {
+    for (const f of packs) {
+      const b = readFileSync(f);
+      b[b.length - 1]! ^= 0xff;
+      writeFileSync(f, b);
+    }
+  };
+  flip();
+  const second = join(dir, 'state-second');
+  const bad = await runToEnd('keyed-count.ts', second, ['--set', remote, ...small, '--summary', summaryPath], { ...env, TP_RATE: '5000' });
+  t.not(bad.code, 0, `with ${packs.length} damaged packs the run fails`);
+  const lastLine = bad.stderr.trim().split('\n').at(-1) ?? '';
+  t.match(lastLine, /copying in the lazily restored state of .*chk-count: .*\.pack.*checksum does not match/, `…at its end, naming the pack: ${lastLine}`);
+  t.notMatch(bad.stderr, /run it with the same state\.remote/, 'on-demand fetches did not give up with the copy');
+  checkExactlyOnce(t, out, N, keyOfN, 'every record was processed from pages fetched on demand');
+  t.ok(existsSync(join(second, 'chk-count', 'remote-restore.json')), 'the restore plan stays');
+
+  flip(); // mended
+  const bytes = readFileSync(out).length;
+  const done = await runToEnd('keyed-count.ts', second, ['--set', remote, ...small, '--summary', summaryPath], env);
+  t.equal(done.code, 0, `with the packs mended the next run completes ${done.stderr.trim()}`);
+  const s = JSON.parse(readFileSync(summaryPath, 'utf8')) as RunSummary;
+  t.ok(s.alreadyComplete === true && s.remote?.copyInDone === true, 'it finishes the copy-in of the completed job');
+  t.notOk(existsSync(join(second, 'chk-count', 'remote-restore.json')), 'and the plan is gone');
   t.equal(readFileSync(out).length, bytes, 'the output is unchanged');
 });
 

@@ -17,6 +17,12 @@ export type FetchRequest = { type: 'fetch'; stateId: string; pageId: number; sig
 
 /** Lazy remote restores in progress, by state directory. */
 const hydrations = new Map<string, Hydration>();
+/**
+ * Restores whose background copy failed, by state directory, with the environment it
+ * wrote to: the run goes on (its end reports the failure), so on-demand fetches still
+ * go through them while that environment is open. The next attempt starts a new one.
+ */
+const failed = new Map<string, { h: Hydration; env: Env }>();
 /** Opened remote stores by spec: loading @azure/storage-blob takes ~0.5 s, so it starts early (preload). */
 const stores = new Map<string, Promise<ObjectStore>>();
 
@@ -42,18 +48,25 @@ export function hydrate(req: HydrateRequest, onDone: (env: Env) => void): void {
   }
   let h = running;
   if (!h) {
+    failed.delete(req.dir);
     const { env } = openEnv(req.dir, false);
     const needed = (stateId: string) => listManifests(req.dir).some((id) => readManifest(req.dir, id).tasks.some((t) => t.instances.some((i) => i.stateId === stateId)));
-    h = new Hydration({ dir: req.dir, pages: env.pages, durable: () => durable(env), needed }, storeFor(req.spec), plan!, req.background);
-    hydrations.set(req.dir, h);
-    void h.done.then(
+    const created = new Hydration({ dir: req.dir, pages: env.pages, durable: () => durable(env), needed }, storeFor(req.spec), plan!, req.background);
+    h = created;
+    hydrations.set(req.dir, created);
+    void created.done.then(
       () => {
         hydrations.delete(req.dir);
         env.restorePending = false;
         onDone(env);
         releaseEnv(env);
       },
-      () => hydrations.delete(req.dir), // reported below; the plan stays, the next run resumes
+      () => {
+        // Reported below; the plan stays and the next run resumes the copy.
+        hydrations.delete(req.dir);
+        failed.set(req.dir, { h: created, env });
+        releaseEnv(env);
+      },
     );
   }
   h.done.then(
@@ -74,7 +87,8 @@ export function fetchPage(env: Env, m: FetchRequest): void {
     new Uint8Array(m.signal, FETCH_HEADER).set(text);
     answer(2, text.length);
   };
-  const h = hydrations.get(env.dir);
+  const gaveUp = failed.get(env.dir);
+  const h = hydrations.get(env.dir) ?? (gaveUp?.env === env ? gaveUp.h : undefined);
   if (!h) {
     // Restored already (read again), or a lazily restored directory without state.remote.
     if (env.restorePending) fail(`${env.dir} is being restored from remote storage; run it with the same state.remote`);

@@ -43,13 +43,19 @@ export function continueCopyIn(remote: RemoteRun | undefined, config: TidepoolCo
   const planned = new Set(Object.keys(readRestorePlan(stateDir)?.states ?? {}));
   const copyIn = IoClient.shared().hydrate(stateDir, config.state.remote, backgroundCopy());
   remote.copyIn = copyIn;
-  // Only the restored partitions have pages that may not be local yet.
+  // Only the restored partitions have pages that may not be local yet — until the copy
+  // succeeded: after a failed one they are still missing, and a full upload must wait
+  // (its failure is the copy's, retried and visible in the lag), not skip them.
+  let copied = false;
   remote.uploader.restoring = {
-    pending: (stateId) => !copyIn.finished() && planned.has(stateId),
+    pending: (stateId) => !copied && planned.has(stateId),
     done: () => copyIn.done().then((stats) => void (remote.copied = stats)),
   };
   // Count what it did once it is done, without keeping the process alive for it.
-  void copyIn.done().then((stats) => (remote.copied = stats), () => undefined);
+  void copyIn.done().then((stats) => {
+    copied = true;
+    remote.copied = stats;
+  }, () => undefined);
 }
 
 export type { RemoteStats };
