@@ -79,32 +79,96 @@ export const checkpointIdOf = (name: string): number | undefined => {
 
 const MAGIC = 0x324b5054; // 'TPK2', little-endian
 
+/**
+ * Builds one format-2 pack. Page bytes are copied once, straight into the object's
+ * buffer (the caller may pass LMDB's reused read buffer), after room kept for the
+ * index; `finish` writes the index into that room, right before the data, so the body
+ * is a view of the same buffer — no second copy of 8 MiB per pack.
+ */
+export class PackWriter {
+  private buf: Buffer;
+  private at: number;
+  private readonly index: PackIndex;
+  private readonly start: number;
+
+  /**
+   * `capacity`: the page bytes expected (it grows past them if need be). `reuse`: the
+   * buffer of an earlier pack whose upload is over (fresh 8 MiB buffers cost page faults).
+   */
+  constructor(stateId: string, capacity: number, reuse?: Buffer) {
+    this.index = { stateId, pages: [], commits: [] };
+    // An index entry is at most ~30 bytes of msgpack; a 16 KiB page's is ~20.
+    this.start = 12 + 4096 + (capacity >> 9);
+    const size = this.start + capacity + 4;
+    this.buf = reuse && reuse.length >= size ? reuse : Buffer.allocUnsafe(size);
+    this.at = this.start;
+  }
+
+  /** The whole buffer the pack is written in (to reuse once its upload is over). */
+  get buffer(): Buffer {
+    return this.buf;
+  }
+
+  /** Page bytes added so far. */
+  get bytes(): number {
+    return this.at - this.start;
+  }
+
+  get pages(): number {
+    return this.index.pages.length;
+  }
+
+  /** Pages go in ascending page id order. */
+  addPage(pageId: number, version: number, bytes: Uint8Array): void {
+    this.index.pages.push([pageId, version, this.bytes, bytes.length]);
+    this.append(bytes);
+  }
+
+  addCommit(version: number, bytes: Uint8Array): void {
+    this.index.commits.push([version, this.bytes, bytes.length]);
+    this.append(bytes);
+  }
+
+  private append(bytes: Uint8Array): void {
+    if (this.at + bytes.length + 4 > this.buf.length) {
+      const grown = Buffer.allocUnsafe(Math.max(this.buf.length * 2, this.at + bytes.length + 4));
+      this.buf.copy(grown, 0, 0, this.at);
+      this.buf = grown;
+    }
+    this.buf.set(bytes, this.at);
+    this.at += bytes.length;
+  }
+
+  finish(): { body: Buffer; range: PackRange } {
+    const head = pack(this.index);
+    const headBytes = 8 + head.length + 4;
+    let out: Buffer;
+    if (headBytes <= this.start) {
+      out = this.buf.subarray(this.start - headBytes, this.at + 4);
+    } else {
+      // More index than the room kept (very many small pages): one copy after all.
+      out = Buffer.allocUnsafe(headBytes + this.bytes + 4);
+      this.buf.copy(out, headBytes, this.start, this.at);
+    }
+    out.writeUInt32LE(MAGIC, 0);
+    out.writeUInt32LE(head.length, 4);
+    head.copy(out, 8);
+    out.writeUInt32LE(crc32c(head), 8 + head.length);
+    const end = out.length - 4;
+    out.writeUInt32LE(crc32c(out.subarray(0, end)), end);
+    const pages = this.index.pages;
+    const first = pages.length ? pages[0]![0] : 0;
+    const last = pages.length ? pages.at(-1)![0] : -1;
+    return { body: out, range: [first, last, headBytes] };
+  }
+}
+
 /** A format-2 pack of `pages` (ascending page ids) and `commits`, and its range entry. */
 export function encodeIndexedPack(stateId: string, pages: Pack['pages'], commits: Pack['commits']): { body: Buffer; range: PackRange } {
-  const index: PackIndex = { stateId, pages: [], commits: [] };
-  let offset = 0;
-  for (const [pageId, version, bytes] of pages) {
-    index.pages.push([pageId, version, offset, bytes.length]);
-    offset += bytes.length;
-  }
-  for (const [version, bytes] of commits) {
-    index.commits.push([version, offset, bytes.length]);
-    offset += bytes.length;
-  }
-  const head = pack(index);
-  const headBytes = 8 + head.length + 4;
-  const out = Buffer.allocUnsafe(headBytes + offset + 4);
-  out.writeUInt32LE(MAGIC, 0);
-  out.writeUInt32LE(head.length, 4);
-  head.copy(out, 8);
-  out.writeUInt32LE(crc32c(head), 8 + head.length);
-  let at = headBytes;
-  for (const [, , bytes] of pages) at += Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length).copy(out, at);
-  for (const [, bytes] of commits) at += Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length).copy(out, at);
-  out.writeUInt32LE(crc32c(out.subarray(0, at)), at);
-  const first = pages.length ? pages[0]![0] : 0;
-  const last = pages.length ? pages.at(-1)![0] : -1;
-  return { body: out, range: [first, last, headBytes] };
+  const w = new PackWriter(stateId, pages.reduce((n, p) => n + p[2].length, 0) + commits.reduce((n, c) => n + c[1].length, 0));
+  for (const [pageId, version, bytes] of pages) w.addPage(pageId, version, bytes);
+  for (const [version, bytes] of commits) w.addCommit(version, bytes);
+  return w.finish();
 }
 
 /** The index of a format-2 pack from its first `headBytes` bytes (its range entry says how many). */

@@ -20,9 +20,12 @@ import { COMMITS_DB, PAGES_DB, envOptions } from '../io-protocol.js';
 import { listManifests, readManifest, type Manifest } from '../../runtime/checkpoints.js';
 import type { ObjectStore } from './object-store.js';
 import {
-  CHECKPOINTS, STATE, checkpointIdOf, checkpointName, decodeCheckpoint, encodeCheckpoint, encodeIndexedPack,
+  CHECKPOINTS, STATE, checkpointIdOf, checkpointName, decodeCheckpoint, encodeCheckpoint, PackWriter,
   type Pack, type PackRange, type RemoteCheckpoint, type RemoteState,
 } from './packs.js';
+
+/** lmdb-js takes read options here too; its types say otherwise. The bytes are valid until the next read. */
+type FastReads = { getBinaryFast(key: [string, number, number], options: { transaction: Transaction }): Uint8Array | undefined };
 
 /** Packs are cut at this many page bytes: few large objects, bounded memory. */
 const PACK_BYTES = 8 << 20;
@@ -326,32 +329,36 @@ export class CheckpointUploader {
     const objects: string[] = [];
     const ranges: PackRange[] = [];
     let bytes = 0;
-    let batch: Pack['pages'] = [];
-    let batchBytes = 0;
+    const spare: Buffer[] = []; // buffers of packs whose upload is over
+    const fresh = () => new PackWriter(stateId, PACK_BYTES + (64 << 10), spare.pop());
+    let w = fresh();
     // PUTS_IN_FLIGHT packs uploading while the next is read and encoded: memory stays
     // bounded by PUTS_IN_FLIGHT + 1 packs, and one request's latency overlaps another's.
     const inFlight: Promise<void>[] = [];
     const flush = async (last: boolean) => {
-      if (batch.length === 0 && !(last && objects.length === 0)) return; // every chain step has at least one pack (its commit records)
-      const { body, range } = encodeIndexedPack(stateId, batch, last ? commitList : []);
+      if (w.pages === 0 && !(last && objects.length === 0)) return; // every chain step has at least one pack (its commit records)
+      if (last) for (const [v, bytes] of commitList) w.addCommit(v, bytes);
+      const { body, range } = w.finish();
+      const buffer = w.buffer;
       const name = `${this.prefix}${STATE}${stateId}/${String(version).padStart(10, '0')}-${this.run}-${objects.length}.pack`;
       objects.push(name);
       ranges.push(range);
       bytes += body.length;
-      batch = [];
-      batchBytes = 0;
       while (inFlight.length >= PUTS_IN_FLIGHT) await inFlight.shift();
-      const put = this.store.put(name, body);
+      const put = this.store.put(name, body).then(() => void spare.push(buffer));
       put.catch(() => undefined); // awaited below or at a later pack; not an unhandled rejection meanwhile
       inFlight.push(put);
+      w = fresh(); // in the buffer of the put awaited above, if any
       if (last) while (inFlight.length) await inFlight.shift();
     };
     for (const [pageId, v] of newest) {
-      const value = pages.get([stateId, pageId, v], { transaction });
+      // LMDB's reused read buffer, copied once into the pack.
+      const value = (pages as unknown as FastReads).getBinaryFast([stateId, pageId, v], { transaction });
       if (value === undefined) continue; // collected (a newer version is in this snapshot)
-      batch.push([pageId, v, value]);
-      batchBytes += value.length;
-      if (batchBytes >= PACK_BYTES) await flush(false);
+      // Its `length` is the value's, set on a larger shared buffer that typed-array
+      // methods see whole: cut it to that length first.
+      w.addPage(pageId, v, value.subarray(0, value.length));
+      if (w.bytes >= PACK_BYTES) await flush(false);
     }
     await flush(true);
     const state: RemoteState = full
