@@ -76,19 +76,30 @@ export type TimerContext<K, U> = ProcessContext<K, U>;
 export class KeyScope {
   key: unknown = undefined;
   group = 0;
-  /** encodeKey([group, key]) — computed once per record. */
-  encoded = '';
-  /** The encoded tuple without its terminator, to append map keys to. */
-  open = '';
   /** The key's own (element) encoding: what timers store. */
   element = '';
+  // The tuple encodings are built on first use per record: a reduce whose accumulator
+  // is in its hot cache (keyed by `element`) never needs them.
+  #open: string | undefined = '';
+  #encoded: string | undefined = '';
+
+  /** encodeKey([group, key]): the key of this key's state. */
+  get encoded(): string {
+    return (this.#encoded ??= stateKeyOf(this.group, this.element));
+  }
+
+  /** The encoded tuple without its terminator, to append map keys to. */
+  get open(): string {
+    return (this.#open ??= TUPLE + encodeKeyGroup(this.group) + this.element);
+  }
 
   set(key: unknown, group: number): void {
     this.key = key;
     this.group = group;
-    this.encoded = encodeKey([group, key as Key], Infinity);
-    this.open = this.encoded.slice(0, -1);
-    this.element = this.open.slice(TUPLE.length + encodeKeyGroup(group).length);
+    const encoded = encodeKey([group, key as Key], Infinity);
+    this.#encoded = encoded;
+    this.#open = encoded.slice(0, -1);
+    this.element = this.#open.slice(TUPLE.length + encodeKeyGroup(group).length);
   }
 
   /**
@@ -99,14 +110,19 @@ export class KeyScope {
   setEncoded(key: unknown, group: number, encodedKey: string): void {
     this.key = key;
     this.group = group;
-    this.open = TUPLE + encodeKeyGroup(group) + encodedKey;
-    this.encoded = this.open + END;
     this.element = encodedKey;
+    this.#open = undefined;
+    this.#encoded = undefined;
   }
 }
 
 const TUPLE = '\x09';
 const END = '\x00';
+
+/** encodeKey([group, key]) from the key's element encoding. */
+export function stateKeyOf(group: number, element: string): string {
+  return TUPLE + encodeKeyGroup(group) + element + END;
+}
 
 function withinKey(scope: KeyScope, mk: unknown): string {
   // A tuple's encoding is its elements between a tag and a terminator, so the state

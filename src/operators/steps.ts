@@ -6,6 +6,7 @@
 // `reduce` is here too: the simplest keyed operator (one value per key).
 import type { LogicalOperator } from '../flow/types.js';
 import { fromStored, toStored } from '../state/values.js';
+import { stateKeyOf } from './context.js';
 import { KeyedRuntime, notAsync, userError, type Emit, type OperatorInstance, type StepEnv } from './keyed.js';
 
 export type { Emit, StepEnv } from './keyed.js';
@@ -82,10 +83,14 @@ export function makeReduce(op: LogicalOperator, env: StepEnv, next: Emit): Opera
   // through the tree, which hands out fresh copies (a buffered emitted record must not
   // change when the next record's reduce mutates the accumulator). Bounded; written back
   // before every snapshot, so checkpoints see exactly the state before the barrier.
+  // Keyed by the key's element encoding (the group follows from the key), so a hit
+  // builds no tuple encoding; `hotGroup` remembers each one's group for the write-back.
   const hot = new Map<string, number | string | boolean | bigint | null>();
+  const hotGroup = new Map<string, number>();
   const writeBack = (evict: boolean) => {
     if (hot.size === 0) return;
-    for (const [k, v] of hot) table.set(k, v);
+    for (const [k, v] of hot) table.set(stateKeyOf(hotGroup.get(k)!, k), v);
+    hotGroup.clear();
     engine.mutations++;
     hot.clear();
     if (evict) env.afterState?.();
@@ -93,10 +98,11 @@ export function makeReduce(op: LogicalOperator, env: StepEnv, next: Emit): Opera
   return {
     push(r, ts) {
       rt.setKey(r, 0);
-      const enc = scope.encoded;
-      let old: unknown = hot.get(enc);
-      if (old === undefined) {
-        const stored = table.get(enc);
+      const el = scope.element;
+      let old: unknown = hot.get(el);
+      const wasHot = old !== undefined; // accumulators are never undefined
+      if (!wasHot) {
+        const stored = table.get(scope.encoded);
         old = stored === undefined ? undefined : fromStored(stored);
       }
       let acc: unknown;
@@ -106,11 +112,17 @@ export function makeReduce(op: LogicalOperator, env: StepEnv, next: Emit): Opera
         notAsync(op, acc);
         const t = typeof acc;
         if (acc === null || t === 'number' || t === 'string' || t === 'boolean' || t === 'bigint') {
-          if (hot.size >= HOT_KEYS && !hot.has(enc)) writeBack(true);
-          hot.set(enc, acc as number);
+          if (!wasHot) {
+            if (hot.size >= HOT_KEYS) writeBack(true);
+            hotGroup.set(el, scope.group);
+          }
+          hot.set(el, acc as number);
         } else {
-          hot.delete(enc);
-          table.set(enc, toStored(acc));
+          if (wasHot) {
+            hot.delete(el);
+            hotGroup.delete(el);
+          }
+          table.set(scope.encoded, toStored(acc));
           engine.mutations++;
           env.afterState?.();
         }
