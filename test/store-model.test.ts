@@ -74,26 +74,51 @@ const configs: [string, StoreOptions, number][] = [
   ['lmdb, 1 KiB pages, 4-page cache, zstd', { storage: 'lmdb', pageSize: 1024, cachePages: 4, compression: 'zstd' }, 25],
 ];
 
+// Random mixes, and fill-then-drain sequences that force merges and borrowing.
+const opsArb = fc.oneof(
+  fc.array(opArb, { minLength: 1, maxLength: 600 }),
+  fc.tuple(fc.array(setArb, { minLength: 100, maxLength: 500 }), fc.array(deleteArb, { minLength: 100, maxLength: 800 }), fc.array(opArb, { maxLength: 100 }))
+    .map(([a, b, c]) => [...a, ...b, ...c]),
+);
+
+const replay = process.env.TIDEPOOL_MODEL_SEED
+  ? { seed: Number(process.env.TIDEPOOL_MODEL_SEED), ...(process.env.TIDEPOOL_MODEL_PATH ? { path: process.env.TIDEPOOL_MODEL_PATH, endOnFailure: true } : {}) }
+  : {};
+
 for (const [name, opts, numRuns] of configs) {
   t.test(`store equals a Map model: ${name}`, async (t) => {
     await fc.assert(
       fc.asyncProperty(
-        // Random mixes, and fill-then-drain sequences that force merges and borrowing.
-        fc.oneof(
-          fc.array(opArb, { minLength: 1, maxLength: 600 }),
-          fc.tuple(fc.array(setArb, { minLength: 100, maxLength: 500 }), fc.array(deleteArb, { minLength: 100, maxLength: 800 }), fc.array(opArb, { maxLength: 100 }))
-            .map(([a, b, c]) => [...a, ...b, ...c]),
-        ),
+        opsArb,
         fc.array(rangeArb, { maxLength: 12 }),
         async (ops, ranges) => {
           await runOps(opts, ops, ranges, opts.storage === 'lmdb');
         },
       ),
-      { numRuns, interruptAfterTimeLimit: 90_000, markInterruptAsFailure: true },
+      // TIDEPOOL_MODEL_SEED (and TIDEPOOL_MODEL_PATH) replay a failure fast-check reported.
+      { numRuns, interruptAfterTimeLimit: 90_000, markInterruptAsFailure: true, ...replay },
     );
     t.pass(`${numRuns} random op sequences agree with the model`);
   });
 }
+
+t.test('regression: a borrow that lengthens the separator of a full parent splits the parent', async (t) => {
+  // fast-check found this with seed -2059301136 (256 B pages): after deletes, a leaf
+  // borrowed from its sibling and the new, longer separator pushed the parent branch
+  // past the page capacity, unsplit. The same seed replays it.
+  const [, opts] = configs[0]!;
+  await fc.assert(
+    fc.asyncProperty(
+      opsArb,
+      fc.array(rangeArb, { maxLength: 12 }),
+      async (ops, ranges) => {
+        await runOps(opts, ops, ranges, false);
+      },
+    ),
+    { numRuns: 36, seed: -2059301136 },
+  );
+  t.pass('the 36 sequences of that seed agree with the model');
+});
 
 t.test('bulk: 20k keys inserted then 3/4 deleted keep the tree sound (merges and root collapse)', async (t) => {
   const store = await openStore({ storage: 'memory', pageSize: 512, cachePages: 4 });

@@ -307,6 +307,9 @@ export class BTree {
       parent.keys[li] = this.borrow(left, right, sep);
       parent.bytes += parent.keys[li]!.length - sep.length;
       parent.dirty = true;
+      // The new separator may be longer than the old one: a full parent then splits
+      // (`path` still holds its ancestors).
+      if (parent.bytes > cap) this.split(parent, path);
       return;
     }
   }
