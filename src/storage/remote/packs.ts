@@ -163,14 +163,6 @@ export class PackWriter {
   }
 }
 
-/** A format-2 pack of `pages` (ascending page ids) and `commits`, and its range entry. */
-export function encodeIndexedPack(stateId: string, pages: Pack['pages'], commits: Pack['commits']): { body: Buffer; range: PackRange } {
-  const w = new PackWriter(stateId, pages.reduce((n, p) => n + p[2].length, 0) + commits.reduce((n, c) => n + c[1].length, 0));
-  for (const [pageId, version, bytes] of pages) w.addPage(pageId, version, bytes);
-  for (const [version, bytes] of commits) w.addCommit(version, bytes);
-  return w.finish();
-}
-
 /** The index of a format-2 pack from its first `headBytes` bytes (its range entry says how many). */
 export function decodePackIndex(head: Buffer, where: string): PackIndex {
   if (head.length < 12 || head.readUInt32LE(0) !== MAGIC) throw errors.corruptState('remote pack', where, 'not an indexed pack');
