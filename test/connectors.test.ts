@@ -134,6 +134,22 @@ t.test('generator: unbounded produces as many as asked', async (t) => {
   t.same(await odd.next(3), [2, 6, 10]);
 });
 
+t.test('generator: a slow make ends a batch early, and nothing is skipped or repeated', async (t) => {
+  // A make that waits 30 ms (a rate limit): a 512-record batch would hold a barrier for
+  // 15 s; cut after its time slice, a batch is one or two records.
+  const sleeper = new Int32Array(new SharedArrayBuffer(4));
+  const spec = sources.generator({ count: 6, make: (i) => (Atomics.wait(sleeper, 0, 0, 30), i) });
+  const r = await spec.open(ctx(0, 1));
+  const batches: number[][] = [];
+  for (let b; (b = await r.next(512)) !== null; ) batches.push(b);
+  t.ok(batches.every((b) => b.length <= 2), `batches of at most 2 (${batches.map((b) => b.length).join(', ')})`);
+  t.same(batches.flat(), [0, 1, 2, 3, 4, 5], 'every record once, in order');
+  t.equal(r.position(), 6);
+  // A fast make still fills the batch.
+  const fast = await sources.generator({ count: 1000, make: (i) => i }).open(ctx(0, 1));
+  t.equal((await fast.next(512))!.length, 512, 'a fast make fills the batch');
+});
+
 t.test('generator: options are validated, make errors name the operator', async (t) => {
   const make = (i: number) => i;
   for (const count of [-1, 1.5, 'x', NaN, Infinity]) {

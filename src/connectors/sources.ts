@@ -97,6 +97,9 @@ export interface GeneratorSourceSpec<T> extends SourceSpec<T> {
   readonly count: number | undefined;
 }
 
+/** How long one generator batch may take before it is cut short. */
+const GENERATOR_SLICE_MS = 20;
+
 class GeneratorReader<T> implements SourceReader<T> {
   /** The next index this subtask makes. */
   private index: number;
@@ -115,10 +118,16 @@ class GeneratorReader<T> implements SourceReader<T> {
     const out: T[] = [];
     const n = Math.max(1, max);
     let i = this.index;
+    const started = performance.now();
     try {
       while (out.length < n && i < this.count) {
         out.push(this.make(i));
         i += parallelism;
+        // A slow `make` (one that waits on a rate limit, say) ends the batch early: a
+        // barrier or watermark waits behind at most one slice, not a whole batch.
+        if ((out.length & 7) === 0 || out.length < 8) {
+          if (performance.now() - started >= GENERATOR_SLICE_MS) break;
+        }
       }
     } catch (err) {
       this.index = i; // records before the failing one were made; the caller fails anyway
