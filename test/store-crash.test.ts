@@ -17,7 +17,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { isDeepStrictEqual } from 'node:util';
-import { open } from 'lmdb';
+import { open, type Database, type RootDatabase } from 'lmdb';
 import { openStore, type Key, type Store } from '../src/index.js';
 import { decodePage } from '../src/state/page-format.js';
 import { deserializeNode, BRANCH } from '../src/state/node.js';
@@ -147,21 +147,29 @@ function runChild(dir: string, seed: number, start: number, compression: string,
   });
 }
 
-/** Pages stored with a version newer than the last commit record (a cut-off flush). */
-async function cutOffPages(dir: string): Promise<number> {
-  if (!existsSync(join(dir, 'data.mdb'))) return 0;
+/** The dead writer's databases in `dir`: its page keys and newest commit record, closed after `fn`. */
+async function withDatabases<T>(dir: string, fn: (db: { env: RootDatabase; pages: Database<Buffer, [string, number, number]>; lastCommit: number; pageKeys: () => Iterable<[string, number, number]> }) => T | Promise<T>): Promise<T> {
   const env = open({ path: dir, maxDbs: 8 });
   try {
     const pages = env.openDB<Buffer, [string, number, number]>({ name: 'pages', encoding: 'binary', keyEncoding: 'ordered-binary' });
     const commits = env.openDB<unknown, [string, number]>({ name: 'commits', encoding: 'msgpack', keyEncoding: 'ordered-binary' });
-    let last = 0;
-    for (const k of commits.getKeys({ start: [NAME, 0], end: [NAME, Number.MAX_SAFE_INTEGER] })) last = Math.max(last, k[1]);
-    let n = 0;
-    for (const k of pages.getKeys({ start: [NAME, -1, 0], end: [NAME, Number.MAX_SAFE_INTEGER, 0] })) if (k[2] > last) n++;
-    return n;
+    let lastCommit = 0;
+    for (const k of commits.getKeys({ start: [NAME, 0], end: [NAME, Number.MAX_SAFE_INTEGER] })) lastCommit = Math.max(lastCommit, k[1]);
+    const pageKeys = () => pages.getKeys({ start: [NAME, -1, 0], end: [NAME, Number.MAX_SAFE_INTEGER, 0] }) as Iterable<[string, number, number]>;
+    return await fn({ env, pages, lastCommit, pageKeys });
   } finally {
     await env.close();
   }
+}
+
+/** Pages stored with a version newer than the last commit record (a cut-off flush). */
+async function cutOffPages(dir: string): Promise<number> {
+  if (!existsSync(join(dir, 'data.mdb'))) return 0;
+  return withDatabases(dir, ({ lastCommit, pageKeys }) => {
+    let n = 0;
+    for (const k of pageKeys()) if (k[2] > lastCommit) n++;
+    return n;
+  });
 }
 
 /**
@@ -171,15 +179,11 @@ async function cutOffPages(dir: string): Promise<number> {
  * kill lands in that window only now and then (1 or 2 rounds in 20 on this machine), so
  * one round builds it by hand and recovery must delete it like any other cut-off flush.
  */
-async function injectCutOffPages(dir: string, count: number): Promise<number> {
-  const env = open({ path: dir, maxDbs: 8 });
-  try {
-    const pages = env.openDB<Buffer, [string, number, number]>({ name: 'pages', encoding: 'binary', keyEncoding: 'ordered-binary' });
-    const commits = env.openDB<unknown, [string, number]>({ name: 'commits', encoding: 'msgpack', keyEncoding: 'ordered-binary' });
-    let newest = 0;
-    for (const k of commits.getKeys({ start: [NAME, 0], end: [NAME, Number.MAX_SAFE_INTEGER] })) newest = Math.max(newest, k[1]);
+function injectCutOffPages(dir: string, count: number): Promise<number> {
+  return withDatabases(dir, async ({ env, pages, lastCommit, pageKeys }) => {
+    let newest = lastCommit;
     const some: [string, number, number][] = [];
-    for (const k of pages.getKeys({ start: [NAME, -1, 0], end: [NAME, Number.MAX_SAFE_INTEGER, 0] })) {
+    for (const k of pageKeys()) {
       newest = Math.max(newest, k[2]);
       if (some.length < count) some.push(k);
     }
@@ -189,9 +193,7 @@ async function injectCutOffPages(dir: string, count: number): Promise<number> {
       for (const k of some) pages.put([NAME, k[1], newest + 1], pages.get(k)!);
     });
     return some.length;
-  } finally {
-    await env.close();
-  }
+  });
 }
 
 // ------------------------------------------------------------- the loop
