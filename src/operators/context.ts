@@ -90,7 +90,7 @@ export class KeyScope {
 
   /** The encoded tuple without its terminator, to append map keys to. */
   get open(): string {
-    return (this.#open ??= TUPLE + encodeKeyGroup(this.group) + this.element);
+    return (this.#open ??= openOf(this.group, this.element));
   }
 
   set(key: unknown, group: number): void {
@@ -119,9 +119,14 @@ export class KeyScope {
 const TUPLE = '\x09';
 const END = '\x00';
 
+/** encodeKey([group, key]) without its terminator, from the key's element encoding. */
+function openOf(group: number, element: string): string {
+  return TUPLE + encodeKeyGroup(group) + element;
+}
+
 /** encodeKey([group, key]) from the key's element encoding. */
 export function stateKeyOf(group: number, element: string): string {
-  return TUPLE + encodeKeyGroup(group) + element + END;
+  return openOf(group, element) + END;
 }
 
 function withinKey(scope: KeyScope, mk: unknown): string {

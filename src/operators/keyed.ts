@@ -15,7 +15,7 @@ import type { StateEngine } from '../state/engine.js';
 import { encodeKey, type Key } from '../state/keys.js';
 import { hashEncoded } from '../runtime/partition.js';
 import { TimerTable, type DueTimer } from '../time/timers.js';
-import { KeyScope, KeyedListState, KeyedMapState, KeyedValueState, type ProcessContext, type StateOptions } from './context.js';
+import { KeyScope, stateKeyOf, KeyedListState, KeyedMapState, KeyedValueState, type ProcessContext, type StateOptions } from './context.js';
 
 /** Sends a record with its timestamp (NaN: none) downstream. */
 export type Emit = (record: unknown, ts: number) => void;
@@ -138,7 +138,17 @@ export class KeyedRuntime {
     } catch (e) {
       throw userError(this.op, this.env, record, e); // a key tidepool cannot store (NaN, an object…)
     }
-    this.scope.setEncoded(key, hashEncoded(enc) % this.env.keyGroups, enc);
+    this.scope.setEncoded(key, this.groupOf(enc), enc);
+  }
+
+  /** The key group of a key, from its (element) encoding. */
+  groupOf(encodedKey: string): number {
+    return hashEncoded(encodedKey) % this.env.keyGroups;
+  }
+
+  /** The state key `[group, key]` of a key, from its (element) encoding. */
+  stateKey(encodedKey: string): string {
+    return stateKeyOf(this.groupOf(encodedKey), encodedKey);
   }
 
   /** The element encoding of the current key (what timers store). */

@@ -6,7 +6,6 @@
 // `reduce` is here too: the simplest keyed operator (one value per key).
 import type { LogicalOperator } from '../flow/types.js';
 import { fromStored, toStored } from '../state/values.js';
-import { stateKeyOf } from './context.js';
 import { KeyedRuntime, notAsync, userError, type Emit, type OperatorInstance, type StepEnv } from './keyed.js';
 
 export type { Emit, StepEnv } from './keyed.js';
@@ -83,14 +82,12 @@ export function makeReduce(op: LogicalOperator, env: StepEnv, next: Emit): Opera
   // through the tree, which hands out fresh copies (a buffered emitted record must not
   // change when the next record's reduce mutates the accumulator). Bounded; written back
   // before every snapshot, so checkpoints see exactly the state before the barrier.
-  // Keyed by the key's element encoding (the group follows from the key), so a hit
-  // builds no tuple encoding; `hotGroup` remembers each one's group for the write-back.
+  // Keyed by the key's element encoding (its group follows from it), so a hit builds
+  // no tuple encoding; the write-back derives each state key.
   const hot = new Map<string, number | string | boolean | bigint | null>();
-  const hotGroup = new Map<string, number>();
   const writeBack = (evict: boolean) => {
     if (hot.size === 0) return;
-    for (const [k, v] of hot) table.set(stateKeyOf(hotGroup.get(k)!, k), v);
-    hotGroup.clear();
+    for (const [k, v] of hot) table.set(rt.stateKey(k), v);
     engine.mutations++;
     hot.clear();
     if (evict) env.afterState?.();
@@ -112,16 +109,10 @@ export function makeReduce(op: LogicalOperator, env: StepEnv, next: Emit): Opera
         notAsync(op, acc);
         const t = typeof acc;
         if (acc === null || t === 'number' || t === 'string' || t === 'boolean' || t === 'bigint') {
-          if (!wasHot) {
-            if (hot.size >= HOT_KEYS) writeBack(true);
-            hotGroup.set(el, scope.group);
-          }
+          if (!wasHot && hot.size >= HOT_KEYS) writeBack(true);
           hot.set(el, acc as number);
         } else {
-          if (wasHot) {
-            hot.delete(el);
-            hotGroup.delete(el);
-          }
+          if (wasHot) hot.delete(el);
           table.set(scope.encoded, toStored(acc));
           engine.mutations++;
           env.afterState?.();
