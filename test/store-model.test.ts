@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { openStore, type StoreOptions } from '../src/index.js';
 import { Model, checkTree, deleteArb, engineOf, opArb, plain, rangeArb, setArb, type Op } from './helpers/model.js';
-import type { FlushBatch, StateBackend } from '../src/storage/backend.js';
+import type { FlushBatch, FlushPage, StateBackend } from '../src/storage/backend.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'tidepool-model-'));
 t.teardown(() => rmSync(tmp, { recursive: true, force: true }));
@@ -243,10 +243,11 @@ t.test('rule 2: every flush writes each page at most once', async (t) => {
         const ids = batch.pages.map((p) => p.pageId);
         if (new Set(ids).size !== ids.length) throw new Error(`flush ${batch.version} holds a page twice: ${ids.filter((id, i) => ids.indexOf(id) !== i).join(', ')}`);
         const reads = new Map<number, number>();
-        const read = batch.read;
+        const { read, encode } = batch;
+        const count = (p: FlushPage) => reads.set(p.pageId, (reads.get(p.pageId) ?? 0) + 1);
         batches++;
         pagesSeen += ids.length;
-        return writeFlush({ ...batch, read: (p) => (reads.set(p.pageId, (reads.get(p.pageId) ?? 0) + 1), read(p)) }).then(() => {
+        return writeFlush({ ...batch, read: (p) => (count(p), read(p)), encode: (p, alloc) => (count(p), encode(p, alloc)) }).then(() => {
           const twice = [...reads].filter(([, n]) => n !== 1);
           if (twice.length || reads.size !== ids.length) throw new Error(`flush ${batch.version}: pages read ${JSON.stringify(twice)} times, ${reads.size} of ${ids.length} read`);
         });

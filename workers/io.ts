@@ -27,6 +27,7 @@ import { decodeAttempt, decodeCommit, sealCommit } from '../src/storage/commit-r
 import { WriteGroup, attachErrorCode, isDiskFull, mustSucceed, guardLmdbFailures, quietly } from '../src/storage/write-failure.js';
 import { closeAllEnvs, durable, openEnv, releaseEnv, type Env } from './io-envs.js';
 import { fetchPage, hydrate, stopCopyIns, storeFor, type FetchRequest, type HydrateRequest } from './io-copy-in.js';
+import { Staging } from './io-staging.js';
 import type { RemoteSpec } from '../src/storage/remote/object-store.js';
 
 guardLmdbFailures();
@@ -49,7 +50,6 @@ interface AttachedState {
   freed: number[];
   gc: GcEntry[];
   detaching: boolean;
-  unawaitedBytes: number;
   /** Replaced by a newer attachment of the same state: write nothing more. */
   abandoned: boolean;
   /** The flush whose frames are being handled (its attempts record is written). */
@@ -65,6 +65,8 @@ interface AttachedState {
 }
 
 const noop = () => undefined;
+/** Page bytes between the rings and LMDB's asynchronous puts (io-staging.ts). */
+const staging = new Staging();
 /** Attached states by directory and id: a re-attach (a restarted flow) abandons the old one. */
 const attached = new Map<string, AttachedState>();
 
@@ -156,7 +158,7 @@ async function attach(req: AttachRequest): Promise<void> {
   const lastVersion = last?.version ?? 0;
   const st: AttachedState = {
     stateId: req.stateId, env, reader: new RingReader(req.ring), port: req.port,
-    retain: req.retain, attempt: lastVersion, written: [], freed: [], gc: [], detaching: false, unawaitedBytes: 0,
+    retain: req.retain, attempt: lastVersion, written: [], freed: [], gc: [], detaching: false,
     abandoned: false, begun: lastVersion, flushBytes: 0, writes: new WriteGroup(), leftovers: [],
   };
   attached.set(stateKey, st);
@@ -191,9 +193,19 @@ async function pump(st: AttachedState): Promise<void> {
         st.env.users--;
         return;
       }
-      const frame = st.reader.read();
+      const room = staging.ready();
+      if (room) await room;
+      // A page frame is copied from the ring into the staging slab (lmdb-js reads it
+      // later); the rest are small and copied on their own.
+      let frame: Uint8Array | null = null;
+      st.reader.drain((view) => (frame = view[0] === FRAME_PAGE ? staging.copy(view) : view.slice()), 1);
       if (frame) {
-        await handle(st, frame);
+        let put: { put: Promise<unknown> } | undefined;
+        try {
+          put = await handle(st, frame);
+        } finally {
+          staging.settle(frame, put?.put);
+        }
         continue;
       }
       if (st.reader.closed) break;
@@ -243,7 +255,11 @@ async function begin(st: AttachedState, version: number): Promise<void> {
   }
 }
 
-async function handle(st: AttachedState, frame: Uint8Array): Promise<void> {
+/**
+ * Handles one frame; for a PAGE frame returns its put, boxed (an async function would
+ * wait for a returned promise), as the frame's bytes must live until it settles.
+ */
+async function handle(st: AttachedState, frame: Uint8Array): Promise<{ put: Promise<unknown> } | undefined> {
   const { type, version, dv } = readFrameHeader(frame);
   if (type !== FRAME_PAGE && type !== FRAME_FREE && type !== FRAME_COMMIT) {
     throw new Error(`unknown frame type ${type} on the page ring of '${st.stateId}'`);
@@ -255,12 +271,7 @@ async function handle(st: AttachedState, frame: Uint8Array): Promise<void> {
     const pageId = dv.getFloat64(FRAME_HEADER, true);
     const put = st.writes.add(st.env.pages.put([st.stateId, pageId, version], Buffer.from(frame.buffer, frame.byteOffset + FRAME_HEADER + 8, frame.byteLength - FRAME_HEADER - 8)));
     st.written.push(pageId);
-    // Bound what lmdb-js queues in memory: wait for a commit every ~16 MiB.
-    st.unawaitedBytes += frame.byteLength;
-    if (st.unawaitedBytes >= 16 << 20) {
-      st.unawaitedBytes = 0;
-      await put.then(noop, noop);
-    }
+    return { put }; // what lmdb-js queues is bounded by the staging slabs
   } else if (type === FRAME_FREE) {
     for (let off = FRAME_HEADER; off + 8 <= frame.byteLength; off += 8) st.freed.push(dv.getFloat64(off, true));
   } else {

@@ -139,6 +139,12 @@ export class StateEngine {
           bytes += b.length;
           return b;
         },
+        encode: (p, alloc) => {
+          const b = this.pager.encodeFlushPage(p, alloc);
+          bytes += b.length;
+          return b;
+        },
+        bound: (p) => this.pager.flushPageBound(p),
         commit,
       });
     } catch (e) {

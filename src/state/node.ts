@@ -11,7 +11,7 @@
 //   u8 kind (0 leaf, 1 branch) | varint count
 //   leaf:   count × ( varint keyLen | key bytes | varint valLen | msgpack value )
 //   branch: f64 child0 | (count-1) × ( varint keyLen | key bytes | f64 child )
-import { packr, storedSize, utf8Length, type StoredValue } from './values.js';
+import { packr, storedSize, type StoredValue } from './values.js';
 
 export const LEAF = 0;
 export const BRANCH = 1;
@@ -129,13 +129,25 @@ class Writer {
     this.buf.writeDoubleBE(v, this.pos);
     this.pos += 8;
   }
-  /** varint(total msgpack length) + msgpack str header + UTF-8 bytes, without an intermediate buffer. */
+  /**
+   * varint(total msgpack length) + msgpack str header + UTF-8 bytes, without an
+   * intermediate buffer and without a pass to count the bytes first: the string is
+   * written where headers sized for its length (its byte count if it is ASCII) put it,
+   * and moved in the rare case its byte count needs longer headers.
+   */
   msgpackString(s: string): void {
-    const n = utf8Length(s);
-    const hdr = n < 32 ? 1 : n < 256 ? 2 : n < 65536 ? 3 : 5;
+    const len = s.length;
+    this.ensure(10 + 3 * len);
+    const b = this.buf as LatinBuffer;
+    const start = this.pos;
+    const hdr0 = strHeaderBytes(len);
+    const pre0 = varintBytes(hdr0 + len);
+    const at = start + pre0 + hdr0;
+    const n = b.utf8Write(s, at, b.length - at);
+    const hdr = strHeaderBytes(n);
+    const pre = varintBytes(hdr + n);
+    if (hdr !== hdr0 || pre !== pre0) b.copyWithin(start + pre + hdr, at, at + n);
     this.varint(hdr + n);
-    this.ensure(hdr + n);
-    const b = this.buf;
     if (hdr === 1) b[this.pos++] = 0xa0 | n;
     else if (hdr === 2) {
       b[this.pos++] = 0xd9;
@@ -149,7 +161,7 @@ class Writer {
       b.writeUInt32BE(n, this.pos);
       this.pos += 4;
     }
-    this.pos += b.write(s, this.pos, n, 'utf8');
+    this.pos += n;
   }
   bytes(b: Uint8Array): void {
     this.varint(b.length);
@@ -251,7 +263,16 @@ export function materializeLeaf(n: LeafNode): void {
 }
 
 /** Node's Buffer has these fast paths (undocumented in @types/node, stable since v0.x). */
-type LatinBuffer = Buffer & { latin1Slice(start: number, end: number): string; latin1Write(s: string, offset: number, length: number): number };
+type LatinBuffer = Buffer & {
+  latin1Slice(start: number, end: number): string;
+  latin1Write(s: string, offset: number, length: number): number;
+  utf8Write(s: string, offset: number, length: number): number;
+};
+
+/** Bytes of a msgpack str header for a UTF-8 length of n. */
+const strHeaderBytes = (n: number) => (n < 32 ? 1 : n < 256 ? 2 : n < 65536 ? 3 : 5);
+/** Bytes of our varint for n. */
+const varintBytes = (n: number) => (n < 0x80 ? 1 : n < 0x4000 ? 2 : n < 0x200000 ? 3 : n < 0x10000000 ? 4 : 5);
 
 export function deserializeNode(id: number, raw: Uint8Array): TreeNode {
   const buf = Buffer.isBuffer(raw) ? raw : Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength);

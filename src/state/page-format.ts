@@ -14,8 +14,9 @@
 //   - page.length >= 24, magic is 'TPPG', ver === 1
 //   - page.length === 24 + storedLength
 //   - crc32c matches (so any single damaged byte, header or payload, is caught here)
-//   - flags === 0 and reserved === 0
-//   - codec is known; codec 0 means storedLength === rawLength
+//   - flags === 0 and reserved === 0; codec 0 means storedLength === rawLength
+//     (verifyPage() stops here: it needs no codec and decompresses nothing)
+//   - codec is known
 //   - decompressing the payload yields exactly rawLength bytes
 // Anything else is TIDEPOOL_CORRUPT_PAGE naming table, page and version: never a
 // silently wrong value.
@@ -49,6 +50,15 @@ export interface PageLocation {
 
 /** Wraps a serialized page body into the envelope, compressed with `codec` if that pays. */
 export function encodePage(raw: Uint8Array, codec: PageCodec): Buffer {
+  return encodePageInto(raw, codec, (n) => Buffer.allocUnsafe(n)) as Buffer;
+}
+
+/**
+ * Like encodePage, into memory the caller supplies: `alloc(n)` returns n bytes to
+ * write the whole envelope into (a reserved slot of the page ring, so a page is not
+ * built in a buffer of its own and copied). Returns the view written.
+ */
+export function encodePageInto(raw: Uint8Array, codec: PageCodec, alloc: (n: number) => Uint8Array): Uint8Array {
   let payload = raw;
   let codecId = CODEC_NONE;
   if (codec.id !== CODEC_NONE && raw.length > 0) {
@@ -58,7 +68,8 @@ export function encodePage(raw: Uint8Array, codec: PageCodec): Buffer {
       codecId = codec.id;
     }
   }
-  const page = Buffer.allocUnsafe(PAGE_HEADER_BYTES + payload.length);
+  const dest = alloc(PAGE_HEADER_BYTES + payload.length);
+  const page = asBuffer(dest);
   page.writeUInt32LE(MAGIC, OFF_MAGIC);
   page[OFF_VERSION] = PAGE_FORMAT_VERSION;
   page[OFF_CODEC] = codecId;
@@ -69,7 +80,7 @@ export function encodePage(raw: Uint8Array, codec: PageCodec): Buffer {
   page.set(payload, PAGE_HEADER_BYTES);
   const crc = crc32c(page.subarray(PAGE_HEADER_BYTES), crc32c(page.subarray(0, OFF_CRC)));
   page.writeUInt32LE(crc, OFF_CRC);
-  return page;
+  return dest;
 }
 
 /**
@@ -102,6 +113,42 @@ export function decodePage(
   where: PageLocation,
   codecFor: (id: number) => PageCodec | undefined,
 ): Uint8Array {
+  const b = verifyPage(page, where);
+  const bad = (why: string) => errors.corruptPage(where, why);
+  const rawLength = b.readUInt32LE(OFF_RAW);
+  const payload = b.subarray(PAGE_HEADER_BYTES);
+  const codecId = b[OFF_CODEC]!;
+  if (codecId === CODEC_NONE) return payload; // verifyPage checked storedLength === rawLength
+  const codec = codecFor(codecId);
+  if (!codec) {
+    if (codecId === CODEC_CUSTOM) {
+      throw errors.codec(
+        '{ module }',
+        `table '${where.table}', page ${where.pageId}, version ${where.version} was written with a custom ` +
+          'compression module; open the store with that compression: { module } to read it',
+      );
+    }
+    throw bad(`unknown codec id ${codecId}`);
+  }
+  let out: Uint8Array;
+  try {
+    out = codec.decompress(payload, rawLength);
+  } catch (err) {
+    throw bad(`${codec.name} decompression failed: ${(err as Error)?.message ?? err}`);
+  }
+  if (!(out instanceof Uint8Array) || out.length !== rawLength) {
+    const len = out instanceof Uint8Array ? `${out.length} bytes` : typeof out;
+    throw bad(`${codec.name} decompressed to ${len}, header says ${rawLength}`);
+  }
+  return out;
+}
+
+/**
+ * The checks of decodePage that need no codec: header, length and CRC-32C (which
+ * covers the stored, possibly compressed, payload). Enough to know that a page read
+ * back from the spill file is the page written, without decompressing it.
+ */
+export function verifyPage(page: Uint8Array, where: PageLocation): Buffer {
   const bad = (why: string) => errors.corruptPage(where, why);
   if (page.length < PAGE_HEADER_BYTES) {
     throw bad(`page is ${page.length} bytes, shorter than its ${PAGE_HEADER_BYTES}-byte header`);
@@ -125,34 +172,8 @@ export function decodePage(
   const flags = b.readUInt16LE(OFF_FLAGS);
   if (flags !== 0) throw bad(`unsupported flags ${hex(flags, 4)}`);
   if (b.readUInt32LE(OFF_RESERVED) !== 0) throw bad('reserved header bytes are not zero');
-
-  const codecId = b[OFF_CODEC]!;
-  if (codecId === CODEC_NONE) {
-    if (storedLength !== rawLength) {
-      throw bad(`length mismatch: uncompressed page stores ${storedLength} bytes, header says ${rawLength}`);
-    }
-    return payload;
+  if (b[OFF_CODEC] === CODEC_NONE && storedLength !== rawLength) {
+    throw bad(`length mismatch: uncompressed page stores ${storedLength} bytes, header says ${rawLength}`);
   }
-  const codec = codecFor(codecId);
-  if (!codec) {
-    if (codecId === CODEC_CUSTOM) {
-      throw errors.codec(
-        '{ module }',
-        `table '${where.table}', page ${where.pageId}, version ${where.version} was written with a custom ` +
-          'compression module; open the store with that compression: { module } to read it',
-      );
-    }
-    throw bad(`unknown codec id ${codecId}`);
-  }
-  let out: Uint8Array;
-  try {
-    out = codec.decompress(payload, rawLength);
-  } catch (err) {
-    throw bad(`${codec.name} decompression failed: ${(err as Error)?.message ?? err}`);
-  }
-  if (!(out instanceof Uint8Array) || out.length !== rawLength) {
-    const len = out instanceof Uint8Array ? `${out.length} bytes` : typeof out;
-    throw bad(`${codec.name} decompressed to ${len}, header says ${rawLength}`);
-  }
-  return out;
+  return b;
 }

@@ -5,6 +5,12 @@
 //          →  in flight (handed to the I/O worker, not yet reported durable)
 //          →  persistent (tier 3, newest durable version, read by this thread)
 //
+// A page in flight keeps no encoded copy in memory: its envelope is written straight
+// into the page ring and forgotten. Until the flush is durable the page is read from
+// the resident node (the same content, or newer), from the frozen node while it is not
+// encoded yet, or from a spill slot — a clean page evicted while in flight is written
+// to the spill file first. So a flush holds no more memory than the cache itself.
+//
 // Invariants:
 // - A page id is in at most one of resident-dirty / spilled. A dirty page is never
 //   dropped: eviction writes it to the spill file first.
@@ -14,7 +20,7 @@
 //   code may hold node references for the duration of one operation.
 import { errors, oneLine } from '../errors.js';
 import { MalformedNode, deserializeNode, freezeNode, serializeNode, newBranch, newLeaf, type BranchNode, type LeafNode, type TreeNode } from './node.js';
-import { decodePage, encodePage } from './page-format.js';
+import { PAGE_HEADER_BYTES, decodePage, encodePage, encodePageInto, verifyPage } from './page-format.js';
 import type { PageCodec } from './codecs.js';
 import type { SpillSlot, SpillStore } from './spill-file.js';
 import type { FlushPage } from '../storage/backend.js';
@@ -24,10 +30,12 @@ export interface PersistentPages {
   readPage(pageId: number): { bytes: Uint8Array; version: number } | undefined;
 }
 
-/** A page of a flush not yet durable: one of its encoded bytes, spill slot or frozen node. */
+/**
+ * A page of a flush not yet durable: its frozen node (not encoded yet), or a spill slot
+ * holding its envelope, or neither while the resident node is the only copy.
+ */
 interface InFlight {
   version: number;
-  bytes?: Buffer;
   slot?: SpillSlot;
   node?: TreeNode;
 }
@@ -99,8 +107,9 @@ export class Pager {
     if (fl !== undefined) {
       // Not encoded yet: a fresh copy of the frozen node (the frozen one must stay as taken).
       if (fl.node) return { ...freezeNode(fl.node), ref: true };
-      const bytes = fl.bytes ?? this.spill.read(fl.slot!);
-      return this.decode(id, table, bytes, `${fl.version} (in flight)`);
+      if (fl.slot) return this.decode(id, table, this.spill.read(fl.slot), `${fl.version} (in flight)`);
+      // Not reachable: an in-flight page leaves the cache only with a copy (evictNode).
+      throw errors.corruptPage({ table, pageId: id, version: `${fl.version} (in flight)` }, 'the in-flight page has no copy left (internal error)');
     }
     let found: { bytes: Uint8Array; version: number } | undefined;
     try {
@@ -192,6 +201,14 @@ export class Pager {
       const slot = this.spill.write(encodePage(serializeNode(node), this.codec));
       this.spilled.set(node.id, slot);
       this.stats.spillWrites++;
+    } else if (this.inflight.size !== 0) {
+      const fl = this.inflight.get(node.id);
+      if (fl !== undefined && fl.node === undefined && fl.slot === undefined) {
+        // The only copy of a version not durable yet (its envelope went into the ring):
+        // keep it in the spill file until durable(), not in memory.
+        fl.slot = this.spill.write(encodePage(serializeNode(node), this.codec));
+        this.stats.spillWrites++;
+      }
     }
     this.resident.delete(node.id);
     this.stats.evictions++;
@@ -224,27 +241,48 @@ export class Pager {
     return { pages, freed };
   }
 
+  /** Upper bound of the envelope bytes `encodeFlushPage` writes for this page. */
+  flushPageBound(page: FlushPage): number {
+    return page.slot ? page.slot.length : PAGE_HEADER_BYTES + page.node!.bytes;
+  }
+
   /**
-   * The envelope bytes of a page taken by `snapshot`. A spilled page is verified
-   * before it is persisted: a damaged spill file must fail the flush, not become the
-   * durable state.
+   * Writes the envelope of a page taken by `snapshot` into `alloc(n)` (n ≤
+   * flushPageBound) and returns that view: a frozen node is serialized and encoded, a
+   * spilled page is read from the spill file straight into it and verified by its
+   * CRC-32C (a damaged spill file must fail the flush, not become the durable state;
+   * nothing is decompressed for that).
    */
-  readonly readFlushPage = (page: FlushPage): Uint8Array => {
-    if (page.bytes) return page.bytes;
+  encodeFlushPage(page: FlushPage, alloc: (n: number) => Uint8Array): Uint8Array {
+    const { pageId } = page;
     if (page.node) {
-      const bytes = encodePage(serializeNode(page.node), this.codec);
-      // Keep the encoded form for readers until durable; the frozen node can go.
-      const fl = this.inflight.get(page.pageId);
+      const out = encodePageInto(serializeNode(page.node), this.codec, alloc);
+      const fl = this.inflight.get(pageId);
       if (fl !== undefined && fl.node === page.node) {
-        fl.bytes = bytes;
-        fl.node = undefined;
+        // The frozen node can go once another copy exists: the resident node (the same
+        // content, or a newer one), a newer spilled version, or a spill slot of its own.
+        if (this.resident.has(pageId) || this.spilled.has(pageId)) fl.node = undefined;
+        else {
+          try {
+            fl.slot = this.spill.write(out);
+            fl.node = undefined;
+            this.stats.spillWrites++;
+          } catch {
+            // No room in the spill file: the frozen node stays the copy (memory, not loss).
+          }
+        }
       }
-      return bytes;
+      return out;
     }
-    const bytes = this.spill.read(page.slot!);
-    decodePage(bytes, { table: '(spilled page)', pageId: page.pageId, version: 'spill' }, this.codecFor);
-    return bytes;
-  };
+    const slot = page.slot!;
+    const dest = alloc(slot.length);
+    const n = this.spill.readInto(slot, dest);
+    verifyPage(n === dest.length ? dest : dest.subarray(0, n), { table: '(spilled page)', pageId, version: 'spill' });
+    return dest;
+  }
+
+  /** The envelope of a page taken by `snapshot`, in a buffer of its own. */
+  readonly readFlushPage = (page: FlushPage): Uint8Array => this.encodeFlushPage(page, (n) => Buffer.allocUnsafe(n));
 
   /**
    * Flush `version` failed without damage (the disk was full): the pages it took are
@@ -263,10 +301,12 @@ export class Pager {
         if (fl.slot) this.spill.free(fl.slot);
       } else if (fl.slot) {
         this.spilled.set(id, fl.slot);
-      } else {
-        const back = fl.node ? { ...freezeNode(fl.node), ref: false } : this.decode(id, '(in flight)', fl.bytes!, `${version} (in flight)`);
+      } else if (fl.node) {
+        const back = { ...freezeNode(fl.node), ref: false };
         back.dirty = true;
         this.resident.set(id, back); // over the bound until the next evict() spills it
+      } else {
+        throw new Error(`internal: page ${id} of the failed flush ${version} has no copy left`);
       }
     }
     this.freedSinceFlush = freed.concat(this.freedSinceFlush);

@@ -23,6 +23,8 @@ export interface SpillSlot {
 export interface SpillStore {
   write(page: Uint8Array): SpillSlot;
   read(slot: SpillSlot): Buffer;
+  /** Reads the page into `dest` (slot.length bytes); returns the bytes read (short only for a damaged file). */
+  readInto(slot: SpillSlot, dest: Uint8Array): number;
   free(slot: SpillSlot): void;
   /** Bytes in live slots. */
   readonly liveBytes: number;
@@ -91,13 +93,18 @@ export class SpillFile implements SpillStore {
 
   read(slot: SpillSlot): Buffer {
     const buf = Buffer.allocUnsafe(slot.length);
+    const done = this.readInto(slot, buf);
+    return done === slot.length ? buf : buf.subarray(0, done);
+  }
+
+  readInto(slot: SpillSlot, dest: Uint8Array): number {
     let done = 0;
     while (done < slot.length) {
-      const n = readSync(this.fd, buf, done, slot.length - done, slot.offset * SPILL_BLOCK + done);
+      const n = readSync(this.fd, dest, done, slot.length - done, slot.offset * SPILL_BLOCK + done);
       if (n === 0) break; // short file: the page envelope check reports it as truncated
       done += n;
     }
-    return done === slot.length ? buf : buf.subarray(0, done);
+    return done;
   }
 
   free(slot: SpillSlot): void {
@@ -140,6 +147,11 @@ export class MemorySpill implements SpillStore {
   }
   read(slot: SpillSlot): Buffer {
     return this.pages.get(slot.offset) ?? Buffer.alloc(0);
+  }
+  readInto(slot: SpillSlot, dest: Uint8Array): number {
+    const page = this.read(slot);
+    dest.set(page.subarray(0, dest.length));
+    return Math.min(page.length, dest.length);
   }
   free(slot: SpillSlot): void {
     if (this.pages.delete(slot.offset)) this.liveBytes -= slot.length;

@@ -46,13 +46,12 @@ export interface CommitRecord {
 }
 
 /**
- * One page of a flush: encoded bytes in memory, a slot of the spill file, or a frozen
- * copy of a resident node (encoded when the backend reads it). Backends only use
- * `pageId` and the batch's `read`.
+ * One page of a flush: a slot of the spill file, or a frozen copy of a resident node
+ * (encoded when the backend asks for it). Backends only use `pageId` and the batch's
+ * `read` / `encode` / `bound`.
  */
 export interface FlushPage {
   pageId: number;
-  bytes?: Buffer;
   slot?: SpillSlot;
   node?: TreeNode;
 }
@@ -66,6 +65,12 @@ export interface FlushBatch {
   pages: FlushPage[];
   freed: number[];
   read(page: FlushPage): Uint8Array;
+  /**
+   * Writes the page's envelope into `alloc(n)` (memory the backend owns: a reserved
+   * slot of the page ring) and returns the view written; n ≤ bound(page).
+   */
+  encode(page: FlushPage, alloc: (n: number) => Uint8Array): Uint8Array;
+  bound(page: FlushPage): number;
   /** The commit record; the backend fills in pagesWritten and bytesWritten. */
   commit: CommitRecord;
 }

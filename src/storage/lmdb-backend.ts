@@ -29,12 +29,16 @@ export interface LmdbBackendOptions {
 }
 
 const FREE_BATCH = 4096;
+/** A PAGE frame's bytes before the envelope: frame header, then the f64 page id. */
+const PAGE_FRAME = FRAME_HEADER + 8;
+const PUBLISH_BYTES = 256 << 10;
 
 export class LmdbBackend implements StateBackend {
   readonly kind: 'lmdb' | 'temp';
   readonly spillDir: string;
   private readVersion: number;
   private closed = false;
+  private scratch = new Uint8Array(0);
 
   private constructor(
     private readonly opts: LmdbBackendOptions,
@@ -72,6 +76,12 @@ export class LmdbBackend implements StateBackend {
     }
   }
 
+  /** A reused buffer for the frames that cannot be reserved in the ring. */
+  private scratchFor(n: number): Uint8Array {
+    if (this.scratch.length < n) this.scratch = new Uint8Array(Math.max(n, 2 * this.scratch.length));
+    return this.scratch.subarray(0, n);
+  }
+
   get lastCommit(): CommitRecord | undefined {
     return this.io.lastCommit;
   }
@@ -106,15 +116,39 @@ export class LmdbBackend implements StateBackend {
     const { version } = batch;
     const w = this.io.writer;
     let bytes = 0;
+    let unpublished = 0;
     for (const page of batch.pages) {
-      const env = batch.read(page);
-      const frame = new Uint8Array(FRAME_HEADER + 8 + env.length);
-      frameHeader(frame, FRAME_PAGE, version).setFloat64(FRAME_HEADER, page.pageId, true);
-      frame.set(env, FRAME_HEADER + 8);
-      bytes += env.length;
-      await w.writeAsync(frame);
+      // Each page is encoded straight into a reserved slot of the page ring: no buffer
+      // of its own, no frame copy. Waiting for room first (only when the ring is full)
+      // keeps the encode synchronous; a frame that cannot go in as one contiguous
+      // record (the ring's end, an oversized page) goes through a reused scratch buffer.
+      await w.roomFor(PAGE_FRAME + batch.bound(page));
       if (this.io.failure) throw this.io.failure;
+      let frame: Uint8Array | null = null;
+      let reserved = false;
+      try {
+        const env = batch.encode(page, (n) => {
+          frame = w.tryReserve(PAGE_FRAME + n);
+          reserved = frame !== null;
+          if (frame === null) frame = this.scratchFor(PAGE_FRAME + n);
+          return frame.subarray(PAGE_FRAME, PAGE_FRAME + n);
+        });
+        bytes += env.length;
+      } catch (e) {
+        if (reserved) w.cancelReserved();
+        throw e;
+      }
+      const f = frame as unknown as Uint8Array;
+      frameHeader(f, FRAME_PAGE, version).setFloat64(FRAME_HEADER, page.pageId, true);
+      if (reserved) {
+        // Publish about every 256 KiB rather than per page: the I/O worker drains
+        // faster than pages are encoded, so it parks often, and each wake-up is a syscall.
+        unpublished += f.length;
+        w.commitReserved(unpublished >= PUBLISH_BYTES);
+        if (unpublished >= PUBLISH_BYTES) unpublished = 0;
+      } else await w.writeAsync(f);
     }
+    w.publish();
     for (let i = 0; i < batch.freed.length; i += FREE_BATCH) {
       const ids = batch.freed.slice(i, i + FREE_BATCH);
       const frame = new Uint8Array(FRAME_HEADER + 8 * ids.length);

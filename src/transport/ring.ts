@@ -133,6 +133,7 @@ export class RingWriter extends RingEnd {
   #blockedSince = 0;
   #notifies = 0;
   #need = 0; // ring bytes the chunk #putSome stopped at needs
+  #reserved = -1; // length of the frame tryReserve() handed out, until commitReserved()
   /**
    * Called when a write has to wait for room, after publishing what it wrote. A reader
    * that parks on something else than this ring (a doorbell shared by several rings)
@@ -179,6 +180,7 @@ export class RingWriter extends RingEnd {
    */
   tryWrite(frame: Uint8Array): boolean {
     if (this.#closed) throw errors.ringClosed();
+    if (this.#reserved >= 0) throw errors.ringMisuse('a write between tryReserve() and commitReserved()');
     if (this.#pending !== 0) return false;
     const need = encodedFrameSize(frame.length, this.capacity);
     if (need > this.capacity || !this.#hasRoom(need)) return false;
@@ -208,6 +210,66 @@ export class RingWriter extends RingEnd {
   }
 
   /**
+   * Reserve one frame of `length` bytes in place: a view into the ring's own memory to
+   * fill, published by commitReserved(). Saves the frame buffer and its copy when the
+   * caller can build the frame where it will be read (a page envelope encoded straight
+   * into the page ring). Null when the frame cannot go in as one contiguous record now:
+   * too little room (await roomFor() first), the payload would straddle the end of the
+   * ring, the frame is larger than a chunk, or writeAsync calls are pending. Then write
+   * it the ordinary way. Nothing else may be written between reserve and commit.
+   */
+  tryReserve(length: number): Uint8Array | null {
+    if (this.#closed) throw errors.ringClosed();
+    if (this.#pending !== 0 || this.#reserved >= 0 || length > this.maxChunk) return null;
+    if (!this.#hasRoom(REC + pad8(length))) return null;
+    const off = this.#head & this.mask;
+    const p = off + REC; // off is 8-aligned, so the header itself never straddles
+    if (p + length > this.capacity) return null;
+    this.words[off >> 2] = length;
+    this.words[(off >> 2) + 1] = length;
+    this.#reserved = length;
+    return this.data.subarray(p, p + length);
+  }
+
+  /**
+   * Completes the frame reserved by tryReserve(). With `publish` false the reader does
+   * not see it yet: the next publishing write (or publish(), or a wait for room) shows
+   * it with those before it, so a run of frames costs one doorbell instead of one each.
+   */
+  commitReserved(publish = true): void {
+    const len = this.#reserved;
+    if (len < 0) throw errors.ringMisuse('commitReserved() without a reservation');
+    this.#reserved = -1;
+    this.#head = (this.#head + REC + pad8(len)) | 0;
+    this.#frames++;
+    this.#bytes += len;
+    if (publish) this.#publish();
+  }
+
+  /** Makes every committed frame visible to the reader (see commitReserved). */
+  publish(): void {
+    this.#publish();
+  }
+
+  /** Gives up the reservation tryReserve() handed out (nothing was published). */
+  cancelReserved(): void {
+    this.#reserved = -1;
+  }
+
+  /**
+   * Resolves once a frame of `length` bytes (at most half the ring) fits, waiting with
+   * Atomics.waitAsync like writeAsync. Only between frames and with no writeAsync pending.
+   */
+  async roomFor(length: number): Promise<void> {
+    if (this.#pending !== 0) throw errors.ringMisuse('roomFor() while writeAsync() calls are pending');
+    const need = REC + pad8(Math.min(length, this.maxChunk));
+    while (!this.#hasRoom(need)) {
+      this.#need = need;
+      await this.#waitRoomAsync();
+    }
+  }
+
+  /**
    * End of stream: the reader sees `closed` once it consumed every frame written
    * before. Later writes throw TIDEPOOL_RING_CLOSED; pending writeAsync calls finish first.
    */
@@ -225,6 +287,7 @@ export class RingWriter extends RingEnd {
   #checkSync(): void {
     if (this.#closed) throw errors.ringClosed();
     if (this.#pending !== 0) throw errors.ringMisuse('write() while writeAsync() calls are pending would reorder frames');
+    if (this.#reserved >= 0) throw errors.ringMisuse('a write between tryReserve() and commitReserved()');
   }
 
   #putSync(frame: Uint8Array): void {
