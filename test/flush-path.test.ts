@@ -124,3 +124,38 @@ t.test('pages read while their flush is in flight, after the cache evicted them,
   t.equal(good, n, 'reopened: everything durable');
   await store.close();
 });
+
+t.test('I/O staging: a slab is reused only after its puts settled, and pumps asking at once share one swap', async (t) => {
+  const { Staging } = await import('../workers/io-staging.js');
+  const st = new Staging(1024, 256);
+  const settle: (() => void)[] = [];
+  const put = () => new Promise<void>((resolve) => settle.push(resolve));
+  const a = st.copy(new Uint8Array(700).fill(1));
+  st.settle(a, put());
+  t.equal(st.ready(), undefined, 'room left in the first slab');
+  const b = st.copy(new Uint8Array(100).fill(2));
+  st.settle(b, put());
+  const r1 = st.ready();
+  const r2 = st.ready();
+  t.ok(r1 && (r2 === r1 || r2 === undefined), 'a second pump waits for the same swap or finds it done, never flips back');
+  await r1;
+  const c = st.copy(new Uint8Array(900).fill(3));
+  st.settle(c, put());
+  t.ok(c.buffer !== a.buffer, 'the second slab is used while the first one has puts in flight');
+  let swapped = false;
+  const w1 = st.ready()!;
+  t.equal(st.ready(), w1, 'pumps asking while the swap waits share it');
+  const r3 = w1.then(() => (swapped = true));
+  await new Promise((resolve) => setTimeout(resolve, 10));
+  t.notOk(swapped, 'no reuse of the first slab while its puts are pending');
+  t.ok(a.every((x) => x === 1) && b.every((x) => x === 2), 'its bytes are intact');
+  settle[0]!();
+  settle[1]!();
+  await r3;
+  t.ok(swapped, 'reused once they settled');
+  const d = st.copy(new Uint8Array(10).fill(4));
+  t.equal(d.buffer, a.buffer, 'back in the first slab');
+  const big = st.copy(new Uint8Array(5000));
+  t.ok(big.buffer !== a.buffer && big.buffer !== c.buffer, 'a frame larger than the room left gets a buffer of its own');
+  st.settle(big);
+});

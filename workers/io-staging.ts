@@ -23,6 +23,7 @@ interface Slab {
 export class Staging {
   private readonly slabs: [Slab, Slab];
   private current = 0;
+  private swapping: Promise<void> | undefined;
 
   /**
    * @param slabBytes size of each of the two slabs
@@ -34,7 +35,8 @@ export class Staging {
   }
 
   private slab(): Slab {
-    return { buf: Buffer.allocUnsafe(this.slabBytes), used: 0, pending: 0 };
+    // An ArrayBuffer of its own (never Buffer's shared pool): settle() finds a copy's slab by it.
+    return { buf: Buffer.from(new ArrayBuffer(this.slabBytes)), used: 0, pending: 0 };
   }
 
   /**
@@ -44,7 +46,8 @@ export class Staging {
   ready(): Promise<void> | undefined {
     const cur = this.slabs[this.current]!;
     if (this.slabBytes - cur.used >= this.minFree) return undefined;
-    return this.swap();
+    // Every state's pump may ask at once: they share one swap (two would flip back).
+    return (this.swapping ??= this.swap().finally(() => (this.swapping = undefined)));
   }
 
   private async swap(): Promise<void> {
