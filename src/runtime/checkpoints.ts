@@ -194,8 +194,17 @@ export class CheckpointCoordinator {
   }
 
   private arm(f: InFlight): void {
-    f.timer = setTimeout(() => this.abort(f.id, `timed out after ${this.opts.timeoutMs} ms`), this.opts.timeoutMs);
+    f.timer = setTimeout(() => this.abort(f.id, `timed out after ${this.opts.timeoutMs} ms, waiting for ${this.describeWaiting(f)}`), this.opts.timeoutMs);
     f.timer.unref();
+  }
+
+  /** The instances a checkpoint still waits for, by operator name: what a timeout names. */
+  private describeWaiting(f: InFlight): string {
+    const names = [...f.waiting].map((k) => {
+      const [t, sub] = k.split('/').map(Number) as [number, number];
+      return `${this.plan.tasks[t]?.operators.join('→') ?? `task ${t}`}/${sub}`;
+    });
+    return names.length > 4 ? `${names.slice(0, 4).join(', ')} and ${names.length - 4} more` : names.join(', ');
   }
 
   stop(): void {
