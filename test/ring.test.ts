@@ -1,7 +1,8 @@
 import t, { type Test as Tap } from 'tap';
 import { Worker } from 'node:worker_threads';
 import { createRingBuffer, encodedFrameSize, RingReader, RingWriter } from '../src/transport/ring.js';
-import { Inputs, Output, createBell } from '../src/transport/channels.js';
+import { FRAME_DATA, Inputs, Output, createBell, encodeBatch } from '../src/transport/channels.js';
+import { watermarkFrame } from '../src/transport/frames.js';
 import {
   checkFrame,
   hash,
@@ -397,4 +398,20 @@ t.test('Inputs.queuedBytes: what the input rings hold, written and not yet read'
   while (inputs.poll() !== null) frames++;
   t.ok(frames >= 2, `${frames} frames read`);
   t.equal(inputs.queuedBytes, 0, 'all read: nothing queued');
+});
+
+t.test('Inputs.poll: frames it swallows (watermarks behind a restored one, barrier copies) never make it report an empty input', async (t) => {
+  // After a restore the combined watermark starts ahead of what the inputs send: those
+  // watermarks are consumed without a result. poll() used to return null after one such
+  // frame per input, and the task parked with a ring full of them (a 60 s checkpoint stall).
+  const bell = createBell();
+  const rings = [createRingBuffer(64 << 10), createRingBuffer(64 << 10)];
+  const inputs = new Inputs(rings.map((r) => new RingReader(r)), bell, undefined, 1_000_000);
+  const writers = rings.map((r) => new RingWriter(r));
+  for (let i = 0; i < 50; i++) for (const w of writers) w.write(watermarkFrame(1000 + i));
+  writers[0]!.write(encodeBatch([{ i: 1 }]));
+  const f = inputs.poll();
+  t.ok(f !== null && f[0] === FRAME_DATA, 'one poll() skips the 100 swallowed watermarks and returns the data frame');
+  t.equal(inputs.poll(), null, 'then nothing is left');
+  t.equal(inputs.queuedBytes, 0, 'every ring read to the end');
 });

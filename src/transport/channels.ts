@@ -200,12 +200,30 @@ export class Inputs {
    * open input (aligned); the copies from the other inputs are swallowed.
    */
   poll(): Uint8Array | null {
+    // Passes repeat while a pass consumed frames without returning one (a watermark that
+    // did not move the minimum, a barrier copy, an idle mark): null must mean "nothing
+    // to read", or the caller parks on the doorbell with frames queued, and no producer
+    // rings it for frames already written. After a restore the restored watermark is
+    // ahead of what inputs send for a while, so a ring of such watermarks cost one idle
+    // timeout each: a checkpoint waited 60 s behind them.
+    for (;;) {
+      const f = this.pollPass();
+      if (f !== null || !this.consumedInPass) return f;
+    }
+  }
+
+  private consumedInPass = false;
+
+  /** One round-robin pass over the unblocked inputs (see poll). */
+  private pollPass(): Uint8Array | null {
+    this.consumedInPass = false;
     for (let k = 0; k < this.open.length; k++) {
       const i = (this.turn + k) % this.open.length;
       const input = this.open[i]!;
       if (input.blocked) continue;
       const f = input.reader.read();
       if (f === null) continue;
+      this.consumedInPass = true;
       if (f[0] === FRAME_EOI) {
         this.open.splice(i, 1);
         this.turn = this.open.length ? i % this.open.length : 0;
