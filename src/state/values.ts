@@ -97,11 +97,13 @@ export function storedSize(s: StoredValue): number {
 }
 
 /**
- * UTF-8 byte length of a string: a JS loop for short ASCII strings (it beats the native
- * call up to a few hundred chars), Buffer.byteLength otherwise.
+ * UTF-8 byte length of a string: a JS loop for very short ASCII strings, the native
+ * Buffer.byteLength otherwise. Measured on Node 20 (2-core Xeon, quiet): the native
+ * call wins from about 12 characters (33 vs 46 ns at 16, 46 vs 152 ns at 100); this
+ * runs on every set (the leaf's byte accounting), for the new and the replaced value.
  */
 export function utf8Length(s: string): number {
-  if (s.length < 512) {
+  if (s.length < 12) {
     let ascii = true;
     for (let i = 0; i < s.length; i++) {
       if (s.charCodeAt(i) > 0x7f) {
