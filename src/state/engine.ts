@@ -11,7 +11,7 @@ import { Pager } from './pager.js';
 import { MemorySpill, SpillFile, type SpillStore } from './spill-file.js';
 import { PAGE_HEADER_BYTES } from './page-format.js';
 import type { PageCodec } from './codecs.js';
-import type { CommitRecord, StateBackend } from '../storage/backend.js';
+import type { CommitRecord, FlushPage, StateBackend } from '../storage/backend.js';
 import { join } from 'node:path';
 
 export interface EngineOptions {
@@ -129,21 +129,18 @@ export class StateEngine {
       bytesWritten: 0,
     };
     let bytes = 0;
+    const encode = (p: FlushPage, alloc: (n: number) => Uint8Array): Uint8Array => {
+      const b = this.pager.encodeFlushPage(p, alloc);
+      bytes += b.length;
+      return b;
+    };
     try {
       await this.opts.backend.writeFlush({
         version,
         pages,
         freed,
-        read: (p) => {
-          const b = this.pager.readFlushPage(p);
-          bytes += b.length;
-          return b;
-        },
-        encode: (p, alloc) => {
-          const b = this.pager.encodeFlushPage(p, alloc);
-          bytes += b.length;
-          return b;
-        },
+        read: (p) => encode(p, (n) => Buffer.allocUnsafe(n)),
+        encode,
         bound: (p) => this.pager.flushPageBound(p),
         commit,
       });

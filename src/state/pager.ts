@@ -216,7 +216,7 @@ export class Pager {
 
   /**
    * Takes flush `version` synchronously: every dirty page is frozen (resident ones: a
-   * copy of the node's arrays, encoded later by `readFlushPage`) or referenced by its
+   * copy of the node's arrays, encoded later by `encodeFlushPage`) or referenced by its
    * spill slot (spilled ones), marked clean and kept readable in flight until
    * `durable(version)`. Also returns the page ids freed since the last flush.
    * Encoding is left out of this call on purpose: it is the checkpoint's pause, and a
@@ -280,9 +280,6 @@ export class Pager {
     verifyPage(n === dest.length ? dest : dest.subarray(0, n), { table: '(spilled page)', pageId, version: 'spill' });
     return dest;
   }
-
-  /** The envelope of a page taken by `snapshot`, in a buffer of its own. */
-  readonly readFlushPage = (page: FlushPage): Uint8Array => this.encodeFlushPage(page, (n) => Buffer.allocUnsafe(n));
 
   /**
    * Flush `version` failed without damage (the disk was full): the pages it took are

@@ -124,13 +124,13 @@ export class LmdbBackend implements StateBackend {
       // record (the ring's end, an oversized page) goes through a reused scratch buffer.
       await w.roomFor(PAGE_FRAME + batch.bound(page));
       if (this.io.failure) throw this.io.failure;
-      let frame: Uint8Array | null = null;
+      let frame!: Uint8Array;
       let reserved = false;
       try {
         const env = batch.encode(page, (n) => {
-          frame = w.tryReserve(PAGE_FRAME + n);
-          reserved = frame !== null;
-          if (frame === null) frame = this.scratchFor(PAGE_FRAME + n);
+          const slot = w.tryReserve(PAGE_FRAME + n);
+          reserved = slot !== null;
+          frame = slot ?? this.scratchFor(PAGE_FRAME + n);
           return frame.subarray(PAGE_FRAME, PAGE_FRAME + n);
         });
         bytes += env.length;
@@ -138,15 +138,15 @@ export class LmdbBackend implements StateBackend {
         if (reserved) w.cancelReserved();
         throw e;
       }
-      const f = frame as unknown as Uint8Array;
-      frameHeader(f, FRAME_PAGE, version).setFloat64(FRAME_HEADER, page.pageId, true);
+      frameHeader(frame, FRAME_PAGE, version).setFloat64(FRAME_HEADER, page.pageId, true);
       if (reserved) {
         // Publish about every 256 KiB rather than per page: the I/O worker drains
         // faster than pages are encoded, so it parks often, and each wake-up is a syscall.
-        unpublished += f.length;
-        w.commitReserved(unpublished >= PUBLISH_BYTES);
-        if (unpublished >= PUBLISH_BYTES) unpublished = 0;
-      } else await w.writeAsync(f);
+        unpublished += frame.length;
+        const publish = unpublished >= PUBLISH_BYTES;
+        w.commitReserved(publish);
+        if (publish) unpublished = 0;
+      } else await w.writeAsync(frame);
     }
     w.publish();
     for (let i = 0; i < batch.freed.length; i += FREE_BATCH) {
