@@ -2,6 +2,7 @@
 // the LocalFileStorage / InMemoryStorage use case. `flush()` is its checkpoint.
 import { mkdirSync, statSync } from 'node:fs';
 import { resolve } from 'node:path';
+import { availableParallelism } from 'node:os';
 import { errors } from './errors.js';
 import { StateEngine } from './state/engine.js';
 import type { BTree, EncodedRange } from './state/btree.js';
@@ -12,6 +13,8 @@ import { toStored, fromStored } from './state/values.js';
 import { acquireStoreLock, type StoreLock } from './storage/lock.js';
 import { LmdbBackend, tempDirFor } from './storage/lmdb-backend.js';
 import { MemoryBackend } from './storage/memory-backend.js';
+import { codecPoolFor } from './storage/io-client.js';
+import { MAX_CODEC_THREADS } from './storage/io-protocol.js';
 import type { StateBackend, StorageKind } from './storage/backend.js';
 
 export type { Key } from './state/keys.js';
@@ -24,6 +27,8 @@ export interface StoreOptions {
   pageSize?: number;
   cachePages?: number;
   compression?: CompressionSpec;
+  /** Threads of the process's page-codec pool (0: compress on the calling thread; default: the number of cores). */
+  codecThreads?: number;
 }
 
 export interface KeyRange {
@@ -49,7 +54,7 @@ export interface StoreStats {
 }
 
 const DEFAULTS = { name: 'default', storage: 'lmdb' as StorageKind, pageSize: 16384, cachePages: 1024, compression: 'none' as CompressionSpec };
-const KNOWN = new Set(['path', 'name', 'storage', 'pageSize', 'cachePages', 'compression']);
+const KNOWN = new Set(['path', 'name', 'storage', 'pageSize', 'cachePages', 'compression', 'codecThreads']);
 const TABLE = 'data';
 
 function intOption(name: string, v: unknown, min: number, max: number): number {
@@ -222,6 +227,7 @@ export async function openStore(options: StoreOptions = {}): Promise<Store> {
   }
   const pageSize = intOption('pageSize', o.pageSize, 256, 16 << 20);
   const cachePages = intOption('cachePages', o.cachePages, 1, 1 << 30);
+  const codecThreads = intOption('codecThreads', o.codecThreads ?? availableParallelism(), 0, MAX_CODEC_THREADS);
   const codec = await loadCodec(o.compression);
   let dir: string | undefined;
   if (o.storage !== 'memory') {
@@ -239,7 +245,10 @@ export async function openStore(options: StoreOptions = {}): Promise<Store> {
   try {
     backend = o.storage === 'memory'
       ? new MemoryBackend()
-      : await LmdbBackend.open({ kind: o.storage, dir: o.storage === 'temp' ? tempDirFor(dir!, o.name) : dir!, stateId: o.name, retain: 1 });
+      : await LmdbBackend.open({
+          kind: o.storage, dir: o.storage === 'temp' ? tempDirFor(dir!, o.name) : dir!, stateId: o.name, retain: 1,
+          codecPool: codecPoolFor(o.compression, codecThreads),
+        });
   } catch (e) {
     await lock?.release();
     throw e;

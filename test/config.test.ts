@@ -99,6 +99,7 @@ t.test('the contract example and every accepted form', async (t) => {
   const edges: [string, number][] = [
     ['keyGroups', 1], ['keyGroups', 32768], ['batchSize', 1], ['batchSize', 65536],
     ['state.pageSize', 256], ['state.pageSize', 16 << 20], ['state.cachePages', 1],
+    ['state.codecThreads', 0], ['state.codecThreads', 256],
     ['checkpoint.intervalMs', 0], ['checkpoint.retain', 1], ['checkpoint.tolerableFailures', 5],
     ['restart.maxAttempts', 0], ['restart.backoffMs', 0], ['metrics.port', 1], ['metrics.port', 65535],
     ['parallelism', 1],
@@ -140,6 +141,9 @@ t.test('every bad value is one line naming the key', async (t) => {
     ['state.pageSize', '16k', /got "16k"/],
     ['state.cachePages', 0, /got 0/],
     ['state.cachePages', 2 ** 30 + 1, /got 1073741825/],
+    ['state.codecThreads', -1, /0 \(no pool\) to 256, got -1/],
+    ['state.codecThreads', 257, /got 257/],
+    ['state.codecThreads', 'all', /got "all"/],
     ['state.compression', 'lz5', /'none', 'lz4', 'zstd', 'deflate' or \{ "module": "<path>" \}, got "lz5"/],
     ['state.compression', 3, /got 3/],
     ['state.compression', ['lz4'], /got \["lz4"\]/],
@@ -177,7 +181,7 @@ t.test('unknown keys at every level', async (t) => {
   rejects(t, () => parseConfig({ paralelism: 2 }), 'paralelism', "unknown key 'paralelism' (did you mean 'parallelism'?)");
   rejects(t, () => parseConfig({ foo: 1 }), 'foo', /unknown key 'foo' \(known keys: parallelism, keyGroups, .*metrics, errors\)/);
   rejects(t, () => parseConfig({ state: { cachepages: 8 } }), 'state.cachepages', "unknown key 'cachepages' (did you mean 'cachePages'?)");
-  rejects(t, () => parseConfig({ state: { path: '/x' } }), 'state.path', /known keys: storage, pageSize, cachePages, compression/);
+  rejects(t, () => parseConfig({ state: { path: '/x' } }), 'state.path', /known keys: storage, pageSize, cachePages, compression, codecThreads/);
   rejects(t, () => parseConfig({ checkpoint: { interval: 5 } }), 'checkpoint.interval', /did you mean 'intervalMs'/);
   rejects(t, () => parseConfig({ restart: { attempts: 5 } }), 'restart.attempts', /unknown key 'attempts'/);
   rejects(t, () => parseConfig({ metrics: { host: 'x' } }), 'metrics.host', /known keys: port/);

@@ -20,7 +20,7 @@
 // flush of that state writes anything.
 import { parentPort, type MessagePort } from 'node:worker_threads';
 import { RingReader } from '../src/transport/ring.js';
-import { FRAME_COMMIT, FRAME_FREE, FRAME_HEADER, FRAME_PAGE, readFrameHeader, type AttachRequest, type IoReply } from '../src/storage/io-protocol.js';
+import { FRAME_BODY, FRAME_COMMIT, FRAME_FREE, FRAME_HEADER, FRAME_PAGE, readFrameHeader, type AttachRequest, type IoReply } from '../src/storage/io-protocol.js';
 import { packr } from '../src/state/values.js';
 import type { CommitRecord } from '../src/storage/backend.js';
 import { decodeAttempt, decodeCommit, sealCommit } from '../src/storage/commit-record.js';
@@ -28,6 +28,7 @@ import { WriteGroup, attachErrorCode, isDiskFull, mustSucceed, guardLmdbFailures
 import { closeAllEnvs, durable, openEnv, releaseEnv, type Env } from './io-envs.js';
 import { fetchPage, hydrate, stopCopyIns, storeFor, type FetchRequest, type HydrateRequest } from './io-copy-in.js';
 import { Staging } from './io-staging.js';
+import { PooledPages, closeCodecPool } from './io-codec-pool.js';
 import type { RemoteSpec } from '../src/storage/remote/object-store.js';
 
 guardLmdbFailures();
@@ -54,8 +55,12 @@ interface AttachedState {
   abandoned: boolean;
   /** The flush whose frames are being handled (its attempts record is written). */
   begun: number;
-  /** Bytes of page envelopes in the flush being handled (for the disk-full check). */
+  /** Bytes of page frames in the flush being handled (for the disk-full check). */
   flushBytes: number;
+  /** Envelope bytes put for the flush being handled (its commit record's bytesWritten). */
+  stored: number;
+  /** BODY frames go to the codec pool (attached with `codecPool`). */
+  pooled?: PooledPages;
   /** The writes of the flush being handled (its failure fails the flush). */
   writes: WriteGroup;
   /** Pages that failed flushes stored: deleted before the next flush writes (rule 4). */
@@ -115,6 +120,7 @@ async function attach(req: AttachRequest): Promise<void> {
     // restart): drop whatever it left in its ring, and let its queued writes land
     // before the cleanup below looks at what is stored.
     previous.abandoned = true;
+    await previous.pooled?.settled();
     await previous.writes.settled();
     await durable(previous.env).catch(noop);
   }
@@ -159,8 +165,14 @@ async function attach(req: AttachRequest): Promise<void> {
   const st: AttachedState = {
     stateId: req.stateId, env, reader: new RingReader(req.ring), port: req.port,
     retain: req.retain, attempt: lastVersion, written: [], freed: [], gc: [], detaching: false,
-    abandoned: false, begun: lastVersion, flushBytes: 0, writes: new WriteGroup(), leftovers: [],
+    abandoned: false, begun: lastVersion, flushBytes: 0, stored: 0, writes: new WriteGroup(), leftovers: [],
   };
+  if (req.codecPool) {
+    st.pooled = new PooledPages(req.codecPool, {
+      put: (pageId, version, envelope) => (st.writes.failure || st.abandoned ? undefined : putPage(st, pageId, version, envelope)),
+      fail: (_version, e) => st.writes.fail(e),
+    });
+  }
   attached.set(stateKey, st);
   for (const { key, value } of env.commitsRaw.getRange({ start: [req.stateId, 0], end: [req.stateId, Number.MAX_SAFE_INTEGER] })) {
     // A damaged older record only loses its GC replay (its pages stay until the state is dropped).
@@ -209,9 +221,11 @@ async function pump(st: AttachedState): Promise<void> {
         continue;
       }
       if (st.reader.closed) break;
+      st.pooled?.dispatch(); // the ring ran dry: let the pool work on what it has meanwhile
       await st.reader.waitReadable(50);
     }
     // Everything written before close is handled; wait for outstanding writes.
+    await st.pooled?.settled();
     await st.writes.settled();
     await quietly.settled();
     await durable(st.env).catch(noop); // what is not durable here is GC, replayed at the next attach
@@ -237,6 +251,7 @@ async function begin(st: AttachedState, version: number): Promise<void> {
   if (st.begun === version) return;
   st.begun = version;
   st.flushBytes = 0;
+  st.stored = 0;
   const { pages, commits, attempts } = st.env;
   const w = st.writes;
   if (st.leftovers.length) {
@@ -261,7 +276,7 @@ async function begin(st: AttachedState, version: number): Promise<void> {
  */
 async function handle(st: AttachedState, frame: Uint8Array): Promise<{ put: Promise<unknown> } | undefined> {
   const { type, version, dv } = readFrameHeader(frame);
-  if (type !== FRAME_PAGE && type !== FRAME_FREE && type !== FRAME_COMMIT) {
+  if (type !== FRAME_PAGE && type !== FRAME_BODY && type !== FRAME_FREE && type !== FRAME_COMMIT) {
     throw new Error(`unknown frame type ${type} on the page ring of '${st.stateId}'`);
   }
   if (st.begun !== version) await begin(st, version);
@@ -269,15 +284,22 @@ async function handle(st: AttachedState, frame: Uint8Array): Promise<{ put: Prom
     st.flushBytes += frame.byteLength;
     if (st.writes.failure) return; // the flush has failed: put nothing more of it
     const pageId = dv.getFloat64(FRAME_HEADER, true);
-    const put = st.writes.add(st.env.pages.put([st.stateId, pageId, version], Buffer.from(frame.buffer, frame.byteOffset + FRAME_HEADER + 8, frame.byteLength - FRAME_HEADER - 8)));
-    st.written.push(pageId);
+    const put = putPage(st, pageId, version, Buffer.from(frame.buffer, frame.byteOffset + FRAME_HEADER + 8, frame.byteLength - FRAME_HEADER - 8));
     return { put }; // what lmdb-js queues is bounded by the staging slabs
+  } else if (type === FRAME_BODY) {
+    st.flushBytes += frame.byteLength;
+    if (st.writes.failure) return;
+    if (!st.pooled) throw new Error(`a BODY frame on the page ring of '${st.stateId}', which has no codec pool`);
+    await st.pooled.room();
+    st.pooled.add(frame, dv.getFloat64(FRAME_HEADER, true), version);
   } else if (type === FRAME_FREE) {
     for (let off = FRAME_HEADER; off + 8 <= frame.byteLength; off += 8) st.freed.push(dv.getFloat64(off, true));
   } else {
     // The GC lists travel in the commit record, so GC interrupted by a crash is
     // replayed from the retained records at the next attach.
+    await st.pooled?.settled(); // every page before the COMMIT is put (or the flush failed)
     const record = packr.unpack(frame.subarray(FRAME_HEADER)) as CommitRecord;
+    record.bytesWritten = st.stored;
     const entry: GcEntry = { version, written: st.written, freed: st.freed };
     record.gcWritten = entry.written;
     record.gcFreed = entry.freed;
@@ -298,13 +320,21 @@ async function handle(st: AttachedState, frame: Uint8Array): Promise<{ put: Prom
       st.leftovers.push({ version, pageIds: entry.written });
       st.begun = -1; // a retry of this version begins again (and deletes the leftovers first)
       const diskFull = isDiskFull(f, st.env.dir, st.flushBytes);
-      reply(st.port, { type: 'failed', version, message: f.message.replace(/\s+/g, ' '), diskFull, dir: st.env.dir });
+      const codec = f.codec ? st.pooled?.name : undefined;
+      reply(st.port, { type: 'failed', version, message: f.message.replace(/\s+/g, ' '), diskFull: diskFull && !codec, dir: st.env.dir, codec });
       return;
     }
-    reply(st.port, { type: 'durable', version });
+    reply(st.port, { type: 'durable', version, bytes: record.bytesWritten });
     st.gc.push(entry);
     collect(st, version);
   }
+}
+
+/** Puts one page envelope of `version` (a PAGE frame's, or one the codec pool returned). */
+function putPage(st: AttachedState, pageId: number, version: number, envelope: Buffer): Promise<unknown> {
+  st.stored += envelope.length;
+  st.written.push(pageId);
+  return st.writes.add(st.env.pages.put([st.stateId, pageId, version], envelope));
 }
 
 /**
@@ -369,8 +399,12 @@ type DropRequest = { type: 'drop'; dir: string; noSync: boolean; stateId: string
  */
 async function shutdown(): Promise<void> {
   await stopCopyIns(2000);
-  await Promise.all([...attached.values()].map((st) => st.writes.settled()));
+  await Promise.all([...attached.values()].map(async (st) => {
+    await st.pooled?.settled();
+    await st.writes.settled();
+  }));
   await quietly.settled();
+  await closeCodecPool();
   await closeAllEnvs();
   process.exit(0); // in a worker: ends this thread only
 }

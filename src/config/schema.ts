@@ -21,6 +21,7 @@ import { z } from 'zod';
 import { editDistance, errors, preview } from '../errors.js';
 import type { CompressionSpec } from '../state/codecs.js';
 import type { RemoteSpec } from '../storage/remote/object-store.js';
+import { MAX_CODEC_THREADS } from '../storage/io-protocol.js';
 
 /** setTimeout's largest delay: a longer one fires at once. */
 const MAX_MS = 2 ** 31 - 1;
@@ -51,6 +52,8 @@ export interface TidepoolConfig {
     /** Pages per stateful instance; unset: sized from memory (runtime/cache-budget.ts). */
     cachePages?: number;
     compression: CompressionSpec;
+    /** Threads of the process's page-codec pool; unset: the number of cores; 0: each instance compresses itself. */
+    codecThreads?: number;
     /** Remote checkpoint storage (storage/remote/); unset: checkpoints stay local only. */
     remote?: RemoteSpec;
   };
@@ -149,6 +152,7 @@ const schema = z
         pageSize: int(256, 16 << 20, `expected an integer from 256 to ${16 << 20} (bytes)`).default(16384),
         cachePages: int(1, 2 ** 30, `expected an integer from 1 to ${2 ** 30}`).optional(),
         compression: compression.default('none'),
+        codecThreads: int(0, MAX_CODEC_THREADS, `expected an integer from 0 (no pool) to ${MAX_CODEC_THREADS}`).optional(),
         remote: remote.optional(),
       }, { error: 'expected an object' })
       .prefault({}),
@@ -317,7 +321,7 @@ export function defaultConfig(): TidepoolConfig {
 /** The top-level and nested keys of the config, for help texts: `state.pageSize`, … */
 export const CONFIG_KEYS: readonly string[] = [
   'parallelism', 'keyGroups', 'chaining', 'execution', 'batchSize', 'operators.<name>.parallelism',
-  'state.storage', 'state.pageSize', 'state.cachePages', 'state.compression', 'state.remote',
+  'state.storage', 'state.pageSize', 'state.cachePages', 'state.compression', 'state.codecThreads', 'state.remote',
   'checkpoint.intervalMs', 'checkpoint.timeoutMs', 'checkpoint.retain', 'checkpoint.tolerableFailures', 'checkpoint.remoteRequired',
   'restart.maxAttempts', 'restart.backoffMs', 'metrics.port',
   'errors.onRecord', 'errors.deadLetterPath', 'operators.<name>.errors.onRecord',

@@ -5,7 +5,8 @@ import type { TransferListItem } from 'node:worker_threads';
 import { errors } from '../errors.js';
 import type { TidepoolConfig } from '../config/schema.js';
 import { keyGroupRange, type PhysicalPlan } from '../flow/plan.js';
-import { IoClient } from '../storage/io-client.js';
+import { availableParallelism } from 'node:os';
+import { IoClient, codecPoolFor } from '../storage/io-client.js';
 import { hasRestorePlan } from '../storage/remote/restore-plan.js';
 import type { TaskSetup } from './task.js';
 import type { Manifest } from './checkpoints.js';
@@ -45,7 +46,10 @@ export async function prepareInstances(plan: PhysicalPlan, config: TidepoolConfi
         const rescaled = old !== undefined && old.parallelism !== t.parallelism;
         const stateId = rescaled ? `${t.operators[0]}#${s}.g${restore!.id}` : saved?.stateId ?? `${t.operators[0]}#${s}`;
         const st = config.state;
-        setup.state = { storage: st.storage, stateId, pageSize: st.pageSize, cachePages, compression: st.compression, retain: flushesToRetain(config) };
+        setup.state = {
+          storage: st.storage, stateId, pageSize: st.pageSize, cachePages, compression: st.compression,
+          codecThreads: st.codecThreads ?? availableParallelism(), retain: flushesToRetain(config),
+        };
         if (rescaled) {
           const [a, b] = keyGroupRange(s, t.parallelism, plan.keyGroups);
           setup.state.groups = [a, b];
@@ -60,7 +64,10 @@ export async function prepareInstances(plan: PhysicalPlan, config: TidepoolConfi
           const restoreVersion = restore ? (rescaled ? 0 : saved?.version ?? 0) : undefined;
           let a;
           try {
-            a = await IoClient.shared().attachRaw({ stateId, dir: stateDir, noSync: st.storage === 'temp', retain: flushesToRetain(config), ringBytes: 8 << 20, restoreVersion });
+            a = await IoClient.shared().attachRaw({
+              stateId, dir: stateDir, noSync: st.storage === 'temp', retain: flushesToRetain(config), ringBytes: 8 << 20, restoreVersion,
+              codecPool: codecPoolFor(st.compression, setup.state.codecThreads),
+            });
           } catch (e) {
             throw errors.input(`state of '${t.operators[0]}' subtask ${s}`, (e as Error).message); // not retriable
           }

@@ -6,7 +6,7 @@ import { StateEngine } from '../state/engine.js';
 import { codecResolver, loadCodec } from '../state/codecs.js';
 import { MemoryBackend } from '../storage/memory-backend.js';
 import { LmdbBackend } from '../storage/lmdb-backend.js';
-import { IoAttachment } from '../storage/io-client.js';
+import { IoAttachment, codecPoolFor } from '../storage/io-client.js';
 import type { StateBackend } from '../storage/backend.js';
 import { SnapshotReader } from '../storage/snapshot-reader.js';
 import { loadLmdb } from '../storage/lmdb-lib.js';
@@ -22,7 +22,10 @@ export async function openEngine(s: StateSetup): Promise<StateEngine> {
     backend = new MemoryBackend();
   } else {
     const io = new IoAttachment(undefined, s.stateId, s.ring, s.port, s.lastCommit);
-    backend = await LmdbBackend.withAttachment({ kind: s.storage, dir: s.dir, stateId: s.stateId, retain: s.retain ?? 1, removeOnClose: false, lazyRemote: s.lazyRemote }, io);
+    backend = await LmdbBackend.withAttachment({
+      kind: s.storage, dir: s.dir, stateId: s.stateId, retain: s.retain ?? 1, removeOnClose: false, lazyRemote: s.lazyRemote,
+      codecPool: codecPoolFor(s.compression, s.codecThreads), // as instances.ts attached it
+    }, io);
   }
   if (!backend) throw errors.worker(s.stateId, 'no state backend');
   return new StateEngine({ name: s.stateId.replace(/[^A-Za-z0-9._-]/g, '_'), pageSize: s.pageSize, cachePages: s.cachePages, codec, codecFor: codecResolver(codec), backend });

@@ -34,6 +34,8 @@ export interface StateSetup {
   pageSize: number;
   cachePages: number;
   compression: CompressionSpec;
+  /** Size of the process's codec pool (codecPoolFor: 0 or `none` compress on the instance's thread). */
+  codecThreads: number;
   /** The page ring and port of this instance's attachment to the I/O worker. */
   ring?: SharedArrayBuffer;
   port?: MessagePort;

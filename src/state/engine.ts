@@ -135,19 +135,24 @@ export class StateEngine {
       return b;
     };
     try {
-      await this.opts.backend.writeFlush({
+      const written = await this.opts.backend.writeFlush({
         version,
         pages,
         freed,
         read: (p) => encode(p, (n) => Buffer.allocUnsafe(n)),
         encode,
         bound: (p) => this.pager.flushPageBound(p),
+        bodyBound: (p) => this.pager.flushBodyBound(p),
+        body: (p, alloc) => this.pager.encodeFlushBody(p, alloc),
         commit,
       });
+      if (written) bytes = written.bytes;
     } catch (e) {
-      if ((e as { code?: string }).code === 'TIDEPOOL_DISK_FULL') {
+      if ((e as { code?: string }).code === 'TIDEPOOL_DISK_FULL' || (e as { retryable?: boolean }).retryable === true) {
         // Nothing of this flush became durable, and the I/O worker deletes what it
         // stored before the next one: the pages are dirty again, a retry can succeed.
+        // (A full disk, or a codec pool thread that failed: both reported by the I/O
+        // worker for the whole flush, after it stopped putting its pages.)
         this.pager.abort(version, freed);
         throw e;
       }

@@ -21,7 +21,7 @@
 import { errors, oneLine } from '../errors.js';
 import { MalformedNode, deserializeNode, freezeNode, serializeNode, newBranch, newLeaf, type BranchNode, type LeafNode, type TreeNode } from './node.js';
 import { PAGE_HEADER_BYTES, decodePage, encodePage, encodePageInto, verifyPage } from './page-format.js';
-import type { PageCodec } from './codecs.js';
+import { CODEC_NONE, codecById, type PageCodec } from './codecs.js';
 import type { SpillSlot, SpillStore } from './spill-file.js';
 import type { FlushPage } from '../storage/backend.js';
 
@@ -57,6 +57,8 @@ export class Pager {
   private freedSinceFlush: number[] = [];
   /** Pages that are part of some tree (allocated and not freed), whatever tier holds them. */
   livePages = 0;
+  /** Envelopes of uncompressed spill copies (encodeFlushBody). */
+  private readonly rawCodec = codecById(CODEC_NONE)!;
   readonly stats: PagerStats = { hits: 0, misses: 0, spillWrites: 0, spillReads: 0, persistentReads: 0, evictions: 0 };
 
   constructor(
@@ -257,21 +259,7 @@ export class Pager {
     const { pageId } = page;
     if (page.node) {
       const out = encodePageInto(serializeNode(page.node), this.codec, alloc);
-      const fl = this.inflight.get(pageId);
-      if (fl !== undefined && fl.node === page.node) {
-        // The frozen node can go once another copy exists: the resident node (the same
-        // content, or a newer one), a newer spilled version, or a spill slot of its own.
-        if (this.resident.has(pageId) || this.spilled.has(pageId)) fl.node = undefined;
-        else {
-          try {
-            fl.slot = this.spill.write(out);
-            fl.node = undefined;
-            this.stats.spillWrites++;
-          } catch {
-            // No room in the spill file: the frozen node stays the copy (memory, not loss).
-          }
-        }
-      }
+      this.releaseFrozen(page, () => out);
       return out;
     }
     const slot = page.slot!;
@@ -279,6 +267,48 @@ export class Pager {
     const n = this.spill.readInto(slot, dest);
     verifyPage(n === dest.length ? dest : dest.subarray(0, n), { table: '(spilled page)', pageId, version: 'spill' });
     return dest;
+  }
+
+  /**
+   * The page's serialized body when it is a frozen node (undefined for a spilled page,
+   * which exists only as an envelope): what the codec pool compresses and wraps
+   * instead of this thread (workers/io-codec-pool.ts). An upper bound of its length is
+   * `flushBodyBound`.
+   */
+  flushBodyBound(page: FlushPage): number | undefined {
+    return page.node ? page.node.bytes : undefined;
+  }
+
+  /** Writes the serialized body of a frozen node taken by `snapshot` into `alloc(n)`. */
+  encodeFlushBody(page: FlushPage, alloc: (n: number) => Uint8Array): Uint8Array {
+    const raw = serializeNode(page.node!);
+    const out = alloc(raw.length);
+    out.set(raw);
+    // A spill copy, if one is needed, is stored uncompressed: compressing here is the
+    // work the pool takes off this thread, and the copy lives only until durable().
+    this.releaseFrozen(page, () => encodePage(out, this.rawCodec));
+    return out;
+  }
+
+  /**
+   * The frozen node of a page just encoded can go once another copy exists: the
+   * resident node (the same content, or a newer one), a newer spilled version, or a
+   * spill slot of its own holding `envelope()`.
+   */
+  private releaseFrozen(page: FlushPage, envelope: () => Uint8Array): void {
+    const fl = this.inflight.get(page.pageId);
+    if (fl === undefined || fl.node !== page.node) return;
+    if (this.resident.has(page.pageId) || this.spilled.has(page.pageId)) {
+      fl.node = undefined;
+      return;
+    }
+    try {
+      fl.slot = this.spill.write(envelope());
+      fl.node = undefined;
+      this.stats.spillWrites++;
+    } catch {
+      // No room in the spill file: the frozen node stays the copy (memory, not loss).
+    }
   }
 
   /**

@@ -71,6 +71,14 @@ export interface FlushBatch {
    */
   encode(page: FlushPage, alloc: (n: number) => Uint8Array): Uint8Array;
   bound(page: FlushPage): number;
+  /**
+   * For a backend that compresses elsewhere (the I/O worker's codec pool): an upper
+   * bound of the page's serialized body, or undefined if the page exists only as an
+   * envelope (a spilled page: `encode` it).
+   */
+  bodyBound(page: FlushPage): number | undefined;
+  /** Writes the page's serialized body (no envelope) into `alloc(n)`; only when bodyBound is defined. */
+  body(page: FlushPage, alloc: (n: number) => Uint8Array): Uint8Array;
   /** The commit record; the backend fills in pagesWritten and bytesWritten. */
   commit: CommitRecord;
 }
@@ -81,7 +89,10 @@ export interface StateBackend extends PersistentPages {
   readonly lastCommit: CommitRecord | undefined;
   /** Directory for the spill file, or undefined for an in-memory spill. */
   readonly spillDir: string | undefined;
-  /** Writes the batch; resolves when its commit record is durable (rule 3). */
-  writeFlush(batch: FlushBatch): Promise<void>;
+  /**
+   * Writes the batch; resolves when its commit record is durable (rule 3), with the
+   * envelope bytes stored when they were counted elsewhere (pages compressed in the pool).
+   */
+  writeFlush(batch: FlushBatch): Promise<{ bytes: number } | void>;
   close(): Promise<void>;
 }

@@ -6,6 +6,7 @@ import { TidepoolError, errors } from '../errors.js';
 import { RingWriter, createRingBuffer } from '../transport/ring.js';
 import { FETCH_BYTES, FETCH_HEADER, type AttachRequest, type IoReply } from './io-protocol.js';
 import type { CommitRecord } from './backend.js';
+import { resolveCodecModule, type CompressionSpec } from '../state/codecs.js';
 import type { RemoteSpec } from './remote/object-store.js';
 import type { HydrationStats } from './remote/hydration.js';
 
@@ -20,12 +21,24 @@ export interface AttachOptions {
   ringBytes: number;
   /** See AttachRequest.restoreVersion. */
   restoreVersion?: number;
+  /** See AttachRequest.codecPool (codecPoolFor() builds it). */
+  codecPool?: AttachRequest['codecPool'];
+}
+
+/**
+ * What attach needs for pooled compression, or undefined when the owning thread
+ * compresses itself: `none` has nothing to compress, and `threads` 0 turns the pool off.
+ */
+export function codecPoolFor(spec: CompressionSpec, threads: number): AttachRequest['codecPool'] {
+  if (spec === 'none' || threads <= 0) return undefined;
+  if (typeof spec === 'object') return { spec: { module: resolveCodecModule(spec.module) }, name: spec.module, threads };
+  return { spec, name: spec, threads };
 }
 
 /** One attached state: its ring, and the replies of the I/O worker for it. */
 export class IoAttachment {
   readonly writer: RingWriter;
-  private readonly waiting = new Map<number, { resolve: () => void; reject: (e: Error) => void }>();
+  private readonly waiting = new Map<number, { resolve: (bytes: number) => void; reject: (e: Error) => void }>();
   private detached?: () => void;
   private dead: Error | undefined;
 
@@ -47,13 +60,16 @@ export class IoAttachment {
 
   private onReply(m: IoReply): void {
     if (m.type === 'durable') {
-      this.waiting.get(m.version)?.resolve();
+      this.waiting.get(m.version)?.resolve(m.bytes);
       this.waiting.delete(m.version);
       this.settled();
     } else if (m.type === 'failed') {
+      // A full disk or a failed codec pool leave nothing of the flush: it may be retried.
       const e = m.diskFull
         ? errors.diskFull(`flush ${m.version} of '${this.stateId}' was not written`, m.dir ?? 'the state directory')
-        : errors.io(`flush ${m.version} of '${this.stateId}' failed: ${m.message}`);
+        : m.codec !== undefined
+          ? Object.assign(errors.codec(m.codec, `flush ${m.version} of '${this.stateId}' was not written: ${m.message}`), { retryable: true })
+          : errors.io(`flush ${m.version} of '${this.stateId}' failed: ${m.message}`);
       this.waiting.get(m.version)?.reject(e);
       this.waiting.delete(m.version);
       this.settled();
@@ -76,8 +92,8 @@ export class IoAttachment {
     return this.dead;
   }
 
-  /** A promise for `durable {version}`; register it before sending the COMMIT frame. */
-  whenDurable(version: number): Promise<void> {
+  /** A promise for `durable {version}` (with the bytes stored); register it before sending the COMMIT frame. */
+  whenDurable(version: number): Promise<number> {
     if (this.dead) return Promise.reject(this.dead);
     this.port.ref();
     return new Promise((resolve, reject) => this.waiting.set(version, { resolve, reject }));
@@ -191,7 +207,10 @@ export class IoClient {
   async attach(opts: AttachOptions): Promise<IoAttachment> {
     const ring = createRingBuffer(opts.ringBytes);
     const { port1, port2 } = new MessageChannel();
-    const req: AttachRequest = { type: 'attach', stateId: opts.stateId, dir: opts.dir, noSync: opts.noSync, retain: opts.retain, restoreVersion: opts.restoreVersion, ring, port: port2 };
+    const req: AttachRequest = {
+      type: 'attach', stateId: opts.stateId, dir: opts.dir, noSync: opts.noSync, retain: opts.retain,
+      restoreVersion: opts.restoreVersion, ring, port: port2, codecPool: opts.codecPool,
+    };
     this.users++;
     this.worker.ref();
     let reply: IoReply;

@@ -6,19 +6,28 @@
 //             (the page id sits at FRAME_HEADER, the envelope at FRAME_HEADER + 8)
 //   FREE    | u8 2 | 7 pad | f64 version | f64 pageId × n                         |
 //   COMMIT  | u8 3 | 7 pad | f64 version | msgpack CommitRecord                    |
+//   BODY    | u8 4 | 7 pad | f64 version | f64 pageId | serialized page body…     |
+//             (a page for the codec pool to compress and wrap: attach named the codec)
 //
-// Frames of flush N arrive as PAGE*/FREE* then exactly one COMMIT. The I/O worker
-// writes them in ring order, so when the COMMIT is durable every page before it is.
+// Frames of flush N arrive as PAGE*/BODY*/FREE* then exactly one COMMIT. The I/O worker
+// writes them in ring order (a BODY page once the pool gives back its envelope, always
+// before the COMMIT after it), so when the COMMIT is durable every page before it is.
 //
 // Control (a MessagePort per attached state): the owner sends nothing after attach
 // except `detach`, and `fetch {stateId, pageId, signal}` for a page a lazy remote
 // restore has not copied in yet (answered through the shared `signal`, as the owner
-// blocks on it; see IoAttachment.fetchPageSync); the I/O worker answers `durable {version}` or `failed {version,
-// message, diskFull}` for each COMMIT, and `detached` once the ring is drained.
+// blocks on it; see IoAttachment.fetchPageSync); the I/O worker answers `durable {version,
+// bytes}` or `failed {version, message, diskFull, codec}` for each COMMIT, and `detached`
+// once the ring is drained.
+import type { CompressionSpec } from '../state/codecs.js';
+
 export const FRAME_PAGE = 1;
 export const FRAME_FREE = 2;
 export const FRAME_COMMIT = 3;
+export const FRAME_BODY = 4;
 export const FRAME_HEADER = 16;
+/** The largest `codecThreads` (the codec pool's size) accepted. */
+export const MAX_CODEC_THREADS = 256;
 /** A `fetch` answer's shared buffer: header, then up to FETCH_BYTES of page (a larger page is read from LMDB). */
 export const FETCH_HEADER = 16;
 export const FETCH_BYTES = 1 << 20;
@@ -36,12 +45,18 @@ export interface AttachRequest {
   restoreVersion?: number;
   ring: SharedArrayBuffer;
   port: import('node:worker_threads').MessagePort;
+  /**
+   * The state's pages are compressed in the I/O worker's codec pool (BODY frames), with
+   * this codec (a `{ module }` path already absolute). `threads` sizes the pool if this
+   * attachment is the one that starts it: there is one pool per process.
+   */
+  codecPool?: { spec: CompressionSpec; name: string; threads: number };
 }
 
 export type IoReply =
   | { type: 'attached'; lastCommit: unknown; cleaned: number }
-  | { type: 'durable'; version: number }
-  | { type: 'failed'; version: number; message: string; diskFull?: boolean; dir?: string }
+  | { type: 'durable'; version: number; bytes: number }
+  | { type: 'failed'; version: number; message: string; diskFull?: boolean; dir?: string; codec?: string }
   | { type: 'detached' }
   | { type: 'error'; message: string; code?: IoErrorCode };
 

@@ -11,7 +11,7 @@ import type { Database, RootDatabase } from 'lmdb';
 import { loadLmdb } from './lmdb-lib.js';
 import { errors } from '../errors.js';
 import { packr } from '../state/values.js';
-import { COMMITS_DB, FRAME_COMMIT, FRAME_FREE, FRAME_HEADER, FRAME_PAGE, PAGES_DB, envOptions, frameHeader } from './io-protocol.js';
+import { COMMITS_DB, FRAME_BODY, FRAME_COMMIT, FRAME_FREE, FRAME_HEADER, FRAME_PAGE, PAGES_DB, envOptions, frameHeader, type AttachRequest } from './io-protocol.js';
 import { IoClient, type IoAttachment } from './io-client.js';
 import type { CommitRecord, FlushBatch, StateBackend } from './backend.js';
 
@@ -26,6 +26,11 @@ export interface LmdbBackendOptions {
   lazyRemote?: boolean;
   /** temp only: remove the directory on close (default true; a flow's coordinator removes it instead). */
   removeOnClose?: boolean;
+  /**
+   * Pages are compressed in the I/O worker's codec pool: this thread sends their bodies
+   * (BODY frames). open() attaches with it; an attachment made elsewhere must have been.
+   */
+  codecPool?: AttachRequest['codecPool'];
 }
 
 const FREE_BATCH = 4096;
@@ -58,6 +63,7 @@ export class LmdbBackend implements StateBackend {
     // a flush cut off by a crash before this thread reads anything.
     const io = await IoClient.shared().attach({
       stateId: opts.stateId, dir: opts.dir, noSync: opts.kind === 'temp', retain: opts.retain, ringBytes: opts.ringBytes ?? 8 << 20,
+      codecPool: opts.codecPool,
     });
     return LmdbBackend.withAttachment(opts, io);
   }
@@ -111,34 +117,39 @@ export class LmdbBackend implements StateBackend {
     return undefined;
   }
 
-  async writeFlush(batch: FlushBatch): Promise<void> {
+  async writeFlush(batch: FlushBatch): Promise<{ bytes: number }> {
     if (this.io.failure) throw this.io.failure;
     const { version } = batch;
     const w = this.io.writer;
-    let bytes = 0;
+    const pooled = this.opts.codecPool !== undefined;
     let unpublished = 0;
     for (const page of batch.pages) {
-      // Each page is encoded straight into a reserved slot of the page ring: no buffer
+      // Each page is written straight into a reserved slot of the page ring: no buffer
       // of its own, no frame copy. Waiting for room first (only when the ring is full)
       // keeps the encode synchronous; a frame that cannot go in as one contiguous
       // record (the ring's end, an oversized page) goes through a reused scratch buffer.
-      await w.roomFor(PAGE_FRAME + batch.bound(page));
+      // With the codec pool a frozen page goes as its serialized body (BODY), and the
+      // I/O worker has it compressed and wrapped; a spilled page is an envelope already.
+      const bodyBound = pooled ? batch.bodyBound(page) : undefined;
+      const asBody = bodyBound !== undefined;
+      await w.roomFor(PAGE_FRAME + (bodyBound ?? batch.bound(page)));
       if (this.io.failure) throw this.io.failure;
       let frame!: Uint8Array;
       let reserved = false;
+      const alloc = (n: number): Uint8Array => {
+        const slot = w.tryReserve(PAGE_FRAME + n);
+        reserved = slot !== null;
+        frame = slot ?? this.scratchFor(PAGE_FRAME + n);
+        return frame.subarray(PAGE_FRAME, PAGE_FRAME + n);
+      };
       try {
-        const env = batch.encode(page, (n) => {
-          const slot = w.tryReserve(PAGE_FRAME + n);
-          reserved = slot !== null;
-          frame = slot ?? this.scratchFor(PAGE_FRAME + n);
-          return frame.subarray(PAGE_FRAME, PAGE_FRAME + n);
-        });
-        bytes += env.length;
+        if (asBody) batch.body(page, alloc);
+        else batch.encode(page, alloc);
       } catch (e) {
         if (reserved) w.cancelReserved();
         throw e;
       }
-      frameHeader(frame, FRAME_PAGE, version).setFloat64(FRAME_HEADER, page.pageId, true);
+      frameHeader(frame, asBody ? FRAME_BODY : FRAME_PAGE, version).setFloat64(FRAME_HEADER, page.pageId, true);
       if (reserved) {
         // Publish about every 256 KiB rather than per page: the I/O worker drains
         // faster than pages are encoded, so it parks often, and each wake-up is a syscall.
@@ -156,16 +167,18 @@ export class LmdbBackend implements StateBackend {
       ids.forEach((id, j) => dv.setFloat64(FRAME_HEADER + 8 * j, id, true));
       await w.writeAsync(frame);
     }
-    const record: CommitRecord = { ...batch.commit, pagesWritten: batch.pages.length, bytesWritten: bytes };
+    // bytesWritten: the I/O worker counts what it stored (pooled pages are compressed there).
+    const record: CommitRecord = { ...batch.commit, pagesWritten: batch.pages.length, bytesWritten: 0 };
     const body = packr.pack(record);
     const frame = new Uint8Array(FRAME_HEADER + body.length);
     frameHeader(frame, FRAME_COMMIT, version);
     frame.set(body, FRAME_HEADER);
     const durable = this.io.whenDurable(version);
     await w.writeAsync(frame);
-    await durable;
+    const bytes = await durable;
     this.readVersion = version;
     this.root.resetReadTxn(); // see the I/O worker's commit now, not at the next event turn
+    return { bytes };
   }
 
   async close(): Promise<void> {

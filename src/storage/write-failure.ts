@@ -29,11 +29,14 @@ export interface WriteFailure {
   /** errno of the underlying error, when lmdb-js gave one. */
   errno?: number;
   message: string;
+  /** Not a write at all: the codec pool could not compress the flush's pages (io-codec-pool.ts). */
+  codec?: boolean;
 }
 
 /** The write's failure, with the errno behind lmdb-js's "Commit failed". */
 export async function failureOf(e: unknown): Promise<WriteFailure> {
   const err = e as { message?: string; code?: unknown; commitError?: Promise<unknown> };
+  if (err?.code === 'TIDEPOOL_CODEC') return { message: String(err.message), codec: true };
   if (err?.commitError && typeof err.commitError.then === 'function') {
     try {
       await err.commitError;
