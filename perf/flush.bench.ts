@@ -5,6 +5,8 @@
 //
 //   --mb 200            MB (10^6 B) of ~100 B string values set before the flush
 //   --codecs none,lz4   store compression settings to measure
+//   --codec-threads 0,2 codec pool sizes (codecThreads) each compressed setting runs with;
+//                       0 = compressed on the owning thread (the pool scaling figure)
 //   --page-size 16384   the store's pageSize, also the size of the raw lmdb-js values
 //   --reps 2            runs per contender (the best is kept)
 //   --quick             20 MB, one run
@@ -27,7 +29,7 @@ import {
 
 const flags = parseFlags(
   process.argv.slice(2),
-  { mb: 200, codecs: 'none,lz4', 'page-size': 16384, reps: 2, quick: false },
+  { mb: 200, codecs: 'none,lz4', 'codec-threads': '0,2', 'page-size': 16384, reps: 2, quick: false },
   { mb: 20, reps: 1 },
 );
 const ALL_CACHED = 1 << 22;
@@ -63,10 +65,10 @@ function inspect(dir: string): { commit: CommitRecord; rawPayload: number; store
   }
 }
 
-async function tidepoolFlush(codec: CompressionSpec, n: number): Promise<Run> {
+async function tidepoolFlush(codec: CompressionSpec, n: number, codecThreads: number): Promise<Run> {
   const dir = tempDir('flush');
   try {
-    const s = await openStore({ storage: 'lmdb', path: dir, cachePages: ALL_CACHED, pageSize: flags['page-size'], compression: codec });
+    const s = await openStore({ storage: 'lmdb', path: dir, cachePages: ALL_CACHED, pageSize: flags['page-size'], compression: codec, codecThreads });
     for (let i = 0; i < n; i++) s.set(keyOf(i), valueOf(i));
     const st = s.stats;
     if (st.spillWrites !== 0) throw new Error('pages were spilled: the cache is too small for a pure transfer');
@@ -75,7 +77,8 @@ async function tidepoolFlush(codec: CompressionSpec, n: number): Promise<Run> {
     await s.close();
     const { commit, rawPayload, stored } = inspect(dir);
     if (stored !== commit.bytesWritten) progress(`note: stored page bytes ${stored} != commit bytesWritten ${commit.bytesWritten}`);
-    return { label: `tidepool flush(), compression ${codec}`, ms, pages: commit.pagesWritten, dirtyBefore: st.dirtyPages, bytes: commit.bytesWritten, rawBytes: rawPayload };
+    const where = codec === 'none' ? '' : codecThreads === 0 ? ', on the owning thread' : `, pool of ${codecThreads}`;
+    return { label: `tidepool flush(), compression ${codec}${where}`, ms, pages: commit.pagesWritten, dirtyBefore: st.dirtyPages, bytes: commit.bytesWritten, rawBytes: rawPayload };
   } finally {
     removeDir(dir);
   }
@@ -101,15 +104,19 @@ async function main(): Promise<void> {
   const started = performance.now();
   const n = Math.ceil((flags.mb * 1e6) / 100);
   const codecs = flags.codecs.split(',').map((c) => c.trim()) as CompressionSpec[];
+  const threads = String(flags['codec-threads']).split(',').map(Number);
+  const settings: [CompressionSpec, number][] = codecs.flatMap((c): [CompressionSpec, number][] => (c === 'none' ? [[c, 0]] : threads.map((k) => [c, k])));
   console.log(`## tidepool flush bandwidth${flags.quick ? ' (--quick sizes)' : ''}\n`);
   console.log(machineLine());
 
   // Warm-up (JIT, worker start-up, codec init) on a small store and a small lmdb write.
-  for (const c of codecs) await tidepoolFlush(c, 20_000);
+  for (const [c, k] of settings) await tidepoolFlush(c, 20_000, k);
   await lmdbPuts(4 << 20, flags['page-size']);
 
   const runs: Run[] = [];
-  for (const c of codecs) runs.push(await bestOf(flags.reps, `tidepool, ${fmtInt(n)} keys (${flags.mb} MB of values), compression ${c}`, () => tidepoolFlush(c, n)));
+  for (const [c, k] of settings) {
+    runs.push(await bestOf(flags.reps, `tidepool, ${fmtInt(n)} keys (${flags.mb} MB of values), compression ${c}, codecThreads ${k}`, () => tidepoolFlush(c, n, k)));
+  }
   const ref = runs.find((r) => r.label.endsWith('none')) ?? runs[0]!;
   const raw = await bestOf(flags.reps, `lmdb-js, ${fmtMB(ref.bytes)} in ${flags['page-size']} B values`, () => lmdbPuts(ref.bytes, flags['page-size']));
   const rawRate = mbps(raw.bytes, raw.ms);

@@ -29,16 +29,12 @@ import { closeAllEnvs, durable, openEnv, releaseEnv, type Env } from './io-envs.
 import { fetchPage, hydrate, stopCopyIns, storeFor, type FetchRequest, type HydrateRequest } from './io-copy-in.js';
 import { Staging } from './io-staging.js';
 import { PooledPages, closeCodecPool } from './io-codec-pool.js';
+import { collect, dropState, type GcEntry } from './io-gc.js';
 import type { RemoteSpec } from '../src/storage/remote/object-store.js';
 
 guardLmdbFailures();
 
 
-interface GcEntry {
-  version: number;
-  written: number[];
-  freed: number[];
-}
 
 interface AttachedState {
   stateId: string;
@@ -335,60 +331,6 @@ function putPage(st: AttachedState, pageId: number, version: number, envelope: B
   st.stored += envelope.length;
   st.written.push(pageId);
   return st.writes.add(st.env.pages.put([st.stateId, pageId, version], envelope));
-}
-
-/**
- * Deletes what no retained flush needs once `version` is durable. With retain r, the
- * retained flushes are the r newest; versions a page had before flush W are needed
- * only by flushes older than W, so W's entry is collected when W is the oldest retained.
- */
-function collect(st: AttachedState, version: number): void {
-  if (st.env.restorePending) {
-    st.gcDeferred = version;
-    return;
-  }
-  st.gcDeferred = undefined;
-  const oldestRetained = version - st.retain + 1;
-  const { pages, commits } = st.env;
-  while (st.gc.length && st.gc[0]!.version <= oldestRetained) {
-    const e = st.gc.shift()!;
-    for (const id of e.written) {
-      for (const key of pages.getKeys({ start: [st.stateId, id, 0], end: [st.stateId, id, e.version] })) quiet(pages.remove(key));
-    }
-    for (const id of e.freed) {
-      for (const key of pages.getKeys({ start: [st.stateId, id, 0], end: [st.stateId, id, e.version + 1] })) quiet(pages.remove(key));
-    }
-  }
-  for (const key of commits.getKeys({ start: [st.stateId, 0], end: [st.stateId, oldestRetained] })) quiet(commits.remove(key));
-}
-
-/**
- * GC's writes need no report: the GC lists ride in the retained commit records, so a
- * failed GC (a full disk) is replayed at the next attach.
- */
-function quiet(p: Promise<unknown>): void {
-  quietly.add(p);
-}
-
-/** Deletes every trace of a state (a partition no retained checkpoint names any more). */
-async function dropState(dir: string, noSync: boolean, stateId: string): Promise<number> {
-  const { env } = openEnv(dir, noSync);
-  try {
-    if (env.restorePending) return 0; // the next run drops it (gc.ts finds partitions by listing)
-    let n = 0;
-    const g = new WriteGroup();
-    for (const k of env.pages.getKeys({ start: [stateId, -1, 0], end: [stateId, Number.MAX_SAFE_INTEGER, 0] })) {
-      g.add(env.pages.remove(k));
-      n++;
-    }
-    for (const k of env.commits.getKeys({ start: [stateId, 0], end: [stateId, Number.MAX_SAFE_INTEGER] })) g.add(env.commits.remove(k));
-    g.add(env.attempts.remove(stateId));
-    await mustSucceed(g, `dropping state '${stateId}'`);
-    await durable(env);
-    return n;
-  } finally {
-    env.users--;
-  }
 }
 
 type DropRequest = { type: 'drop'; dir: string; noSync: boolean; stateId: string; port: MessagePort };
