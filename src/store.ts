@@ -2,7 +2,6 @@
 // the LocalFileStorage / InMemoryStorage use case. `flush()` is its checkpoint.
 import { mkdirSync, statSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { availableParallelism } from 'node:os';
 import { errors } from './errors.js';
 import { StateEngine } from './state/engine.js';
 import type { BTree, EncodedRange } from './state/btree.js';
@@ -13,7 +12,7 @@ import { toStored, fromStored } from './state/values.js';
 import { acquireStoreLock, type StoreLock } from './storage/lock.js';
 import { LmdbBackend, tempDirFor } from './storage/lmdb-backend.js';
 import { MemoryBackend } from './storage/memory-backend.js';
-import { codecPoolFor } from './storage/io-client.js';
+import { codecPoolFor, defaultCodecThreads } from './storage/io-client.js';
 import { MAX_CODEC_THREADS } from './storage/io-protocol.js';
 import type { StateBackend, StorageKind } from './storage/backend.js';
 
@@ -27,7 +26,7 @@ export interface StoreOptions {
   pageSize?: number;
   cachePages?: number;
   compression?: CompressionSpec;
-  /** Threads of the process's page-codec pool (0: compress on the calling thread; default: the number of cores). */
+  /** Threads of the process's page-codec pool (0: compress on the calling thread; default: the number of cores, 0 for lz4). */
   codecThreads?: number;
 }
 
@@ -227,7 +226,7 @@ export async function openStore(options: StoreOptions = {}): Promise<Store> {
   }
   const pageSize = intOption('pageSize', o.pageSize, 256, 16 << 20);
   const cachePages = intOption('cachePages', o.cachePages, 1, 1 << 30);
-  const codecThreads = intOption('codecThreads', o.codecThreads ?? availableParallelism(), 0, MAX_CODEC_THREADS);
+  const codecThreads = o.codecThreads === undefined ? defaultCodecThreads(o.compression) : intOption('codecThreads', o.codecThreads, 0, MAX_CODEC_THREADS);
   const codec = await loadCodec(o.compression);
   let dir: string | undefined;
   if (o.storage !== 'memory') {

@@ -217,8 +217,9 @@ t.test(`SIGKILL loop: ${ROUNDS} rounds on one directory (seed ${SEED})`, async (
 
   for (let round = 0; round < ROUNDS; round++) {
     const r = rng(mix(SEED, 1_000_000 + round));
-    // Compressed rounds have their pages compressed in the codec pool (codecThreads
-    // defaults to the number of cores), so kills inside a flush also land in pooled work.
+    // zstd rounds have their pages compressed in the codec pool (codecThreads defaults
+    // to the number of cores), so kills inside a flush also land in pooled work; lz4
+    // rounds compress on the writer's thread (its default).
     const compression = round % 3 !== 1 ? 'none' : round % 2 ? 'lz4' : 'zstd';
     const cachePages = [16, 8, 32][round % 3]!;
     const strategy = strategies[round % strategies.length]!;

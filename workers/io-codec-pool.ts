@@ -10,7 +10,8 @@
 //
 // Why the pool lives here and not beside each owner: a Piscina instance belongs to
 // the thread that made it, and the I/O worker is the one thread every state of the
-// process already talks to. Its first user sizes it (`state.codecThreads`).
+// process already talks to. It has as many threads as the largest `codecThreads` of
+// the states that used it.
 //
 // Order and failure: a state's pages are put when their task returns, and the COMMIT
 // frame after them waits for all of them (`settled`), so rule 3 holds unchanged. A task
@@ -21,32 +22,42 @@
 import { Piscina } from 'piscina';
 import { oneLine } from '../src/errors.js';
 import { FRAME_HEADER } from '../src/storage/io-protocol.js';
-import { pageTotalLength } from '../src/state/page-format.js';
+import { PAGE_HEADER_BYTES, pageTotalLength } from '../src/state/page-format.js';
 import type { CompressionSpec } from '../src/state/codecs.js';
 import type { CodecTask } from './codec-worker.js';
 
 const WORKER_URL = new URL('./codec-worker.js', import.meta.url).href;
 /** Page bytes per pool task: large enough that a task's messages cost little next to its work. */
 const TASK_BYTES = 256 << 10;
+/** A task buffer: TASK_BYTES and room for the frame that crosses it (a larger frame gets a buffer of its own). */
+const TASK_BUFFER = TASK_BYTES + (64 << 10);
+// The pool writes each envelope over its BODY frame: the frame's prefix must be the envelope header's size.
+if (FRAME_HEADER + 8 !== PAGE_HEADER_BYTES) throw new Error('internal: BODY frame prefix and page header differ in size');
 /** One state's page bytes in the pool or waiting for their puts, before it stops draining its ring. */
 const INFLIGHT_BYTES = 16 << 20;
 
 let pool: Piscina<CodecTask, Uint8Array> | undefined;
+let poolSize = 0;
 
+/**
+ * The pool, with at least `threads` threads: its size is the largest any user asked
+ * for. A larger request replaces it; the old pool finishes its tasks, then closes.
+ */
 function poolOf(threads: number): Piscina<CodecTask, Uint8Array> {
-  pool ??= new Piscina<CodecTask, Uint8Array>({ filename: WORKER_URL, minThreads: threads, maxThreads: threads });
+  if (pool === undefined || poolSize < threads) {
+    const old = pool;
+    pool = new Piscina<CodecTask, Uint8Array>({ filename: WORKER_URL, minThreads: threads, maxThreads: threads });
+    poolSize = threads;
+    old?.close().catch(() => undefined);
+  }
   return pool;
-}
-
-/** Threads of the pool, 0 before anything used it (for tests). */
-export function codecPoolThreads(): number {
-  return pool?.threads.length ?? 0;
 }
 
 /** Ends the pool's threads (the I/O worker is shutting down). */
 export async function closeCodecPool(): Promise<void> {
   const p = pool;
   pool = undefined;
+  poolSize = 0;
   await p?.destroy();
 }
 
@@ -63,12 +74,18 @@ export interface PoolConfig {
   threads: number;
 }
 
-/** The BODY frames of one attached state, batched into pool tasks. */
+/**
+ * The BODY frames of one attached state, batched into pool tasks: each frame is copied
+ * from the ring into the current task buffer (`stage`), and a full buffer (about
+ * TASK_BYTES) goes to the pool, where every page's envelope is written over its frame.
+ */
 export class PooledPages {
-  private frames: Uint8Array[] = [];
+  private buf: Buffer | undefined;
+  private used = 0;
+  /** Frames of `buf` handed over by add(): [offset, length] flattened, and their page ids and versions. */
+  private frames: number[] = [];
   private ids: number[] = [];
-  private batched = 0;
-  private version = -1;
+  private versions: number[] = [];
   private inflightBytes = 0;
   private readonly inflight = new Set<Promise<void>>();
   private readonly held = new Set<Uint8Array>();
@@ -80,34 +97,47 @@ export class PooledPages {
     return this.cfg.name;
   }
 
-  /** Takes a BODY frame of `version` (a buffer of its own: it is transferred to the pool). */
-  add(frame: Uint8Array, pageId: number, version: number): void {
-    if (version !== this.version) {
-      this.dispatch();
-      this.version = version;
-    }
-    this.frames.push(frame);
-    this.ids.push(pageId);
-    this.batched += frame.length;
-    if (this.batched >= TASK_BYTES) this.dispatch();
+  /**
+   * Copies a BODY frame out of the page ring into the task buffer (the ring slot is
+   * reused once the frame is consumed) and returns the copy, to be passed to add().
+   */
+  stage(view: Uint8Array): Uint8Array {
+    const n = view.length;
+    if (this.buf !== undefined && this.used + n > this.buf.length) this.dispatch();
+    // allocUnsafeSlow: an ArrayBuffer of its own (it is transferred), not zero-filled.
+    this.buf ??= Buffer.allocUnsafeSlow(Math.max(TASK_BUFFER, n));
+    const at = this.used;
+    this.buf.set(view, at);
+    this.used = (at + n + 7) & ~7;
+    return this.buf.subarray(at, at + n);
   }
 
-  /** Sends the pages batched so far to the pool (also when the ring runs dry, so the pool works meanwhile). */
+  /** Takes a staged frame of `version` into the next task. */
+  add(copy: Uint8Array, pageId: number, version: number): void {
+    if (copy.buffer !== this.buf?.buffer) throw new Error('internal: a BODY frame added after its task buffer was sent');
+    this.frames.push(copy.byteOffset - this.buf.byteOffset, copy.length);
+    this.ids.push(pageId);
+    this.versions.push(version);
+    if (this.used >= TASK_BYTES) this.dispatch();
+  }
+
+  /** Sends the frames added so far to the pool (also when the ring runs dry, so the pool works meanwhile). */
   dispatch(): void {
-    if (this.frames.length === 0) return;
-    const { frames, ids, batched: bytes, version } = this;
+    const buf = this.buf;
+    if (buf === undefined || this.frames.length === 0) return;
+    const { frames, ids, versions } = this;
+    const bytes = this.used;
+    this.buf = undefined;
+    this.used = 0;
     this.frames = [];
     this.ids = [];
-    this.batched = 0;
+    this.versions = [];
     this.inflightBytes += bytes;
-    const task = poolOf(this.cfg.threads).run(
-      { spec: this.cfg.spec, frames, bodyOffset: FRAME_HEADER + 8 },
-      { transferList: frames.map((f) => f.buffer as ArrayBuffer) },
-    );
+    const task = poolOf(this.cfg.threads).run({ spec: this.cfg.spec, buf, frames }, { transferList: [buf.buffer as ArrayBuffer] });
     const done: Promise<void> = task
       .then(
-        (out) => this.putAll(out, ids, version),
-        (e: unknown) => this.sink.fail(version, codecFailure(this.cfg.name, e)),
+        (out) => this.putAll(out, frames, ids, versions),
+        (e: unknown) => this.sink.fail(versions[0]!, codecFailure(this.cfg.name, e)),
       )
       .finally(() => {
         this.inflightBytes -= bytes;
@@ -116,18 +146,17 @@ export class PooledPages {
     this.inflight.add(done);
   }
 
-  private async putAll(out: Uint8Array, ids: number[], version: number): Promise<void> {
+  private async putAll(out: Uint8Array, frames: number[], ids: number[], versions: number[]): Promise<void> {
     const puts: Promise<unknown>[] = [];
-    let at = 0;
-    for (const id of ids) {
-      const n = pageTotalLength(out.subarray(at));
-      if (n < 0 || at + n > out.length) {
-        this.sink.fail(version, codecFailure(this.cfg.name, new Error(`the pool returned a malformed envelope for page ${id}`)));
+    for (let i = 0; i < ids.length; i++) {
+      const at = frames[2 * i]!, room = frames[2 * i + 1]!;
+      const n = pageTotalLength(out.subarray(at, at + room));
+      if (n < 0 || n > room) {
+        this.sink.fail(versions[i]!, codecFailure(this.cfg.name, new Error(`the pool returned a malformed envelope for page ${ids[i]}`)));
         return;
       }
-      const put = this.sink.put(id, version, Buffer.from(out.buffer, out.byteOffset + at, n));
+      const put = this.sink.put(ids[i]!, versions[i]!, Buffer.from(out.buffer, out.byteOffset + at, n));
       if (put) puts.push(put);
-      at += n;
     }
     // lmdb-js reads a put's value when its write thread runs, not at put(), and does not
     // hold the Buffer: `out` is held here until every put of it has settled.

@@ -204,9 +204,11 @@ async function pump(st: AttachedState): Promise<void> {
       const room = staging.ready();
       if (room) await room;
       // A page frame is copied from the ring into the staging slab (lmdb-js reads it
-      // later); the rest are small and copied on their own.
+      // later), a BODY frame into its codec-pool task; the rest are small and copied on their own.
       let frame: Uint8Array | null = null;
-      st.reader.drain((view) => (frame = view[0] === FRAME_PAGE ? staging.copy(view) : view.slice()), 1);
+      st.reader.drain((view) => {
+        frame = view[0] === FRAME_PAGE ? staging.copy(view) : view[0] === FRAME_BODY && st.pooled ? st.pooled.stage(view) : view.slice();
+      }, 1);
       if (frame) {
         let put: { put: Promise<unknown> } | undefined;
         try {

@@ -5,8 +5,7 @@ import type { TransferListItem } from 'node:worker_threads';
 import { errors } from '../errors.js';
 import type { TidepoolConfig } from '../config/schema.js';
 import { keyGroupRange, type PhysicalPlan } from '../flow/plan.js';
-import { availableParallelism } from 'node:os';
-import { IoClient, codecPoolFor } from '../storage/io-client.js';
+import { IoClient, codecPoolFor, defaultCodecThreads } from '../storage/io-client.js';
 import { hasRestorePlan } from '../storage/remote/restore-plan.js';
 import type { TaskSetup } from './task.js';
 import type { Manifest } from './checkpoints.js';
@@ -48,7 +47,7 @@ export async function prepareInstances(plan: PhysicalPlan, config: TidepoolConfi
         const st = config.state;
         setup.state = {
           storage: st.storage, stateId, pageSize: st.pageSize, cachePages, compression: st.compression,
-          codecThreads: st.codecThreads ?? availableParallelism(), retain: flushesToRetain(config),
+          codecThreads: st.codecThreads ?? defaultCodecThreads(st.compression), retain: flushesToRetain(config),
         };
         if (rescaled) {
           const [a, b] = keyGroupRange(s, t.parallelism, plan.keyGroups);

@@ -77,7 +77,9 @@ export function encodePageInto(raw: Uint8Array, codec: PageCodec, alloc: (n: num
   page.writeUInt32LE(raw.length, OFF_RAW);
   page.writeUInt32LE(payload.length, OFF_STORED);
   page.writeUInt32LE(0, OFF_RESERVED);
-  page.set(payload, PAGE_HEADER_BYTES);
+  // In place (the codec pool writes an envelope over the frame holding its raw body):
+  // an uncompressed payload is already where it belongs.
+  if (payload.buffer !== page.buffer || payload.byteOffset !== page.byteOffset + PAGE_HEADER_BYTES) page.set(payload, PAGE_HEADER_BYTES);
   const crc = crc32c(page.subarray(PAGE_HEADER_BYTES), crc32c(page.subarray(0, OFF_CRC)));
   page.writeUInt32LE(crc, OFF_CRC);
   return dest;

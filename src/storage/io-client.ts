@@ -1,6 +1,7 @@
 // The owning side of the I/O worker: spawns it once per process (lazily), attaches
 // page spaces to it, and turns its replies into promises. The worker is unref'd
 // while nothing is attached, so an idle process can exit.
+import { availableParallelism } from 'node:os';
 import { MessageChannel, Worker, type MessagePort } from 'node:worker_threads';
 import { TidepoolError, errors } from '../errors.js';
 import { RingWriter, createRingBuffer } from '../transport/ring.js';
@@ -23,6 +24,15 @@ export interface AttachOptions {
   restoreVersion?: number;
   /** See AttachRequest.codecPool (codecPoolFor() builds it). */
   codecPool?: AttachRequest['codecPool'];
+}
+
+/**
+ * `codecThreads` when the configuration leaves it unset: the number of cores, except
+ * for lz4, which costs less on the owning thread than the hand-off to the pool does
+ * (perf/RESULTS.md, "Codec pool"): its pages are compressed where they are serialized.
+ */
+export function defaultCodecThreads(spec: CompressionSpec): number {
+  return spec === 'lz4' ? 0 : availableParallelism();
 }
 
 /**

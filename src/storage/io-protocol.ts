@@ -47,8 +47,8 @@ export interface AttachRequest {
   port: import('node:worker_threads').MessagePort;
   /**
    * The state's pages are compressed in the I/O worker's codec pool (BODY frames), with
-   * this codec (a `{ module }` path already absolute). `threads` sizes the pool if this
-   * attachment is the one that starts it: there is one pool per process.
+   * this codec (a `{ module }` path already absolute). There is one pool per process,
+   * with as many threads as the largest `threads` asked for.
    */
   codecPool?: { spec: CompressionSpec; name: string; threads: number };
 }
