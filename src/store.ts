@@ -26,7 +26,7 @@ export interface StoreOptions {
   pageSize?: number;
   cachePages?: number;
   compression?: CompressionSpec;
-  /** Threads of the process's page-codec pool (0: compress on the calling thread; default: the number of cores, 0 for lz4). */
+  /** Threads of the process's page-codec pool (0: compress on the calling thread; default: the number of cores for zstd and custom codecs, 0 for lz4 and deflate). */
   codecThreads?: number;
 }
 

@@ -52,7 +52,7 @@ export interface TidepoolConfig {
     /** Pages per stateful instance; unset: sized from memory (runtime/cache-budget.ts). */
     cachePages?: number;
     compression: CompressionSpec;
-    /** Threads of the process's page-codec pool; unset: the number of cores (0 for lz4); 0: each instance compresses itself. */
+    /** Threads of the process's page-codec pool; unset: the number of cores (0 for lz4 and deflate); 0: each instance compresses itself. */
     codecThreads?: number;
     /** Remote checkpoint storage (storage/remote/); unset: checkpoints stay local only. */
     remote?: RemoteSpec;

@@ -27,12 +27,14 @@ export interface AttachOptions {
 }
 
 /**
- * `codecThreads` when the configuration leaves it unset: the number of cores, except
- * for lz4, which costs less on the owning thread than the hand-off to the pool does
- * (perf/RESULTS.md, "Codec pool"): its pages are compressed where they are serialized.
+ * `codecThreads` when the configuration leaves it unset: the number of cores for zstd
+ * and custom modules; 0 for lz4 and deflate, which cost no more on the owning thread
+ * than the hand-off to the pool does (perf/RESULTS.md, "Codec pool": pooled they were
+ * equal or slower on 2 cores, zstd 1.16× faster), so their pages are compressed where
+ * they are serialized.
  */
 export function defaultCodecThreads(spec: CompressionSpec): number {
-  return spec === 'lz4' ? 0 : availableParallelism();
+  return spec === 'lz4' || spec === 'deflate' ? 0 : availableParallelism();
 }
 
 /**
