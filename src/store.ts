@@ -25,6 +25,8 @@ export interface StoreOptions {
   storage?: StorageKind;
   pageSize?: number;
   cachePages?: number;
+  /** Estimated memory of the decoded pages kept, bytes (a second bound beside cachePages; default: none). */
+  cacheBytes?: number;
   compression?: CompressionSpec;
   /** Threads of the process's page-codec pool (0: compress on the calling thread; default: the number of cores for zstd and custom codecs, 0 for lz4 and deflate). */
   codecThreads?: number;
@@ -49,11 +51,13 @@ export interface StoreStats {
   cacheMisses: number;
   spillWrites: number;
   persistentReads: number;
+  /** Estimated memory of the resident pages; only counted when `cacheBytes` is set. */
+  residentBytes?: number;
   version: number;
 }
 
 const DEFAULTS = { name: 'default', storage: 'lmdb' as StorageKind, pageSize: 16384, cachePages: 1024, compression: 'none' as CompressionSpec };
-const KNOWN = new Set(['path', 'name', 'storage', 'pageSize', 'cachePages', 'compression', 'codecThreads']);
+const KNOWN = new Set(['path', 'name', 'storage', 'pageSize', 'cachePages', 'cacheBytes', 'compression', 'codecThreads']);
 const TABLE = 'data';
 
 function intOption(name: string, v: unknown, min: number, max: number): number {
@@ -211,7 +215,7 @@ export class Store {
     return {
       residentPages: p.residentPages, spilledPages: p.spilledPages, dirtyPages: p.dirtyPages,
       cacheHits: p.stats.hits, cacheMisses: p.stats.misses, spillWrites: p.stats.spillWrites,
-      persistentReads: p.stats.persistentReads, version: this.engine.version,
+      persistentReads: p.stats.persistentReads, residentBytes: p.residentBytes, version: this.engine.version,
     };
   }
 }
@@ -226,6 +230,7 @@ export async function openStore(options: StoreOptions = {}): Promise<Store> {
   }
   const pageSize = intOption('pageSize', o.pageSize, 256, 16 << 20);
   const cachePages = intOption('cachePages', o.cachePages, 1, 1 << 30);
+  const cacheBytes = o.cacheBytes === undefined ? undefined : intOption('cacheBytes', o.cacheBytes, 1, Number.MAX_SAFE_INTEGER);
   const codecThreads = o.codecThreads === undefined ? defaultCodecThreads(o.compression) : intOption('codecThreads', o.codecThreads, 0, MAX_CODEC_THREADS);
   const codec = await loadCodec(o.compression);
   let dir: string | undefined;
@@ -252,6 +257,6 @@ export async function openStore(options: StoreOptions = {}): Promise<Store> {
     await lock?.release();
     throw e;
   }
-  const engine = new StateEngine({ name: o.name, pageSize, cachePages, codec, codecFor: codecResolver(codec), backend });
+  const engine = new StateEngine({ name: o.name, pageSize, cachePages, cacheBytes, codec, codecFor: codecResolver(codec), backend });
   return new Store(o.name, engine, engine.table(TABLE), lock, pageSize);
 }

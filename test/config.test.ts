@@ -99,7 +99,7 @@ t.test('the contract example and every accepted form', async (t) => {
   const edges: [string, number][] = [
     ['keyGroups', 1], ['keyGroups', 32768], ['batchSize', 1], ['batchSize', 65536],
     ['state.pageSize', 256], ['state.pageSize', 16 << 20], ['state.cachePages', 1],
-    ['state.codecThreads', 0], ['state.codecThreads', 256],
+    ['state.codecThreads', 0], ['state.codecThreads', 256], ['state.cacheBytes', 1], ['state.cacheBytes', 64 << 20],
     ['checkpoint.intervalMs', 0], ['checkpoint.retain', 1], ['checkpoint.tolerableFailures', 5],
     ['restart.maxAttempts', 0], ['restart.backoffMs', 0], ['metrics.port', 1], ['metrics.port', 65535],
     ['parallelism', 1],
@@ -141,6 +141,8 @@ t.test('every bad value is one line naming the key', async (t) => {
     ['state.pageSize', '16k', /got "16k"/],
     ['state.cachePages', 0, /got 0/],
     ['state.cachePages', 2 ** 30 + 1, /got 1073741825/],
+    ['state.cacheBytes', 0, /≥ 1 \(bytes\), got 0/],
+    ['state.cacheBytes', '64MB', /got "64MB"/],
     ['state.codecThreads', -1, /0 \(no pool\) to 256, got -1/],
     ['state.codecThreads', 257, /got 257/],
     ['state.codecThreads', 'all', /got "all"/],
@@ -181,7 +183,7 @@ t.test('unknown keys at every level', async (t) => {
   rejects(t, () => parseConfig({ paralelism: 2 }), 'paralelism', "unknown key 'paralelism' (did you mean 'parallelism'?)");
   rejects(t, () => parseConfig({ foo: 1 }), 'foo', /unknown key 'foo' \(known keys: parallelism, keyGroups, .*metrics, errors\)/);
   rejects(t, () => parseConfig({ state: { cachepages: 8 } }), 'state.cachepages', "unknown key 'cachepages' (did you mean 'cachePages'?)");
-  rejects(t, () => parseConfig({ state: { path: '/x' } }), 'state.path', /known keys: storage, pageSize, cachePages, compression, codecThreads/);
+  rejects(t, () => parseConfig({ state: { path: '/x' } }), 'state.path', /known keys: storage, pageSize, cachePages, cacheBytes, compression, codecThreads/);
   rejects(t, () => parseConfig({ checkpoint: { interval: 5 } }), 'checkpoint.interval', /did you mean 'intervalMs'/);
   rejects(t, () => parseConfig({ restart: { attempts: 5 } }), 'restart.attempts', /unknown key 'attempts'/);
   rejects(t, () => parseConfig({ metrics: { host: 'x' } }), 'metrics.host', /known keys: port/);

@@ -198,3 +198,29 @@ t.test('a new compression setting still reads old pages', async (t) => {
   t.equal(ok, 3000);
   await s.close();
 });
+
+t.test('cacheBytes bounds the decoded pages by their memory, beside cachePages', async (t) => {
+  const path = join(tmp, 'cache-bytes');
+  const budget = 256 << 10;
+  const s = await openStore({ path, pageSize: 4096, cachePages: 1 << 20, cacheBytes: budget });
+  let peak = 0;
+  for (let i = 0; i < 20_000; i++) {
+    s.set(`user:${(i * 7919) % 20_000}`, { n: i, s: 'x'.repeat(40) });
+    peak = Math.max(peak, s.stats.residentBytes!);
+  }
+  t.ok(peak <= budget, `counted memory stays within the budget (peak ${peak})`);
+  const live = (s as unknown as { engine: { pager: { livePages: number } } }).engine.pager.livePages;
+  t.ok(s.stats.residentPages < live / 4, `most pages are not resident (${s.stats.residentPages} of ${live})`);
+  t.ok(s.stats.spillWrites > 0, 'dirty pages went to the spill file');
+  await s.flush();
+  for (let i = 0; i < 20_000; i += 97) t.equal((s.get(`user:${(i * 7919) % 20_000}`) as { n: number }).n, i);
+  t.ok(s.stats.residentBytes! <= budget);
+  await s.close();
+  const u = await openStore({ path, pageSize: 4096 });
+  t.equal(u.stats.residentBytes, undefined, 'nothing is counted without a budget');
+  t.equal(u.size, 20_000);
+  await u.close();
+  for (const bad of [0, -1, 1.5, '1MB']) {
+    await t.rejects(openStore({ path: join(tmp, 'cache-bytes-bad'), cacheBytes: bad as number }), { code: 'TIDEPOOL_BAD_OPTION', message: /cacheBytes/ });
+  }
+});

@@ -8,10 +8,27 @@ import { join } from 'node:path';
 import { openStore, type StoreOptions } from '../src/index.js';
 import { Model, checkTree, deleteArb, engineOf, opArb, plain, rangeArb, setArb, type Op } from './helpers/model.js';
 import type { FlushBatch, FlushPage, StateBackend } from '../src/storage/backend.js';
+import type { TreeNode } from '../src/state/node.js';
+import { pageCost } from '../src/state/resident-bytes.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'tidepool-model-'));
 t.teardown(() => rmSync(tmp, { recursive: true, force: true }));
 let dirs = 0;
+
+/**
+ * With a cacheBytes budget, after every operation: the resident pages' counted memory
+ * is within the budget and equals a recount of every resident page (the incremental
+ * accounting missed no change).
+ */
+function checkBytes(store: Awaited<ReturnType<typeof openStore>>, budget: number): void {
+  const pager = engineOf(store).pager;
+  const resident = (pager as unknown as { resident: Map<number, TreeNode> }).resident;
+  let sum = 0;
+  for (const node of resident.values()) sum += pageCost(node);
+  const counted = store.stats.residentBytes;
+  if (counted !== sum) throw new Error(`residentBytes ${counted}, a recount says ${sum}`);
+  if (sum > budget) throw new Error(`resident pages hold ~${sum} bytes, over cacheBytes ${budget}`);
+}
 
 async function runOps(opts: StoreOptions, ops: Op[], ranges: Parameters<Model['range']>[0][], reopen: boolean): Promise<void> {
   const path = join(tmp, `s${dirs++}`);
@@ -41,6 +58,7 @@ async function runOps(opts: StoreOptions, ops: Op[], ranges: Parameters<Model['r
           await store.flush();
           break;
       }
+      if (opts.cacheBytes !== undefined) checkBytes(store, opts.cacheBytes);
     }
     const problems = checkTree(engineOf(store), 'data');
     if (problems.length) throw new Error(`tree invariants: ${problems.slice(0, 5).join('; ')}`);
@@ -72,6 +90,9 @@ const configs: [string, StoreOptions, number][] = [
   ['memory, 512 B pages, 8-page cache, lz4', { storage: 'memory', pageSize: 512, cachePages: 8, compression: 'lz4' }, 100],
   ['lmdb, 384 B pages, 3-page cache', { storage: 'lmdb', pageSize: 384, cachePages: 3 }, 40],
   ['lmdb, 1 KiB pages, 4-page cache, zstd', { storage: 'lmdb', pageSize: 1024, cachePages: 4, compression: 'zstd' }, 25],
+  // A byte budget of about three full pages with a page bound that never bites.
+  ['memory, 512 B pages, cacheBytes 4 KiB', { storage: 'memory', pageSize: 512, cachePages: 1 << 20, cacheBytes: 4096 }, 100],
+  ['lmdb, 1 KiB pages, cacheBytes 8 KiB', { storage: 'lmdb', pageSize: 1024, cachePages: 1 << 20, cacheBytes: 8192 }, 30],
 ];
 
 // Random mixes, and fill-then-drain sequences that force merges and borrowing.

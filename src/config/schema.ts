@@ -51,6 +51,8 @@ export interface TidepoolConfig {
     pageSize: number;
     /** Pages per stateful instance; unset: sized from memory (runtime/cache-budget.ts). */
     cachePages?: number;
+    /** Estimated memory of decoded pages per stateful instance, bytes (a second bound; unset: none). */
+    cacheBytes?: number;
     compression: CompressionSpec;
     /** Threads of the process's page-codec pool; unset: the number of cores (0 for lz4 and deflate); 0: each instance compresses itself. */
     codecThreads?: number;
@@ -151,6 +153,7 @@ const schema = z
         storage: oneOf(['lmdb', 'temp', 'memory']).default('lmdb'),
         pageSize: int(256, 16 << 20, `expected an integer from 256 to ${16 << 20} (bytes)`).default(16384),
         cachePages: int(1, 2 ** 30, `expected an integer from 1 to ${2 ** 30}`).optional(),
+        cacheBytes: int(1, Number.MAX_SAFE_INTEGER, 'expected an integer ≥ 1 (bytes)').optional(),
         compression: compression.default('none'),
         codecThreads: int(0, MAX_CODEC_THREADS, `expected an integer from 0 (no pool) to ${MAX_CODEC_THREADS}`).optional(),
         remote: remote.optional(),
@@ -321,7 +324,7 @@ export function defaultConfig(): TidepoolConfig {
 /** The top-level and nested keys of the config, for help texts: `state.pageSize`, … */
 export const CONFIG_KEYS: readonly string[] = [
   'parallelism', 'keyGroups', 'chaining', 'execution', 'batchSize', 'operators.<name>.parallelism',
-  'state.storage', 'state.pageSize', 'state.cachePages', 'state.compression', 'state.codecThreads', 'state.remote',
+  'state.storage', 'state.pageSize', 'state.cachePages', 'state.cacheBytes', 'state.compression', 'state.codecThreads', 'state.remote',
   'checkpoint.intervalMs', 'checkpoint.timeoutMs', 'checkpoint.retain', 'checkpoint.tolerableFailures', 'checkpoint.remoteRequired',
   'restart.maxAttempts', 'restart.backoffMs', 'metrics.port',
   'errors.onRecord', 'errors.deadLetterPath', 'operators.<name>.errors.onRecord',

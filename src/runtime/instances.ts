@@ -46,7 +46,7 @@ export async function prepareInstances(plan: PhysicalPlan, config: TidepoolConfi
         const stateId = rescaled ? `${t.operators[0]}#${s}.g${restore!.id}` : saved?.stateId ?? `${t.operators[0]}#${s}`;
         const st = config.state;
         setup.state = {
-          storage: st.storage, stateId, pageSize: st.pageSize, cachePages, compression: st.compression,
+          storage: st.storage, stateId, pageSize: st.pageSize, cachePages, cacheBytes: st.cacheBytes, compression: st.compression,
           codecThreads: st.codecThreads ?? defaultCodecThreads(st.compression), retain: flushesToRetain(config),
         };
         if (rescaled) {

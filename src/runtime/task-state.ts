@@ -28,7 +28,7 @@ export async function openEngine(s: StateSetup): Promise<StateEngine> {
     }, io);
   }
   if (!backend) throw errors.worker(s.stateId, 'no state backend');
-  return new StateEngine({ name: s.stateId.replace(/[^A-Za-z0-9._-]/g, '_'), pageSize: s.pageSize, cachePages: s.cachePages, codec, codecFor: codecResolver(codec), backend });
+  return new StateEngine({ name: s.stateId.replace(/[^A-Za-z0-9._-]/g, '_'), pageSize: s.pageSize, cachePages: s.cachePages, cacheBytes: s.cacheBytes, codec, codecFor: codecResolver(codec), backend });
 }
 
 /**

@@ -33,6 +33,7 @@ export interface StateSetup {
   stateId: string;
   pageSize: number;
   cachePages: number;
+  cacheBytes?: number;
   compression: CompressionSpec;
   /** Size of the process's codec pool (codecPoolFor: 0 or `none` compress on the instance's thread). */
   codecThreads: number;

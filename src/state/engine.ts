@@ -19,6 +19,8 @@ export interface EngineOptions {
   name: string;
   pageSize: number;
   cachePages: number;
+  /** A budget for the decoded pages' estimated memory, besides cachePages (unset: none). */
+  cacheBytes?: number;
   codec: PageCodec;
   codecFor: (id: number) => PageCodec | undefined;
   backend: StateBackend;
@@ -49,7 +51,7 @@ export class StateEngine {
     const last = opts.backend.lastCommit;
     this.version = last?.version ?? 0;
     this.spill = opts.backend.spillDir ? new SpillFile(join(opts.backend.spillDir, `${opts.name}.spill`)) : new MemorySpill();
-    this.pager = new Pager(opts.cachePages, opts.codec, opts.codecFor, this.spill, opts.backend, last?.nextPageId ?? 1);
+    this.pager = new Pager(opts.cachePages, opts.codec, opts.codecFor, this.spill, opts.backend, last?.nextPageId ?? 1, opts.cacheBytes);
     this.capacity = opts.pageSize - PAGE_HEADER_BYTES;
     this.pager.livePages = last?.livePages ?? 0;
     if (last) {

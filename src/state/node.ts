@@ -33,6 +33,8 @@ interface NodeBase {
   dirty: boolean;
   /** Second-chance bit of the page cache's clock. */
   ref: boolean;
+  /** Memory counted for it by the cacheBytes budget (resident-bytes.ts); -1 once it left the cache. */
+  cost: number;
 }
 export interface LeafNode extends NodeBase {
   kind: typeof LEAF;
@@ -58,12 +60,12 @@ export function entryBytes(key: string, v: StoredValue): number {
 }
 
 export function newLeaf(id: number): LeafNode {
-  return { kind: LEAF, id, keys: [], vals: [], bytes: NODE_OVERHEAD, dirty: true, ref: true };
+  return { kind: LEAF, id, keys: [], vals: [], bytes: NODE_OVERHEAD, dirty: true, ref: true, cost: 0 };
 }
 export function newBranch(id: number, children: number[], keys: string[]): BranchNode {
   let bytes = NODE_OVERHEAD + children.length * CHILD_BYTES;
   for (const k of keys) bytes += k.length + KEY_OVERHEAD;
-  return { kind: BRANCH, id, keys, children, bytes, dirty: true, ref: true };
+  return { kind: BRANCH, id, keys, children, bytes, dirty: true, ref: true, cost: 0 };
 }
 
 /**
@@ -75,14 +77,14 @@ export function newBranch(id: number, children: number[], keys: string[]): Branc
  */
 export function freezeNode(node: TreeNode): TreeNode {
   if (node.kind === LEAF) {
-    const copy: LeafNode = { kind: LEAF, id: node.id, keys: node.keys.slice(), vals: node.vals.slice(), bytes: node.bytes, dirty: false, ref: false };
+    const copy: LeafNode = { kind: LEAF, id: node.id, keys: node.keys.slice(), vals: node.vals.slice(), bytes: node.bytes, dirty: false, ref: false, cost: 0 };
     if (node.raw !== undefined) {
       copy.raw = node.raw;
       copy.voff = node.voff;
     }
     return copy;
   }
-  return { kind: BRANCH, id: node.id, keys: node.keys.slice(), children: node.children.slice(), bytes: node.bytes, dirty: false, ref: false };
+  return { kind: BRANCH, id: node.id, keys: node.keys.slice(), children: node.children.slice(), bytes: node.bytes, dirty: false, ref: false, cost: 0 };
 }
 
 // ---------------------------------------------------------------- serialization
@@ -318,7 +320,7 @@ export function deserializeNode(id: number, raw: Uint8Array): TreeNode {
     }
     if (pos !== end) throw new MalformedNode('trailing bytes after leaf');
     const vals = new Array<StoredValue | undefined>(count);
-    return { kind: LEAF, id, keys, vals, bytes, dirty: false, ref: true, raw: buf, voff };
+    return { kind: LEAF, id, keys, vals, bytes, dirty: false, ref: true, cost: 0, raw: buf, voff };
   }
   if (kind === BRANCH) {
     if (count < 1) throw new MalformedNode('branch without children');

@@ -23,6 +23,7 @@ import { MalformedNode, deserializeNode, freezeNode, serializeNode, newBranch, n
 import { PAGE_HEADER_BYTES, decodePage, encodePage, encodePageInto, verifyPage } from './page-format.js';
 import { CODEC_NONE, codecById, type PageCodec } from './codecs.js';
 import type { SpillSlot, SpillStore } from './spill-file.js';
+import { ResidentBytes } from './resident-bytes.js';
 import type { FlushPage } from '../storage/backend.js';
 
 /** Reads the newest durable version of a page (tier 3). */
@@ -57,6 +58,8 @@ export class Pager {
   private freedSinceFlush: number[] = [];
   /** Pages that are part of some tree (allocated and not freed), whatever tier holds them. */
   livePages = 0;
+  /** The cacheBytes accounting; undefined without a byte budget (nothing is counted then). */
+  private readonly bytes: ResidentBytes | undefined;
   /** Envelopes of uncompressed spill copies (encodeFlushBody). */
   private readonly rawCodec = codecById(CODEC_NONE)!;
   readonly stats: PagerStats = { hits: 0, misses: 0, spillWrites: 0, spillReads: 0, persistentReads: 0, evictions: 0 };
@@ -68,7 +71,22 @@ export class Pager {
     private readonly spill: SpillStore,
     private readonly persistent: PersistentPages,
     public nextPageId: number,
-  ) {}
+    /** A budget for the decoded pages' memory (resident-bytes.ts), besides `cachePages`. */
+    cacheBytes = Infinity,
+  ) {
+    this.bytes = Number.isFinite(cacheBytes) ? new ResidentBytes(cacheBytes) : undefined;
+  }
+
+  /** Estimated memory of the resident pages, when a `cacheBytes` budget is set. */
+  get residentBytes(): number | undefined {
+    this.settleBytes();
+    return this.bytes?.total;
+  }
+
+  /** Re-measures the pages operations touched since the last call (cacheBytes only). */
+  private settleBytes(): void {
+    this.bytes?.settle();
+  }
 
   get residentPages(): number {
     return this.resident.size;
@@ -87,11 +105,13 @@ export class Pager {
     if (node !== undefined) {
       node.ref = true;
       this.stats.hits++;
+      this.bytes?.touch(node);
       return node;
     }
     this.stats.misses++;
     const loaded = this.load(id, table);
     this.resident.set(id, loaded);
+    this.bytes?.touch(loaded);
     return loaded;
   }
 
@@ -142,6 +162,7 @@ export class Pager {
   allocLeaf(): LeafNode {
     const node = newLeaf(this.nextPageId++);
     this.resident.set(node.id, node);
+    this.bytes?.touch(node);
     this.livePages++;
     return node;
   }
@@ -149,6 +170,7 @@ export class Pager {
   allocBranch(children: number[], keys: string[]): BranchNode {
     const node = newBranch(this.nextPageId++, children, keys);
     this.resident.set(node.id, node);
+    this.bytes?.touch(node);
     this.livePages++;
     return node;
   }
@@ -156,7 +178,11 @@ export class Pager {
   /** The page is no longer part of any tree; its persisted versions become garbage at the next flush. */
   free(id: number): void {
     this.livePages--;
-    this.resident.delete(id);
+    const node = this.resident.get(id);
+    if (node !== undefined) {
+      this.resident.delete(id);
+      this.bytes?.removed(node);
+    }
     const slot = this.spilled.get(id);
     if (slot !== undefined) {
       this.spilled.delete(id);
@@ -166,21 +192,22 @@ export class Pager {
   }
 
   /**
-   * Brings the cache back within `cachePages`: clean pages are dropped, dirty ones
-   * spilled. If the spill file cannot take a page (a full disk), that page stays
-   * resident and dirty — nothing is lost — clean pages are still dropped, and the
-   * error is thrown once the pass is over.
+   * Brings the cache back within `cachePages` and `cacheBytes`: clean pages are
+   * dropped, dirty ones spilled. If the spill file cannot take a page (a full disk),
+   * that page stays resident and dirty — nothing is lost — clean pages are still
+   * dropped, and the error is thrown once the pass is over.
    */
   evict(): void {
-    const over = this.resident.size - this.cachePages;
-    if (over <= 0) return;
-    let toEvict = over;
+    const b = this.bytes;
+    this.settleBytes();
+    const over = () => this.resident.size > this.cachePages || (b !== undefined && b.over);
+    if (!over()) return;
     let failure: unknown;
     // Clock over the Map's insertion order: a referenced page gets a second chance
     // (moved to the back with its bit cleared). Two passes always suffice.
     let budget = this.resident.size * 2;
     for (const [id, node] of this.resident) {
-      if (toEvict === 0 || budget-- === 0) break;
+      if (!over() || budget-- === 0) break;
       if (node.ref) {
         node.ref = false;
         this.resident.delete(id);
@@ -190,7 +217,6 @@ export class Pager {
       if (node.dirty && failure !== undefined) continue;
       try {
         this.evictNode(node);
-        toEvict--;
       } catch (e) {
         failure = e;
       }
@@ -213,6 +239,7 @@ export class Pager {
       }
     }
     this.resident.delete(node.id);
+    this.bytes?.removed(node);
     this.stats.evictions++;
   }
 
@@ -332,6 +359,7 @@ export class Pager {
         const back = { ...freezeNode(fl.node), ref: false };
         back.dirty = true;
         this.resident.set(id, back); // over the bound until the next evict() spills it
+        this.bytes?.touch(back);
       } else {
         throw new Error(`internal: page ${id} of the failed flush ${version} has no copy left`);
       }
@@ -352,6 +380,7 @@ export class Pager {
   /** Drops every resident page (used by clear/close); dirty state must already be flushed or discarded. */
   dropAll(): void {
     this.resident.clear();
+    this.bytes?.clear();
     for (const slot of this.spilled.values()) this.spill.free(slot);
     this.spilled.clear();
   }
