@@ -1,11 +1,12 @@
 // The memory of the page cache's decoded pages, for the `cacheBytes` budget.
 //
 // A page's cost is an estimate of what its decoded node holds on the heap: its
-// serialized size (`bytes`, which the tree keeps up to date), the raw page buffer a
-// leaf read from storage keeps for its undecoded values, and ENTRY_COST per entry for
-// the key string, the array slots and the value's own object. Measured on 400k keys
-// (heapUsed + external after a full GC over Σ of this estimate): within about −40% /
-// +20% for string, number and object values, fresh or read back (perf/RESULTS.md).
+// serialized size (`bytes`, which the tree keeps up to date), plus per entry ENTRY_COST
+// (key string, array slots, the decoded value's object) — or, for a leaf read from
+// storage whose values are still undecoded, the raw page buffer it keeps plus KEY_COST
+// per entry. Measured on 400k keys (heapUsed + external after a full GC against Σ of
+// this estimate): from −38% to +32% for string, number and object values, fresh or
+// read back (perf/RESULTS.md, "cacheBytes").
 //
 // Costs are settled between operations, not inside them: every page the tree reaches
 // during an operation (pager.get or alloc) is noted, and `settle()` re-measures just
@@ -16,9 +17,12 @@ import { LEAF, type TreeNode } from './node.js';
 
 /** Heap bytes per leaf entry beyond its serialized bytes (key string, array slots, value object). */
 export const ENTRY_COST = 120;
+/** The same for a key alone (a branch's separators, a leaf whose values are still in its raw buffer). */
+export const KEY_COST = 40;
 
 export function pageCost(node: TreeNode): number {
-  return node.bytes + node.keys.length * ENTRY_COST + (node.kind === LEAF && node.raw ? node.raw.length : 0);
+  if (node.kind === LEAF && node.raw !== undefined) return node.bytes + node.raw.length + node.keys.length * KEY_COST;
+  return node.bytes + node.keys.length * (node.kind === LEAF ? ENTRY_COST : KEY_COST);
 }
 
 export class ResidentBytes {
