@@ -11,9 +11,16 @@
 // encoded yet, or from a spill slot — a clean page evicted while in flight is written
 // to the spill file first. So a flush holds no more memory than the cache itself.
 //
+// A spilled page read back keeps its spill slot ("spill-backed"): the node is clean
+// with respect to that slot, so if it is evicted again unchanged it goes back to the
+// slot without being serialized, compressed and written again; a flush takes the slot
+// as it is. A mutation marks the node dirty, and the slot is dropped the next time the
+// pager looks at the page (eviction, flush, free).
+//
 // Invariants:
-// - A page id is in at most one of resident-dirty / spilled. A dirty page is never
-//   dropped: eviction writes it to the spill file first.
+// - A page id is in at most one of resident-dirty / spilled / spill-backed. A page not
+//   durable is never dropped: eviction writes it to the spill file first (or, unchanged
+//   and spill-backed, leaves it in its slot).
 // - Pages handed to the I/O worker stay readable (in flight) until it reports their
 //   flush durable; only then may the persistent tier be the only copy.
 // - Eviction happens only between operations (`evict()`), never inside one, so tree
@@ -54,6 +61,8 @@ export interface PagerStats {
 export class Pager {
   private readonly resident = new Map<number, TreeNode>();
   private readonly spilled = new Map<number, SpillSlot>();
+  /** Resident pages read back from the spill file, unchanged since: their slot holds them (see above). */
+  private readonly backing = new Map<number, SpillSlot>();
   private readonly inflight = new Map<number, InFlight>();
   private freedSinceFlush: number[] = [];
   /** Pages that are part of some tree (allocated and not freed), whatever tier holds them. */
@@ -94,10 +103,21 @@ export class Pager {
   get spilledPages(): number {
     return this.spilled.size;
   }
+  /** Pages not durable yet: resident dirty, spilled, or spill-backed. */
   get dirtyPages(): number {
-    let n = this.spilled.size;
-    for (const node of this.resident.values()) if (node.dirty) n++;
+    let n = this.spilled.size + this.backing.size;
+    for (const [id, node] of this.resident) if (node.dirty && !this.backing.has(id)) n++;
     return n;
+  }
+
+  /** The spill slot still holding resident page `id` unchanged, if any; a stale one is freed. */
+  private backingOf(id: number, node: TreeNode): SpillSlot | undefined {
+    const slot = this.backing.get(id);
+    if (slot === undefined) return undefined;
+    if (!node.dirty) return slot;
+    this.backing.delete(id); // changed since it was read back: the slot is an old version
+    this.spill.free(slot);
+    return undefined;
   }
 
   get(id: number, table: string): TreeNode {
@@ -121,8 +141,7 @@ export class Pager {
       this.stats.spillReads++;
       const node = this.decode(id, table, this.spill.read(slot), 'spill');
       this.spilled.delete(id);
-      this.spill.free(slot);
-      node.dirty = true; // still not durable anywhere
+      this.backing.set(id, slot); // not durable anywhere but there: clean with respect to it
       return node;
     }
     const fl = this.inflight.get(id);
@@ -183,6 +202,11 @@ export class Pager {
       this.resident.delete(id);
       this.bytes?.removed(node);
     }
+    const backed = this.backing.get(id);
+    if (backed !== undefined) {
+      this.backing.delete(id);
+      this.spill.free(backed);
+    }
     const slot = this.spilled.get(id);
     if (slot !== undefined) {
       this.spilled.delete(id);
@@ -225,7 +249,12 @@ export class Pager {
   }
 
   private evictNode(node: TreeNode): void {
-    if (node.dirty) {
+    const backed = this.backingOf(node.id, node);
+    if (backed !== undefined) {
+      // Unchanged since it was read from its slot: back to the slot, nothing written.
+      this.backing.delete(node.id);
+      this.spilled.set(node.id, backed);
+    } else if (node.dirty) {
       const slot = this.spill.write(encodePage(serializeNode(node), this.codec));
       this.spilled.set(node.id, slot);
       this.stats.spillWrites++;
@@ -254,6 +283,14 @@ export class Pager {
   snapshot(version: number): { pages: FlushPage[]; freed: number[] } {
     const pages: FlushPage[] = [];
     for (const node of this.resident.values()) {
+      const backed = this.backingOf(node.id, node);
+      if (backed !== undefined) {
+        // Taken as its spill slot (which holds exactly this node), like a spilled page.
+        this.backing.delete(node.id);
+        this.inflight.set(node.id, { version, slot: backed });
+        pages.push({ pageId: node.id, slot: backed });
+        continue;
+      }
       if (!node.dirty) continue;
       const frozen = freezeNode(node);
       node.dirty = false;
@@ -381,6 +418,8 @@ export class Pager {
   dropAll(): void {
     this.resident.clear();
     this.bytes?.clear();
+    for (const slot of this.backing.values()) this.spill.free(slot);
+    this.backing.clear();
     for (const slot of this.spilled.values()) this.spill.free(slot);
     this.spilled.clear();
   }
