@@ -12,6 +12,7 @@ import { dirname, join, relative } from 'node:path';
 import { FlowChildren, manifestIds, newestManifest, sleep, type Exit } from './helpers/flow-child.js';
 import { checkExactlyOnce, readOrEmpty } from './helpers/keyed-output.js';
 import { open as openLmdb } from 'lmdb';
+import { LMDB_PAGE_BYTES } from '../src/storage/io-protocol.js';
 
 const children = new FlowChildren('tidepool-chk-restore-');
 const tmp = children.dir;
@@ -368,6 +369,10 @@ t.test('disk use stays bounded: retain manifests, at most retain + 1 versions pe
   const written = perCheckpoint * completed;
   const dataMdb = statSync(join(flowState, 'data.mdb')).size;
   t.comment(`${completed} checkpoints wrote ~${written} bytes; ${stored} bytes stored; data.mdb ${dataMdb} bytes`);
-  t.ok(dataMdb <= 4 * stored + 256 * 1024, `data.mdb (${dataMdb} bytes) stays near the stored pages (${stored} bytes), far below what ${completed} checkpoints wrote (~${written} bytes)`);
+  // The slack is in LMDB pages (LMDB_PAGE_BYTES): a tiny state still takes a few dozen of
+  // them (its trees, free list and meta pages), however few bytes it stores.
+  const slack = 64 * LMDB_PAGE_BYTES;
+  t.ok(written > 4 * stored + slack, `the run wrote enough (~${written} bytes) for the bound to catch a file that never reuses pages`);
+  t.ok(dataMdb <= 4 * stored + slack, `data.mdb (${dataMdb} bytes) stays near the stored pages (${stored} bytes), far below what ${completed} checkpoints wrote (~${written} bytes)`);
   checkExactlyOnce(t, out, n, keyOfCount, 'the steady run');
 });

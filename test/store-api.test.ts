@@ -224,3 +224,21 @@ t.test('cacheBytes bounds the decoded pages by their memory, beside cachePages',
     await t.rejects(openStore({ path: join(tmp, 'cache-bytes-bad'), cacheBytes: bad as number }), { code: 'TIDEPOOL_BAD_OPTION', message: /cacheBytes/ });
   }
 });
+
+t.test('a state directory made with 4 KiB LMDB pages (before LMDB_PAGE_BYTES) still opens, writes and reads', async (t) => {
+  const { open } = await import('lmdb');
+  const { envOptions, LMDB_PAGE_BYTES } = await import('../src/storage/io-protocol.js');
+  const path = join(tmp, 'old-lmdb-pages');
+  const env = open({ ...envOptions(path, false), pageSize: 4096 });
+  await env.close();
+  const s = await openStore({ path, pageSize: 1024, cachePages: 8 });
+  for (let i = 0; i < 3000; i++) s.set(i, `value ${i}`);
+  await s.close();
+  const r = await openStore({ path, pageSize: 1024, cachePages: 8 });
+  t.equal(r.size, 3000);
+  t.equal(r.get(2999), 'value 2999');
+  await r.close();
+  const again = open(envOptions(path, false));
+  t.equal((again.getStats() as { pageSize?: number }).pageSize, 4096, `the environment kept its 4 KiB pages (new ones get ${LMDB_PAGE_BYTES})`);
+  await again.close();
+});

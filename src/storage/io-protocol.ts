@@ -81,8 +81,20 @@ export function envOptions(dir: string, noSync: boolean) {
   // useWritemap: false (lmdb-js's default, pinned here) — pages are written with pwrite
   // and the map is read-only, so a full disk fails a commit with an error instead of
   // killing the process with SIGBUS on a store into a map page with no block behind it.
-  return { path: dir, maxDbs: 8, noSync, compression: false, noSubdir: false, useWritemap: false } as const;
+  // pageSize: LMDB_PAGE_BYTES for new environments (an existing one keeps its own).
+  return { path: dir, maxDbs: 8, noSync, compression: false, noSubdir: false, useWritemap: false, pageSize: LMDB_PAGE_BYTES } as const;
 }
+/**
+ * LMDB's page size for new state directories. With LMDB's default 4 KiB pages every
+ * tidepool page (16 KiB by default) is an overflow value needing a run of 5 contiguous
+ * free pages, and as GC frees old versions the free list fragments: at 1 GB of state
+ * each checkpoint took longer than the last (2.9 → 15.5 s durable). With 32 KiB pages
+ * a page of up to ~16.3 KB fits in a leaf (LMDB's largest inline value is about half a
+ * page), and the same checkpoints took 4.0–7.0 s (perf/RESULTS.md, "LMDB page size").
+ * 64 KiB was faster still but aborted inside lmdb-js on a full disk; 32 KiB passes the
+ * disk-full tests. The cost is coarser files for tiny states (~1.2 MB for 99 KB).
+ */
+export const LMDB_PAGE_BYTES = 32768;
 export const PAGES_DB = 'pages';
 export const COMMITS_DB = 'commits';
 export const ATTEMPTS_DB = 'attempts';
