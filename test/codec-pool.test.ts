@@ -9,6 +9,7 @@
 // - A SIGKILL while pages are in the pool leaves the previous flush.
 import t, { type Test } from 'tap';
 import { spawn } from 'node:child_process';
+import { createInterface } from 'node:readline';
 import { mkdtempSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -113,19 +114,13 @@ function runWriter(dir: string, mode: string, killOn?: { line: string; afterMs: 
   const child = spawn(process.execPath, [WRITER, dir, mode], { stdio: ['ignore', 'pipe', 'pipe'] });
   const lines: string[] = [];
   let stderr = '';
-  let buf = '';
-  child.stdout.setEncoding('utf8').on('data', (d: string) => {
-    buf += d;
-    let nl;
-    while ((nl = buf.indexOf('\n')) >= 0) {
-      const line = buf.slice(0, nl);
-      buf = buf.slice(nl + 1);
-      lines.push(line);
-      if (killOn && line === killOn.line) setTimeout(() => child.kill('SIGKILL'), killOn.afterMs);
-    }
+  createInterface({ input: child.stdout }).on('line', (line) => {
+    lines.push(line);
+    if (killOn && line === killOn.line) setTimeout(() => child.kill('SIGKILL'), killOn.afterMs);
   });
   child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-  return new Promise((resolve) => child.on('exit', (_code, signal) => {
+  // 'close', not 'exit': it comes once stdout has ended, so every line is in `lines`.
+  return new Promise((resolve) => child.on('close', (_code, signal) => {
     rmSync(markFile(child.pid), { force: true });
     resolve({ lines, signal, stderr });
   }));

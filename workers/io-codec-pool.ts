@@ -64,8 +64,8 @@ export async function closeCodecPool(): Promise<void> {
 export interface PooledSink {
   /** Puts one envelope of `version`; returns the put (the envelope's memory must outlive it). */
   put(pageId: number, version: number, envelope: Buffer): Promise<unknown> | undefined;
-  /** The flush of `version` cannot be completed (its pages did not come back). */
-  fail(version: number, e: Error): void;
+  /** The flush being written cannot be completed (its pages did not come back). */
+  fail(e: Error): void;
 }
 
 export interface PoolConfig {
@@ -137,7 +137,7 @@ export class PooledPages {
     const done: Promise<void> = task
       .then(
         (out) => this.putAll(out, frames, ids, versions),
-        (e: unknown) => this.sink.fail(versions[0]!, codecFailure(this.cfg.name, e)),
+        (e: unknown) => this.sink.fail(codecFailure(this.cfg.name, e)),
       )
       .finally(() => {
         this.inflightBytes -= bytes;
@@ -152,7 +152,7 @@ export class PooledPages {
       const at = frames[2 * i]!, room = frames[2 * i + 1]!;
       const n = pageTotalLength(out.subarray(at, at + room));
       if (n < 0 || n > room) {
-        this.sink.fail(versions[i]!, codecFailure(this.cfg.name, new Error(`the pool returned a malformed envelope for page ${ids[i]}`)));
+        this.sink.fail(codecFailure(this.cfg.name, new Error(`the pool returned a malformed envelope for page ${ids[i]}`)));
         return;
       }
       const put = this.sink.put(ids[i]!, versions[i]!, Buffer.from(out.buffer, out.byteOffset + at, n));

@@ -166,7 +166,7 @@ async function attach(req: AttachRequest): Promise<void> {
   if (req.codecPool) {
     st.pooled = new PooledPages(req.codecPool, {
       put: (pageId, version, envelope) => (st.writes.failure || st.abandoned ? undefined : putPage(st, pageId, version, envelope)),
-      fail: (_version, e) => st.writes.fail(e),
+      fail: (e) => st.writes.fail(e),
     });
   }
   attached.set(stateKey, st);
