@@ -18,7 +18,7 @@ import { FlowChildren, manifestIds, sleep } from './helpers/flow-child.js';
 import { checkExactlyOnce, lines } from './helpers/keyed-output.js';
 import { startAzurite, type Azurite } from './helpers/azurite.js';
 import { openObjectStore, type ObjectStore } from '../src/storage/remote/object-store.js';
-import { decodeCheckpoint } from '../src/storage/remote/packs.js';
+import { checkpointIdOf, decodeCheckpoint } from '../src/storage/remote/packs.js';
 import { parseConfig } from '../src/config/schema.js';
 import type { RunSummary } from '../src/observe/report.js';
 import type { RemoteReport } from '../src/cli/inspect-remote.js';
@@ -319,9 +319,15 @@ t.test('lazy restore whose background copy fails (every pack with a bad checksum
 
   // The last byte of a pack is the checksum of the whole object, which the background
   // copy checks; a page fetched on demand is read by range and checked on its own.
-  const packs = readdirSync(join(storeDir, 'job', 'chk-count', 'state'), { recursive: true, encoding: 'utf8' })
-    .filter((f) => f.endsWith('.pack'))
-    .map((f) => join(storeDir, 'job', 'chk-count', 'state', f));
+  // Only packs a remote checkpoint names: the kill may leave packs of a torn upload,
+  // which the next run collects as garbage (and so cannot be mended after it).
+  const named = new Set<string>();
+  for (const f of readdirSync(chkDir).filter((n) => checkpointIdOf(n) !== undefined)) {
+    const chk = decodeCheckpoint(readFileSync(join(chkDir, f)), f);
+    for (const s of Object.values(chk.states)) for (const o of s.objects) named.add(o);
+  }
+  const packs = [...named].map((name) => join(storeDir, ...name.split('/')));
+  t.ok(packs.length > 0 && packs.every((f) => f.endsWith('.pack') && existsSync(f)), `the remote checkpoints name ${packs.length} packs, all present`);
   const flip = () => {
     for (const f of packs) {
       const b = readFileSync(f);
