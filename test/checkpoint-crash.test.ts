@@ -20,6 +20,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSy
 import { basename, dirname, join } from 'node:path';
 import { FlowChildren, manifestIds, newestManifest, sleep, type Exit } from './helpers/flow-child.js';
 import { rng } from './helpers/rng.js';
+import { readManifest } from '../src/runtime/checkpoints.js';
 
 const children = new FlowChildren('tidepool-chk-crash-');
 const tmp = children.dir;
@@ -252,6 +253,51 @@ t.test('keyed count survives 14 SIGKILLs at random moments and ends exactly-once
 
   const fin = await runToEnd('keyed-count.ts', state, [...args, '--set', 'checkpoint.intervalMs=100'], { ...env, TP_RATE: '0' });
   t.equal(fin.code, 0, `the last run completes (${fin.ms} ms)${fin.stderr ? `: ${fin.stderr.trim()}` : ''}`);
+  const bytes = checkKeyedCount(t, out);
+
+  // Done is done: the same command again exits 0 and changes nothing.
+  const manifestsDone = manifestIds(flowState);
+  const again = await runToEnd('keyed-count.ts', state, [...args, '--set', 'checkpoint.intervalMs=100'], { ...env, TP_RATE: '0' });
+  t.equal(again.code, 0, `running the finished flow again exits 0 (${again.ms} ms)${again.stderr ? `: ${again.stderr.trim()}` : ''}`);
+  t.ok(readOrEmpty(out).equals(bytes), 'and leaves the output byte-identical');
+  t.same(manifestIds(flowState), manifestsDone, 'and takes no new checkpoint');
+});
+
+t.test('fused at p=1 (gen→counts→out is one task): SIGKILLs while switching between fused, rescaled to 2 and unchained runs end exactly-once', async (t) => {
+  const state = join(tmp, 'fused-state');
+  const flowState = join(state, 'chk-count');
+  const out = join(tmp, 'fused-out', 'counts.jsonl');
+  const env = { TP_N: String(N), TP_KEYS: String(KEYS), TP_OUT: out };
+  const base = ['--set', 'parallelism=1', '--set', 'checkpoint.retain=2'];
+  // The state moves between a fused task's partition and a task of its own: same
+  // partition (chaining off), new partitions (counts rescaled 1 → 2 and back).
+  const shapes = [[], ['--set', 'operators.counts.parallelism=2'], [], ['--set', 'chaining=false'], [], ['--set', 'operators.counts.parallelism=2'], ['--set', 'chaining=false'], []];
+  const r = rng(20261202);
+  const ms = (lo: number, hi: number) => Math.round(lo + r() * (hi - lo));
+  const plans: KillPlan[] = [
+    { kind: 'manifest', nth: 2, plusMs: ms(0, 80), rate: 8000 },
+    { kind: 'manifest', nth: 1, plusMs: ms(20, 120), rate: 8000 },
+    { kind: 'prepared', rate: 8000 },
+    { kind: 'at', ms: ms(1500, 2500), rate: 8000 },
+    { kind: 'at', ms: ms(900, 1400), rate: 0 }, // unpaced
+    { kind: 'manifest', nth: 2, plusMs: 1, rate: 8000 },
+    { kind: 'prepared', rate: 8000 },
+    { kind: 'at', ms: ms(300, 700), rate: 8000 },
+  ];
+  const intervals = plans.map(() => ms(50, 200));
+  const rounds = await crashLoop(t, plans, 'keyed-count.ts', state, flowState, out, 2, (i) => [...base, ...shapes[i]!, '--set', `checkpoint.intervalMs=${intervals[i]}`], env,
+    (v) => (v as { n: number }).n, (v) => (v as { i: number }).i);
+  t.ok(rounds.filter((x) => x.killed && x.manifestAtKill > x.manifestBefore).length >= 5, 'most killed runs had completed checkpoints of their own shape');
+  const fin = await runToEnd('keyed-count.ts', state, [...base, '--set', 'checkpoint.intervalMs=100'], { ...env, TP_RATE: '0' });
+  t.equal(fin.code, 0, `the last run (fused) completes (${fin.ms} ms)${fin.stderr ? `: ${fin.stderr.trim()}` : ''}`);
+  const m = readManifest(flowState, newestManifest(flowState));
+  t.same(m.tasks.map((x) => x.operators.join('→')), ['gen→counts→out'], 'its checkpoints hold one fused task');
+  t.match(m.tasks[0]!.instances[0]!.stateId, /^counts#0(\.g\d+)?$/, 'whose state is a partition of counts');
+  checkKeyedCount(t, out);
+});
+
+/** The keyed count's output file: one line per record, per-key sequences, final counts as a plain reference's. */
+function checkKeyedCount(t: Test, out: string): Buffer {
   const bytes = readOrEmpty(out);
   const lines = completeLines<{ n: number; i: number }>(bytes);
   t.equal(bytes.length > 0 && bytes[bytes.length - 1], 0x0a, 'the output ends with a newline');
@@ -272,14 +318,8 @@ t.test('keyed count survives 14 SIGKILLs at random moments and ends exactly-once
   for (let i = 0; i < N; i++) reference.set(keyOf(i), (reference.get(keyOf(i)) ?? 0) + 1);
   t.same(Object.fromEntries(seq.last), Object.fromEntries(reference), 'final counts equal a plain reference');
   t.same(epochFiles(out), [], 'no unpublished epoch file left behind');
-
-  // Done is done: the same command again exits 0 and changes nothing.
-  const manifestsDone = manifestIds(flowState);
-  const again = await runToEnd('keyed-count.ts', state, [...args, '--set', 'checkpoint.intervalMs=100'], { ...env, TP_RATE: '0' });
-  t.equal(again.code, 0, `running the finished flow again exits 0 (${again.ms} ms)${again.stderr ? `: ${again.stderr.trim()}` : ''}`);
-  t.ok(readOrEmpty(out).equals(bytes), 'and leaves the output byte-identical');
-  t.same(manifestIds(flowState), manifestsDone, 'and takes no new checkpoint');
-});
+  return bytes;
+}
 
 // ---- word count over a text file ---------------------------------------------------------
 

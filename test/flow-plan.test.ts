@@ -5,7 +5,7 @@
 import t, { type Test } from 'tap';
 import { flow, sources, sinks, Flow } from '../src/index.js';
 import { anySink } from './helpers/any-sink.js';
-import { planFlow, keyGroupRange, subtaskForKeyGroup, describePlan, type PlanOptions, type PhysicalPlan } from '../src/flow/plan.js';
+import { planFlow, keyGroupRange, subtaskForKeyGroup, describePlan, stateOperatorOf, type PlanOptions, type PhysicalPlan } from '../src/flow/plan.js';
 
 const opts = (o: Partial<PlanOptions> = {}): PlanOptions => ({ parallelism: 2, keyGroups: 128, chaining: true, operators: {}, ...o });
 
@@ -50,6 +50,38 @@ t.test('chaining: stateless 1:1 operators share a task, also behind a stateful o
   const keyedSink = flow('ks').source('s', sources.generator({ count: 10, make: (i) => i })).keyBy((x: number) => x).sink('out', anySink());
   t.same(edges(planFlow(keyedSink, opts())), ['0-hash(out)->1']);
   t.same(shape(planFlow(keyedSink, opts())), ['s×2', 'out×2']);
+});
+
+t.test('fusion at p=1: a reduce joins the stateless task feeding it (no ring), other stateful operators do not', async (t) => {
+  const plan = planFlow(pipeline(), opts({ parallelism: 1 }));
+  t.same(shape(plan), ['src+m+f+r+m2+out×1!'], 'source, steps, reduce and sink in one stateful task');
+  t.same(edges(plan), []);
+  t.equal(plan.tasks[0]!.label, 'src→m→f→r→m2→out');
+  t.equal(stateOperatorOf(plan.tasks[0]!), 'r', 'its state is the reduce\'s');
+  t.same(shape(planFlow(pipeline(), opts({ parallelism: 1, chaining: false }))).length, 6, 'chaining off: nothing fused');
+  t.same(shape(planFlow(pipeline(), opts({ parallelism: 1, operators: { r: { parallelism: 2 } } }))), ['src+m+f×1', 'r×2!', 'm2+out×1'], 'not across parallelism 1 → 2');
+  t.same(shape(planFlow(pipeline(), opts({ parallelism: 2, operators: { r: { parallelism: 1 } } }))), ['src+m+f×2', 'r×1!', 'm2+out×2'], 'nor 2 → 1');
+  t.equal(planFlow(pipeline(), opts({ parallelism: 1 })).stateHash, planFlow(pipeline(), opts()).stateHash, 'the state hash does not change');
+
+  // Two reduces in a row: the second still starts a task (no two stateful operators share one).
+  const two = flow('two')
+    .source('s', sources.generator({ count: 10, make: (i) => i }))
+    .keyBy((x: number) => x % 2)
+    .reduce('a', (acc: number | undefined, x: number) => (acc ?? 0) + x)
+    .keyBy((u) => u.key)
+    .reduce('b', (acc: number | undefined, u) => (acc ?? 0) + u.value)
+    .sink('out', anySink());
+  t.same(shape(planFlow(two, opts({ parallelism: 1 }))), ['s+a×1!', 'b+out×1!']);
+  // A process (timers, watermarks) or a window is not fused; nor a reduce behind a branch or mapAsync.
+  const proc = flow('proc').source('s', sources.generator({ count: 10, make: (i) => i })).keyBy((x: number) => x).process('p', (x, ctx) => ctx.emit(x)).sink('out', anySink());
+  t.same(shape(planFlow(proc, opts({ parallelism: 1 }))), ['s×1', 'p+out×1!']);
+  const g = flow('branch');
+  const src = g.source('s', sources.generator({ count: 10, make: (i) => i }));
+  src.keyBy((x: number) => x).reduce('r', (acc: number | undefined, x: number) => (acc ?? 0) + x).sink('o1', anySink());
+  src.map('m', (x: number) => x).sink('o2', anySink());
+  t.same(shape(planFlow(g, opts({ parallelism: 1 }))), ['s+m×1', 'r+o1×1!', 'o2×1'], 'a source feeding two consumers keeps its reduce apart');
+  const asyncFlow = flow('async').source('s', sources.generator({ count: 10, make: (i) => i })).mapAsync('a', async (x: number) => x).keyBy((x: number) => x).reduce('r', (acc: number | undefined, x: number) => (acc ?? 0) + x).sink('out', anySink());
+  t.same(shape(planFlow(asyncFlow, opts({ parallelism: 1 }))), ['s×1', 'a×1', 'r+out×1!']);
 });
 
 t.test('different parallelism → rebalance, and operators.<name>.parallelism', async (t) => {

@@ -16,8 +16,9 @@ const keyed = () =>
     .sink('out', anySink());
 
 /** Bytes of the ring buffers (header included) per edge, and the largest per consumer. */
-function measure(p: number): { edge: number; perConsumer: number; rings: number; ringSize: Set<number> } {
-  const plan = planFlow(keyed(), { parallelism: p, keyGroups: 1024, chaining: true, operators: {} });
+function measure(p: number, chaining = true): { edge: number; perConsumer: number; rings: number; ringSize: Set<number> } {
+  // At p=1 (chaining on) the reduce is fused into the source's task: no edge to measure.
+  const plan = planFlow(keyed(), { parallelism: p, keyGroups: 1024, chaining: chaining && p > 1, operators: {} });
   const io = wire(plan);
   let edge = 0, rings = 0, perConsumer = 0;
   const ringSize = new Set<number>();
@@ -56,5 +57,8 @@ t.test('a hash edge: p × p rings, memory linear in p past 4', async (t) => {
   t.comment(at.map((m) => `p=${m.p}: ${mb(m.edge)} MiB`).join(', '));
   // Before: 256 KiB × p² (1 GiB at p = 64). Now ~1 MiB per consumer.
   t.ok(at.at(-1)!.edge < 80 * 2 ** 20, `p=64: ${mb(at.at(-1)!.edge)} MiB for the edge (256 KiB rings would be ${mb(64 * 64 * RING_BYTES)} MiB)`);
-  t.same([...measure(1).ringSize].map((b) => b >= RING_BYTES), [true], 'p=1: one full-size ring');
+  t.same([...measure(1).ringSize].map((b) => b >= RING_BYTES), [true], 'p=1 (chaining off): one full-size ring');
+  const fused = planFlow(keyed(), { parallelism: 1, keyGroups: 1024, chaining: true, operators: {} });
+  t.same(fused.tasks.map((x) => x.label), ['src→r→out'], 'p=1, chaining on: the reduce is fused into the source task');
+  t.equal([...wire(fused).values()].reduce((n, w) => n + w.inputs.length, 0), 0, '…with no ring');
 });

@@ -20,6 +20,10 @@
 //   only the filters' survivors are serialized). A sink chains only at the end of a task
 //   that has not branched, onto a producer with no other consumer (a task has one sink,
 //   always last). Everything else is a ring.
+// - One exception for a stateful operator: a reduce whose producer and itself both have
+//   parallelism 1 joins the producer's task when that task has no stateful operator, no
+//   sink and no mapAsync (`source → [keyBy] reduce → sink` is one task at p=1: a hash
+//   edge with one consumer routes nothing).
 // - Edge partitioning: `hash` when the input has a keyBy (key group of the key → owning
 //   subtask), `forward` when parallelism is equal, else `rebalance` (round robin per batch).
 // - An operator with several inputs (union, two-input operators) reads all of its rings;
@@ -89,6 +93,15 @@ export interface PhysicalPlan {
   onRecord: Record<string, OnRecordPolicy>;
   /** Where dead letters go (absolute), when any operator dead-letters. */
   deadLetterPath?: string;
+}
+
+/**
+ * The stateful operator of a task (a planned one or a manifest's), whose name its state
+ * partitions carry: the first operator, or a reduce fused behind a source's task.
+ */
+export function stateOperatorOf(t: { operators: string[]; kinds: string[] }): string | undefined {
+  const i = t.kinds.findIndex((k) => STATEFUL.has(k as OperatorKind));
+  return i < 0 ? undefined : t.operators[i];
 }
 
 /** The key groups subtask `i` of `p` owns: [start, end). */
@@ -196,13 +209,24 @@ export function planFlow(flow: Flow, opts: PlanOptions): PhysicalPlan {
       (op.kind === 'sink'
         ? consumers(inp!.from) === 1 && atEnd && !branched.has(producerTask!)
         : !producerTask!.kinds.includes('sink'));
-    if (chain) {
-      if (consumers(inp!.from) > 1 || !atEnd) branched.add(producerTask!);
-      producerTask.operators.push(op.name);
-      producerTask.kinds.push(op.kind);
-      producerTask.shapes.push(operatorShape(op));
-      producerTask.label = chainLabel(producerTask.operators, ops);
-      taskOf.set(op.name, producerTask);
+    // Fusion across a keyed edge: with one producer and one consumer instance a hash
+    // edge routes nothing, so a reduce joins the stateless task feeding it (the source's
+    // task, usually) instead of costing a ring, a thread and an encode and decode per
+    // record. Only reduce: it never reads the watermark or a timer, so a fused instance
+    // needs no event time of its own (the source's task forwards the source's).
+    const fuse =
+      opts.chaining && op.kind === 'reduce' && inp !== undefined && producerTask !== undefined && inp.port === 'main' &&
+      !producerTask.stateful && producerTask.parallelism === 1 && p === 1 &&
+      !producerTask.kinds.some((k) => k === 'sink' || k === 'mapAsync') &&
+      producerTask.operators[producerTask.operators.length - 1] === inp.from && consumers(inp.from) === 1 && !branched.has(producerTask);
+    if (chain || fuse) {
+      if (fuse) producerTask!.stateful = true;
+      if (!fuse && (consumers(inp!.from) > 1 || !atEnd)) branched.add(producerTask!);
+      producerTask!.operators.push(op.name);
+      producerTask!.kinds.push(op.kind);
+      producerTask!.shapes.push(operatorShape(op));
+      producerTask!.label = chainLabel(producerTask!.operators, ops);
+      taskOf.set(op.name, producerTask!);
       continue;
     }
     const task: TaskPlan = { index: tasks.length, operators: [op.name], kinds: [op.kind], shapes: [operatorShape(op)], parallelism: p, stateful, label: op.name };

@@ -4,7 +4,7 @@
 import type { TransferListItem } from 'node:worker_threads';
 import { errors } from '../errors.js';
 import type { TidepoolConfig } from '../config/schema.js';
-import { keyGroupRange, type PhysicalPlan } from '../flow/plan.js';
+import { keyGroupRange, stateOperatorOf, type PhysicalPlan } from '../flow/plan.js';
 import { IoClient, codecPoolFor, defaultCodecThreads } from '../storage/io-client.js';
 import { hasRestorePlan } from '../storage/remote/restore-plan.js';
 import type { TaskSetup } from './task.js';
@@ -28,10 +28,15 @@ export async function prepareInstances(plan: PhysicalPlan, config: TidepoolConfi
   const lazyRemote = config.state.storage === 'lmdb' && hasRestorePlan(stateDir);
   for (const t of plan.tasks) {
     const old = restore?.tasks.find((x) => x.operators[0] === t.operators[0]);
+    // State follows its operator, not its task: a reduce fused into its source's task at
+    // p=1 (plan.ts) and the same reduce in a task of its own share partitions.
+    const stateOp = stateOperatorOf(t);
+    const oldState = stateOp === undefined ? undefined : restore?.tasks.find((x) => stateOperatorOf(x) === stateOp);
     for (let s = 0; s < t.parallelism; s++) {
       const { inputs, inputSides, outputs, bell } = rings.get(`${t.index}/${s}`)!;
       const setup: TaskSetup = { taskIndex: t.index, subtask: s, inputs, inputSides, outputs, bell, batchSize: config.batchSize, checkpointing: config.state.storage === 'lmdb' };
       const saved = old?.instances.find((i) => i.subtask === s);
+      const savedState = oldState?.instances.find((i) => i.subtask === s);
       if (restore) setup.restoredCheckpoint = restore.id;
       // Watermarks do not go back across a restore: a source resumes from its largest
       // timestamp, an operator from its own watermark (rescaled: the old instances' minimum).
@@ -42,8 +47,8 @@ export async function prepareInstances(plan: PhysicalPlan, config: TidepoolConfi
       if (t.stateful) {
         // Rescaled (restored at another parallelism): a new generation of partitions,
         // each copying its key groups from the old ones it overlaps.
-        const rescaled = old !== undefined && old.parallelism !== t.parallelism;
-        const stateId = rescaled ? `${t.operators[0]}#${s}.g${restore!.id}` : saved?.stateId ?? `${t.operators[0]}#${s}`;
+        const rescaled = oldState !== undefined && oldState.parallelism !== t.parallelism;
+        const stateId = rescaled ? `${stateOp}#${s}.g${restore!.id}` : savedState?.stateId ?? `${stateOp}#${s}`;
         const st = config.state;
         setup.state = {
           storage: st.storage, stateId, pageSize: st.pageSize, cachePages, cacheBytes: st.cacheBytes, compression: st.compression,
@@ -52,15 +57,15 @@ export async function prepareInstances(plan: PhysicalPlan, config: TidepoolConfi
         if (rescaled) {
           const [a, b] = keyGroupRange(s, t.parallelism, plan.keyGroups);
           setup.state.groups = [a, b];
-          setup.state.rescaleFrom = old!.instances
+          setup.state.rescaleFrom = oldState!.instances
             .filter((i) => {
-              const [oa, ob] = keyGroupRange(i.subtask, old!.parallelism, plan.keyGroups);
+              const [oa, ob] = keyGroupRange(i.subtask, oldState!.parallelism, plan.keyGroups);
               return i.stateId !== undefined && i.version !== undefined && oa < b && a < ob;
             })
             .map((i) => ({ stateId: i.stateId!, version: i.version! }));
         }
         if (st.storage !== 'memory') {
-          const restoreVersion = restore ? (rescaled ? 0 : saved?.version ?? 0) : undefined;
+          const restoreVersion = restore ? (rescaled ? 0 : savedState?.version ?? 0) : undefined;
           let a;
           try {
             a = await IoClient.shared().attachRaw({
@@ -68,7 +73,7 @@ export async function prepareInstances(plan: PhysicalPlan, config: TidepoolConfi
               codecPool: codecPoolFor(st.compression, setup.state.codecThreads),
             });
           } catch (e) {
-            throw errors.input(`state of '${t.operators[0]}' subtask ${s}`, (e as Error).message); // not retriable
+            throw errors.input(`state of '${stateOp}' subtask ${s}`, (e as Error).message); // not retriable
           }
           Object.assign(setup.state, { dir: stateDir, ring: a.ring, port: a.port, lastCommit: a.lastCommit, lazyRemote: lazyRemote || undefined });
           transfer.push(a.port as unknown as TransferListItem);

@@ -137,7 +137,10 @@ export interface TaskMetrics {
 const finite = (x: number | undefined) => (x !== undefined && Number.isFinite(x) ? x : undefined);
 
 export class TaskRunner {
+  /** The task's first operator: what its input (a ring's records, a source's batches) is pushed into. */
   private op!: OperatorInstance;
+  /** Its stateful operator when it has one (the first, or a reduce fused after it), else the first. */
+  private stateOp!: OperatorInstance;
   private outputs: Output[] = [];
   private sink?: SinkWriter;
   private sinkBuffer: unknown[] = [];
@@ -241,8 +244,10 @@ export class TaskRunner {
       env.recordFailed = (op, record, e) => f.handle(op.name, record, e);
     }
     const first = ops[0]!;
-    const emit = chainEmit(ops, mainFrom, sinkTail, env);
+    let fused: OperatorInstance | undefined;
+    const emit = chainEmit(ops, mainFrom, sinkTail, env, (op, next) => (fused = this.makeOperator(op, env, next, lateTail)));
     this.op = this.makeOperator(first, env, emit, lateTail);
+    this.stateOp = fused ?? this.op;
     if (!isStep(first) && first.kind !== 'source' && first.kind !== 'sink' && this.failures.policy(first.name) !== 'fail') this.guardFirst = first.name;
     if (this.sink && this.setup.restoredCheckpoint !== undefined) {
       // Publish what the restored checkpoint prepared (idempotent), drop anything later.
@@ -359,6 +364,10 @@ export class TaskRunner {
         exhausted = true;
         await this.afterUnit(true);
         // End of input: this subtask's watermark is Infinity, every window closes.
+        if (this.stateOp !== op) {
+          this.stateOp.onWatermark(Infinity);
+          await this.afterUnit(true);
+        }
         for (const o of this.outputs) await o.watermark(Infinity);
         if (wms) wms.finish();
         this.control.exhausted(this.setup.taskIndex, this.setup.subtask);
@@ -374,7 +383,13 @@ export class TaskRunner {
       await this.afterUnit(batch.length === 0);
       if (wms) {
         const wm = wms.advance();
-        if (wm !== undefined) for (const o of this.outputs) await o.watermark(wm);
+        if (wm !== undefined) {
+          if (this.stateOp !== op) {
+            this.stateOp.onWatermark(wm);
+            await this.afterUnit(true);
+          }
+          for (const o of this.outputs) await o.watermark(wm);
+        }
         else if (batch.length === 0 && wms.becameIdle()) for (const o of this.outputs) await o.idle();
       }
       await this.yieldSometimes();
@@ -383,16 +398,16 @@ export class TaskRunner {
 
   /** How long an idle instance may sleep: until its next processing-time timer, at most 1 s. */
   private idleWaitMs(): number {
-    const next = this.op.nextProcessingTime();
+    const next = this.stateOp.nextProcessingTime();
     if (next === Infinity) return 1000;
     return Math.min(1000, Math.max(0, next - Date.now()));
   }
 
   private processingTime(): void {
-    const next = this.op.nextProcessingTime();
+    const next = this.stateOp.nextProcessingTime();
     if (next === Infinity) return;
     const now = Date.now();
-    if (next <= now) this.op.onProcessingTime(now);
+    if (next <= now) this.stateOp.onProcessingTime(now);
   }
 
   /** The combined input watermark advanced (or every input went idle): fire, then forward. */
@@ -404,7 +419,7 @@ export class TaskRunner {
       return;
     }
     if (this.stage) await this.stage.drain(); // results before the watermark go out before it
-    this.op.onWatermark(watermark);
+    this.stateOp.onWatermark(watermark);
     await this.afterUnit(true);
     for (const o of this.outputs) await o.watermark(watermark);
   }
@@ -440,7 +455,7 @@ export class TaskRunner {
     let durable: Promise<unknown> | undefined;
     if (this.engine) {
       await this.engine.idle(); // the previous checkpoint's pages are durable
-      this.op.beforeSnapshot();
+      this.stateOp.beforeSnapshot();
       durable = this.engine.checkpoint().then((info) => {
         ack.version = info.version;
         ack.stateId = this.setup.state!.stateId;
@@ -497,7 +512,7 @@ export class TaskRunner {
 
   metrics(): TaskMetrics {
     const p = this.engine?.pager;
-    const s = this.op?.stats() ?? { lateRecords: 0, pendingTimers: 0 };
+    const s = this.stateOp?.stats() ?? { lateRecords: 0, pendingTimers: 0 };
     const wm = this.watermarks ? this.watermarks.maxTimestamp - (this.sourceOp?.sourceOptions?.watermark?.maxOutOfOrdernessMs ?? 0) : this.inputs?.watermark;
     return {
       task: this.setup.taskIndex,
