@@ -1,5 +1,5 @@
 // A reduce over more distinct keys than its write-back cache of primitive accumulators
-// holds (HOT_KEYS = 65,536 in src/operators/steps.ts): one reduce instance gets every
+// holds (HOT_KEYS = 65,536 in src/operators/reduce.ts): one reduce instance gets every
 // key and only the final checkpoint writes the cache back (checkpoint.intervalMs=0), so
 // it fills, overflows into the tree and refills, over a small page cache (evictions).
 // Every key's updates in the file sink's output must be 1, 2, … its exact count.

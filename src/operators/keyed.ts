@@ -126,12 +126,20 @@ export class KeyedRuntime {
 
   /** Sets the current key from a record of `side`. */
   setKey(record: unknown, side: 0 | 1): void {
-    let key: unknown;
+    this.setKeyOf(this.keyOf(record, side), record);
+  }
+
+  /** The key of a record of `side` (the keyBy function's result, not yet validated). */
+  keyOf(record: unknown, side: 0 | 1): unknown {
     try {
-      key = this.keyFns[side]!(record as never);
+      return this.keyFns[side]!(record as never);
     } catch (e) {
       throw userError(this.op, this.env, record, e);
     }
+  }
+
+  /** Sets the current key to `key` (of `record`): validates and encodes it. */
+  setKeyOf(key: unknown, record: unknown): void {
     let enc: string;
     try {
       enc = encodeKey(key as Key, Infinity);

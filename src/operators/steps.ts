@@ -2,16 +2,12 @@
 // functions `(record, ts) => void`, each calling the next one (or the task's output).
 // Records keep their timestamp through every step. User functions run inside
 // try/catch so a failure names its operator, subtask and record.
-//
-// `reduce` is here too: the simplest keyed operator (one value per key).
+// (reduce, the simplest keyed operator, is in reduce.ts.)
 import type { LogicalOperator } from '../flow/types.js';
-import { fromStored, toStored } from '../state/values.js';
-import { KeyedRuntime, notAsync, userError, type Emit, type OperatorInstance, type StepEnv } from './keyed.js';
+import { notAsync, userError, type Emit, type OperatorInstance, type StepEnv } from './keyed.js';
 
 export type { Emit, StepEnv } from './keyed.js';
 
-/** Primitive accumulators of hot keys kept decoded in front of the B+tree (per instance). */
-const HOT_KEYS = 65536;
 
 export function makeStep(op: LogicalOperator, next: Emit, env: StepEnv): Emit {
   const fn = op.fn as (r: unknown) => unknown;
@@ -68,69 +64,5 @@ export function statelessInstance(head: Emit): OperatorInstance {
     nextProcessingTime: () => Infinity,
     beforeSnapshot() {},
     stats: () => ({ lateRecords: 0, pendingTimers: 0 }),
-  };
-}
-
-export function makeReduce(op: LogicalOperator, env: StepEnv, next: Emit): OperatorInstance {
-  const rt = new KeyedRuntime(op, env, next);
-  const engine = rt.engine;
-  const table = engine.table(op.name);
-  const scope = rt.scope;
-  const fn = op.fn as (acc: unknown, r: unknown) => unknown;
-  // Write-back cache of primitive accumulators (counts, sums, strings): a hot key costs
-  // a Map lookup instead of a tree descent and msgpack round trip. Objects always go
-  // through the tree, which hands out fresh copies (a buffered emitted record must not
-  // change when the next record's reduce mutates the accumulator). Bounded; written back
-  // before every snapshot, so checkpoints see exactly the state before the barrier.
-  // Keyed by the key's element encoding (its group follows from it), so a hit builds
-  // no tuple encoding; the write-back derives each state key.
-  const hot = new Map<string, number | string | boolean | bigint | null>();
-  const writeBack = (evict: boolean) => {
-    if (hot.size === 0) return;
-    for (const [k, v] of hot) table.set(rt.stateKey(k), v);
-    engine.mutations++;
-    hot.clear();
-    if (evict) env.afterState?.();
-  };
-  return {
-    push(r, ts) {
-      rt.setKey(r, 0);
-      const el = scope.element;
-      let old: unknown = hot.get(el);
-      const wasHot = old !== undefined; // accumulators are never undefined
-      if (!wasHot) {
-        const stored = table.get(scope.encoded);
-        old = stored === undefined ? undefined : fromStored(stored);
-      }
-      let acc: unknown;
-      try {
-        acc = fn(old, r);
-        if (acc === undefined) throw new TypeError('reduce returned undefined');
-        notAsync(op, acc);
-        const t = typeof acc;
-        if (acc === null || t === 'number' || t === 'string' || t === 'boolean' || t === 'bigint') {
-          if (!wasHot && hot.size >= HOT_KEYS) writeBack(true);
-          hot.set(el, acc as number);
-        } else {
-          if (wasHot) hot.delete(el);
-          table.set(scope.encoded, toStored(acc));
-          engine.mutations++;
-          env.afterState?.();
-        }
-      } catch (e) {
-        throw userError(op, env, r, e);
-      }
-      next({ key: scope.key, value: acc }, ts);
-    },
-    onWatermark(wm) {
-      rt.watermark = wm;
-    },
-    onProcessingTime() {},
-    nextProcessingTime: () => Infinity,
-    // Before a snapshot the pages just written stay resident: the snapshot freezes them
-    // (a pointer copy) and the task evicts afterwards, when they are clean and dropped
-    // for free — instead of serializing them into the spill file inside the pause.
-    beforeSnapshot: () => writeBack(false),
-    stats: () => rt.stats(),
   };
 }
