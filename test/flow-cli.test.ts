@@ -120,6 +120,16 @@ t.test('errors: one line on stderr naming what is wrong, non-zero exit, no stack
     oneLineError(t, await cli(['run', bad]), /bad-syntax\.ts:4:43/, /\)/);
   });
 
+  await t.test('an operator worker that dies or throws while it starts (before its setup)', async (t) => {
+    const mod = join(FIX, 'worker-start.ts');
+    const args = ['run', mod, '--set', 'state.storage=memory', '--set', 'parallelism=2'];
+    oneLineError(t, await cli(args, { env: { TP_MODE: 'exit' } }), /worker /, /exited with code 3/);
+    oneLineError(t, await cli(args, { env: { TP_MODE: 'throw' } }), /worker-start\.ts/, /boom in a worker/);
+    const ok = await cli(args, { env: { TP_MODE: '' } });
+    t.equal(ok.code, 0, `and otherwise it runs ${ok.stderr}`);
+    t.same(ok.stdout.trim().split('\n').map(Number).sort(), [2, 3, 4]);
+  });
+
   await t.test('a module that throws while loading', async (t) => {
     oneLineError(t, await cli(['run', wc], { env: { TP_INPUT: '', TP_OUTPUT: '' } }), /wordcount\.ts/, /set TP_INPUT and TP_OUTPUT/);
   });

@@ -1,7 +1,10 @@
 // Worker entry point of one task instance (a chain of operators, one subtask).
 //
-// workerData: { url, plan, setup } — the compiled flow module to import, the physical
-// plan, and this instance's rings and state attachment. Messages to the coordinator:
+// workerData: { url, source, plan, task, subtask } — the compiled flow module to import
+// (and its source file, which errors name) and the physical plan. The worker starts before its instance's state is attached (see
+// prestartWorkers in src/runtime/execution.ts): it loads the runtime and the flow, then
+// waits for { type: 'setup', setup } (its rings and state attachment, ports transferred).
+// Messages to the coordinator:
 //   { type: 'ready' } · { type: 'metrics', metrics } every 250 ms · { type: 'done', metrics }
 //   { type: 'error', message, code }
 import { parentPort, workerData } from 'node:worker_threads';
@@ -9,25 +12,41 @@ import { importFlow } from '../src/flow/module-loader.js';
 import { TaskRunner, type TaskSetup } from '../src/runtime/task.js';
 import type { PhysicalPlan } from '../src/flow/plan.js';
 
-const { url, plan, setup } = workerData as { url: string; plan: PhysicalPlan; setup: TaskSetup };
+const { url, source, plan } = workerData as { url: string; source?: string; plan: PhysicalPlan };
 const port = parentPort!;
 let runner: TaskRunner | undefined;
 let timer: NodeJS.Timeout | undefined;
 
+// Listening from the first moment: a setup (or a stop) may come while the flow loads.
+let gotSetup!: (s: TaskSetup) => void;
+const setupMessage = new Promise<TaskSetup>((resolve) => (gotSetup = resolve));
+const early: { type: string; id: number; final?: boolean }[] = [];
+let handle = (m: { type: string; id: number; final?: boolean }) => void early.push(m);
+port.on('message', (m: { type: string; id: number; final?: boolean; setup?: TaskSetup }) => {
+  if (m.type === 'setup') gotSetup(m.setup!);
+  // The coordinator gave up on this attempt. Exiting from here, between event-loop
+  // turns, is never inside an lmdb-js call (see STOP_GRACE_MS in execution.ts).
+  else if (m.type === 'stop') process.exit(0);
+  else handle(m);
+});
+
 try {
-  const flow = await importFlow(url);
+  // Nothing is reported before the setup came: until then the coordinator may not be
+  // listening yet (a failed import is reported right after it).
+  const loading = importFlow(url, source);
+  loading.catch(() => undefined);
+  const setup = await setupMessage;
+  const flow = await loading;
   runner = new TaskRunner(flow, plan, setup, {
     ack: (ack) => port.postMessage({ type: 'ack', ack }),
     exhausted: () => port.postMessage({ type: 'exhausted' }),
   });
   const r = runner;
-  port.on('message', (m: { type: string; id: number; final?: boolean }) => {
+  handle = (m) => {
     if (m.type === 'checkpoint') r.requestCheckpoint(m.id, !!m.final);
     else if (m.type === 'commit') r.commit(m.id);
-    // The coordinator gave up on this attempt. Exiting from here, between event-loop
-    // turns, is never inside an lmdb-js call (see STOP_GRACE_MS in execution.ts).
-    else if (m.type === 'stop') process.exit(0);
-  });
+  };
+  for (const m of early.splice(0)) handle(m);
   await runner.init();
   port.postMessage({ type: 'ready' });
   timer = setInterval(() => port.postMessage({ type: 'metrics', metrics: runner!.metrics() }), 250);

@@ -7,6 +7,7 @@
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { errors } from '../errors.js';
 import { loadConfig } from '../config/load.js';
 import type { TidepoolConfig } from '../config/schema.js';
@@ -21,7 +22,7 @@ import { dropOrphanPartitions } from '../storage/gc.js';
 import { resolveOperator } from './dead-letters.js';
 import { chooseCheckpoint } from './restore.js';
 import { prepareInstances } from './instances.js';
-import { runInline, runWorkers, type ExecutionControl } from './execution.js';
+import { prestartWorkers, runInline, runWorkers, type ExecutionControl } from './execution.js';
 import { ProgressLine, buildSummary, type RunSummary } from '../observe/report.js';
 import { startMetricsServer, type MetricsServer } from '../observe/metrics.js';
 import { continueCopyIn, finishCopyIn, openRemoteRun, remoteSummary, type RemoteRun } from './remote.js';
@@ -128,7 +129,7 @@ export async function run(modulePath: string, options: RunOptions = {}): Promise
       mkdirSync(stateDir, { recursive: true });
       if (durable) continueCopyIn(remote, config, stateDir);
       try {
-        const summary = await execute(flow, url, plan, config, stateDir, restore, options, metricsServer, started, remote);
+        const summary = await execute(flow, url, modulePath.startsWith('file:') ? fileURLToPath(modulePath) : resolve(modulePath), plan, config, stateDir, restore, options, metricsServer, started, remote);
         summary.restarts = restarts;
         if (options.summary) writeFileSync(options.summary, JSON.stringify(summary, null, 2) + '\n');
         return summary;
@@ -152,13 +153,20 @@ export async function run(modulePath: string, options: RunOptions = {}): Promise
 }
 
 async function execute(
-  flow: Flow, url: string, plan: PhysicalPlan, config: TidepoolConfig, stateDir: string,
+  flow: Flow, url: string, source: string, plan: PhysicalPlan, config: TidepoolConfig, stateDir: string,
   restore: Manifest | undefined, options: RunOptions, metricsServer: MetricsServer | undefined, started: number, remote: RemoteRun | undefined,
 ): Promise<RunSummary> {
   metricsServer?.beginAttempt(); // instances of this attempt report totals from 0
-  const instances = await prepareInstances(plan, config, stateDir, restore);
+  const prestarted = config.execution === 'inline' ? undefined : prestartWorkers(url, plan, source);
+  let instances;
+  try {
+    instances = await prepareInstances(plan, config, stateDir, restore);
+  } catch (e) {
+    await prestarted?.release();
+    throw e;
+  }
   const control: ExecutionControl = {};
-  const exec = config.execution === 'inline' ? runInline(flow, plan, instances, control) : runWorkers(url, plan, instances, control);
+  const exec = config.execution === 'inline' ? runInline(flow, plan, instances, control) : runWorkers(url, plan, instances, control, prestarted, source);
   const checkpoints = new CheckpointCoordinator(plan, stateDir, {
     intervalMs: config.state.storage === 'lmdb' ? config.checkpoint.intervalMs : 0,
     timeoutMs: config.checkpoint.timeoutMs,

@@ -26,7 +26,48 @@ export interface Execution {
 /** How long a worker asked to stop may take before it is terminated. */
 const STOP_GRACE_MS = 2000;
 
-export function runWorkers(url: string, plan: PhysicalPlan, instances: Instance[], control: ExecutionControl): Execution {
+/**
+ * Starts one operator worker per instance of the plan before their setups exist: each
+ * loads the runtime and the flow module while the coordinator attaches the instances'
+ * state to the I/O worker (which is what a setup needs), instead of after it. `release`
+ * ends workers that never got a setup (the attach failed).
+ */
+export interface Prestarted {
+  workers: Map<string, Worker>;
+  /** Workers that exited before runWorkers took them, with the error that ended them, if any. */
+  gone: Map<Worker, string>;
+  release(): Promise<void>;
+}
+
+export function prestartWorkers(url: string, plan: PhysicalPlan, source?: string): Prestarted {
+  const workerUrl = new URL('../../workers/operator.js', import.meta.url);
+  const workers = new Map<string, Worker>();
+  const gone = new Map<Worker, string>();
+  for (const t of plan.tasks) {
+    for (let s = 0; s < t.parallelism; s++) {
+      const w = new Worker(workerUrl, { workerData: { url, source, plan, task: t.index, subtask: s } });
+      // A worker reports a failed flow import only once it has its setup, so before
+      // runWorkers takes it, only a crash can end it: remembered here for runWorkers.
+      let error = '';
+      w.on('error', (e) => (error = e.message));
+      w.once('exit', (code) => gone.set(w, error || `exited with code ${code} while starting`));
+      workers.set(`${t.index}/${s}`, w);
+    }
+  }
+  let released = false;
+  return {
+    workers,
+    gone,
+    release: async () => {
+      if (released) return;
+      released = true;
+      // Not set up yet: nothing of lmdb-js runs in them, terminate() is safe.
+      await Promise.all([...workers.values()].map((w) => w.terminate()));
+    },
+  };
+}
+
+export function runWorkers(url: string, plan: PhysicalPlan, instances: Instance[], control: ExecutionControl, started?: Prestarted, source?: string): Execution {
   const workerUrl = new URL('../../workers/operator.js', import.meta.url);
   const latest: TaskMetrics[] = [];
   const workers = new Map<string, Worker>();
@@ -47,7 +88,13 @@ export function runWorkers(url: string, plan: PhysicalPlan, instances: Instance[
     };
     for (const inst of instances) {
       const label = `${plan.tasks[inst.task]!.label}#${inst.subtask}`;
-      const w = new Worker(workerUrl, { workerData: { url, plan, setup: inst.setup }, transferList: inst.transfer as never });
+      const w = started?.workers.get(`${inst.task}/${inst.subtask}`) ?? new Worker(workerUrl, { workerData: { url, source, plan, task: inst.task, subtask: inst.subtask } });
+      w.postMessage({ type: 'setup', setup: inst.setup }, inst.transfer as never);
+      const early = started?.gone.get(w);
+      if (early !== undefined) {
+        exited.add(w);
+        queueMicrotask(() => fail(errors.worker(`worker ${label}`, early)));
+      }
       workers.set(`${inst.task}/${inst.subtask}`, w);
       all.push(w);
       let finished = false;
