@@ -415,8 +415,8 @@ process.cpuUsage() of that process over the call, all threads together (the loop
 "fixed cost" is the same configuration with ${fmtInt(FIXED_N)} records (best of ${flags.reps}); "records/s excl. fixed cost"
 divides the records by (wall − fixed cost), n/a where the fixed cost is more than 3/4 of the wall time. Default state settings: lmdb storage in a temporary directory, pageSize 16384,
 cachePages from the default (sized from memory, unless the row says otherwise), keyGroups 128, batchSize ${BATCH}. The sink is a discard sink (counts records) on both sides.
-p=1 workers runs 2 task instances (the source; the reduce with the sink chained behind it) on their own
-threads, plus the main thread and the I/O worker; the machine has ${cores} cores.`);
+p=1 workers runs 1 task instance (source, reduce and sink fused) on its own thread, p=2 runs 4 (2 sources;
+2 reduces with the sink chained behind each), plus the main thread and the I/O worker; the machine has ${cores} cores.`);
 
   if (cases.has('profile')) {
     const root = flags['profile-dir'] || tempDir('flow-prof');

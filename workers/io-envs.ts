@@ -70,6 +70,17 @@ export function releaseEnv(env: Env): void {
   void env.root.close();
 }
 
+/**
+ * Closes the environments of `dir` whoever still uses them: the directory is about to
+ * be deleted (a run's fresh start), and a later open must see the new files, not the
+ * deleted ones an environment kept open would still show.
+ */
+export async function closeEnvsOf(dir: string): Promise<void> {
+  const gone = [...envs].filter(([, e]) => e.dir === dir);
+  for (const [k] of gone) envs.delete(k);
+  await Promise.all(gone.map(([, e]) => e.root.close().catch(() => undefined)));
+}
+
 /** Closes every environment (the worker is about to exit). */
 export async function closeAllEnvs(): Promise<void> {
   const all = [...envs.values()];

@@ -25,7 +25,7 @@ import { packr } from '../src/state/values.js';
 import type { CommitRecord } from '../src/storage/backend.js';
 import { decodeAttempt, decodeCommit, sealCommit } from '../src/storage/commit-record.js';
 import { WriteGroup, attachErrorCode, isDiskFull, mustSucceed, guardLmdbFailures, quietly } from '../src/storage/write-failure.js';
-import { closeAllEnvs, durable, openEnv, releaseEnv, type Env } from './io-envs.js';
+import { closeAllEnvs, closeEnvsOf, durable, openEnv, releaseEnv, type Env } from './io-envs.js';
 import { fetchPage, hydrate, stopCopyIns, storeFor, type FetchRequest, type HydrateRequest } from './io-copy-in.js';
 import { Staging } from './io-staging.js';
 import { PooledPages, closeCodecPool } from './io-codec-pool.js';
@@ -63,6 +63,8 @@ interface AttachedState {
   leftovers: { version: number; pageIds: number[] }[];
   /** The newest durable version whose GC waits for a remote restore. */
   gcDeferred?: number;
+  /** The pump, until it returned. */
+  pumping?: Promise<void>;
 }
 
 const noop = () => undefined;
@@ -191,7 +193,7 @@ async function attach(req: AttachRequest): Promise<void> {
     delete last.gcFreed;
   }
   reply(req.port, { type: 'attached', lastCommit: last, cleaned });
-  void pump(st);
+  st.pumping = pump(st);
 }
 
 async function pump(st: AttachedState): Promise<void> {
@@ -336,6 +338,28 @@ function putPage(st: AttachedState, pageId: number, version: number, envelope: B
 }
 
 type DropRequest = { type: 'drop'; dir: string; noSync: boolean; stateId: string; port: MessagePort };
+type ForgetRequest = { type: 'forget'; dir: string; port: MessagePort };
+
+/**
+ * A run starts afresh in `dir` and deletes it: attachments an earlier attempt in this
+ * process left (its workers were stopped, never detached) stop, their queued writes
+ * land, and the directory's environments close — or the next attach would read the
+ * deleted files' last flush through the still-open environment.
+ */
+async function forgetDir(dir: string): Promise<void> {
+  const mine = [...attached].filter(([, st]) => st.env.dir === dir);
+  for (const [k, st] of mine) {
+    st.abandoned = true;
+    attached.delete(k);
+  }
+  await Promise.all(mine.map(async ([, st]) => {
+    await st.pumping;
+    await st.pooled?.settled();
+    await st.writes.settled();
+  }));
+  await quietly.settled();
+  await closeEnvsOf(dir);
+}
 /**
  * The process is about to exit (IoClient.shutdown): stop background copies at a pack
  * boundary, let every queued LMDB write finish, close the environments, then end this
@@ -353,8 +377,13 @@ async function shutdown(): Promise<void> {
   process.exit(0); // in a worker: ends this thread only
 }
 
-parentPort!.on('message', (msg: AttachRequest | DropRequest | HydrateRequest | { type: 'shutdown' } | { type: 'preload'; spec: RemoteSpec }) => {
-  if (msg.type === 'preload') {
+parentPort!.on('message', (msg: AttachRequest | DropRequest | ForgetRequest | HydrateRequest | { type: 'shutdown' } | { type: 'preload'; spec: RemoteSpec }) => {
+  if (msg.type === 'forget') {
+    forgetDir(msg.dir).then(
+      () => msg.port.postMessage({ type: 'forgotten' }),
+      (e: Error) => msg.port.postMessage({ type: 'error', message: e.message }),
+    ).finally(() => msg.port.close());
+  } else if (msg.type === 'preload') {
     storeFor(msg.spec).catch(() => undefined); // errors surface when a copy-in uses it
   } else if (msg.type === 'shutdown') {
     void shutdown().catch(() => process.exit(0));

@@ -123,6 +123,9 @@ export async function run(modulePath: string, options: RunOptions = {}): Promise
         return summary;
       }
       if (!restore) {
+        // An earlier attempt of this run (or an earlier run in this process) may have
+        // left the I/O worker attached to this directory: it lets go before it is deleted.
+        if (config.state.storage !== 'memory') await IoClient.shared().forgetDir(stateDir);
         rmSync(stateDir, { recursive: true, force: true });
         for (const t of plan.tasks) for (const name of t.operators) await resolveOperator(flow, name, plan.deadLetterPath).sink?.reset?.(t.parallelism);
       }

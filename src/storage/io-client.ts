@@ -322,6 +322,31 @@ export class IoClient {
     }
   }
 
+  /**
+   * Before a run deletes state directory `dir` for a fresh start: the I/O worker stops
+   * what earlier attempts in this process left attached there and closes its LMDB
+   * environments (workers/io.ts, forgetDir).
+   */
+  async forgetDir(dir: string): Promise<void> {
+    const { port1, port2 } = new MessageChannel();
+    this.users++;
+    this.worker.ref();
+    try {
+      const reply = await new Promise<IoReply | { type: 'forgotten' }>((resolve, reject) => {
+        this.pendingAttach.add(reject);
+        port1.once('message', (m: IoReply) => {
+          this.pendingAttach.delete(reject);
+          resolve(m);
+        });
+        this.worker.postMessage({ type: 'forget', dir, port: port2 }, [port2]);
+      });
+      if (reply.type === 'error') throw errors.io(`closing the state in ${dir}`, new Error(reply.message));
+    } finally {
+      port1.close();
+      this.release();
+    }
+  }
+
   release(): void {
     if (--this.users <= 0) {
       this.users = 0;
