@@ -36,15 +36,29 @@ t.test('default: the first poison record fails the run with one line naming oper
   t.ok(m && m[1] === m[2] && Number(m[1]) % 97 === 3, `one line naming the operator and a poison record: ${e.stderr}`);
 });
 
-t.test("skip: dropped and counted, the rest processed", async (t) => {
-  const out = join(children.dir, 'skip.jsonl');
-  const summary = join(children.dir, 'skip-summary.json');
-  const e = await runToEnd('poison.ts', join(children.dir, 'skip-state'), ['--set', 'errors.onRecord=skip', '--set', 'parallelism=2', '--summary', summary], { TP_OUT: out });
+t.test("skip: dropped and counted, the rest processed (p=2, and p=1 with the reduce fused into the source's task)", async (t) => {
+  for (const p of [2, 1]) {
+    const out = join(children.dir, `skip-${p}.jsonl`);
+    const summary = join(children.dir, `skip-summary-${p}.json`);
+    const e = await runToEnd('poison.ts', join(children.dir, `skip-state-${p}`), ['--set', 'errors.onRecord=skip', '--set', `parallelism=${p}`, '--summary', summary], { TP_OUT: out });
+    t.equal(e.code, 0, e.stderr);
+    t.same(lastValues(out), finalSums(new Set([...badMap, ...badReduce])), `p=${p}: the sums of the good records`);
+    const s = JSON.parse(readFileSync(summary, 'utf8')) as Summary;
+    t.equal(s.operators.reduce((a, o) => a + o.skippedRecords, 0), badMap.length + badReduce.length, `p=${p}: every skipped record counted`);
+    if (p === 2) t.equal(s.operators.find((o) => o.task === 'sum')!.skippedRecords, badReduce.length, 'the reduce counted its own');
+    else t.same(s.operators.map((o) => o.task), ['gen→parse→sum→out'], 'p=1: one fused task');
+  }
+});
+
+t.test('deadLetter from a task that ends in its sink (p=1: gen→parse→sum→out is one task)', async (t) => {
+  const out = join(children.dir, 'dl1.jsonl');
+  const dl = join(children.dir, 'dl1-dead.jsonl');
+  const e = await runToEnd('poison.ts', join(children.dir, 'dl1-state'), ['--set', 'errors.onRecord=deadLetter', '--set', `errors.deadLetterPath=${dl}`, '--set', 'parallelism=1'], { TP_OUT: out });
   t.equal(e.code, 0, e.stderr);
   t.same(lastValues(out), finalSums(new Set([...badMap, ...badReduce])));
-  const s = JSON.parse(readFileSync(summary, 'utf8')) as Summary;
-  t.equal(s.operators.reduce((a, o) => a + o.skippedRecords, 0), badMap.length + badReduce.length, 'every skipped record counted');
-  t.equal(s.operators.find((o) => o.task === 'sum')!.skippedRecords, badReduce.length, 'the reduce counted its own');
+  const dead = lines(dl);
+  t.same(dead.filter((d) => d.operator === 'parse').map((d) => (d.record as { i: number }).i).sort((a, b) => a - b), badMap, 'the map\'s poison records, once each');
+  t.same(dead.filter((d) => d.operator === 'sum').map((d) => (d.record as { i: number }).i).sort((a, b) => a - b), badReduce, 'the fused reduce\'s, once each');
 });
 
 t.test('deadLetter: each poison record once in the dead-letter file; per-operator override', async (t) => {

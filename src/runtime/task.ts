@@ -225,19 +225,19 @@ export class TaskRunner {
       sinkTail = (r) => {
         this.sinkBuffer.push(r);
       };
-    } else {
-      const byPort = { late: [] as Output[], dead: [] as Output[] };
-      for (const o of this.setup.outputs) {
-        const edge = this.plan.edges[o.edge]!;
-        const keyFn = edge.keyOperator ? this.flow.operator(edge.keyOperator)!.inputs[edge.input]!.keyBy : undefined;
-        const out = new Output(o.rings.map((s) => new RingWriter(s)), o.bells, edge.partitioning, keyFn, this.plan.keyGroups, this.setup.batchSize, this.setup.subtask);
-        this.outputs.push(out);
-        if (edge.port === 'main') mainFrom.set(edge.fromOperator, [...(mainFrom.get(edge.fromOperator) ?? []), out]);
-        else byPort[edge.port].push(out);
-      }
-      if (byPort.late.length) lateTail = fanOut(byPort.late.map(outputEmit));
-      if (byPort.dead.length) deadTail = fanOut(byPort.dead.map(outputEmit));
     }
+    // A task ending in its sink has no main outputs, but may still dead-letter.
+    const byPort = { late: [] as Output[], dead: [] as Output[] };
+    for (const o of this.setup.outputs) {
+      const edge = this.plan.edges[o.edge]!;
+      const keyFn = edge.keyOperator ? this.flow.operator(edge.keyOperator)!.inputs[edge.input]!.keyBy : undefined;
+      const out = new Output(o.rings.map((s) => new RingWriter(s)), o.bells, edge.partitioning, keyFn, this.plan.keyGroups, this.setup.batchSize, this.setup.subtask);
+      this.outputs.push(out);
+      if (edge.port === 'main') mainFrom.set(edge.fromOperator, [...(mainFrom.get(edge.fromOperator) ?? []), out]);
+      else byPort[edge.port].push(out);
+    }
+    if (byPort.late.length) lateTail = fanOut(byPort.late.map(outputEmit));
+    if (byPort.dead.length) deadTail = fanOut(byPort.dead.map(outputEmit));
     const policies = new Map(ops.flatMap((o) => (this.plan.onRecord[o.name] ? [[o.name, this.plan.onRecord[o.name]!] as const] : [])));
     this.failures = new RecordFailures(policies, this.setup.subtask, deadTail);
     if (this.failures.active) {
