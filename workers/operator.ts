@@ -1,9 +1,10 @@
 // Worker entry point of one task instance (a chain of operators, one subtask).
 //
 // workerData: { url, source, plan, task, subtask } — the compiled flow module to import
-// (and its source file, which errors name) and the physical plan. The worker starts before its instance's state is attached (see
-// prestartWorkers in src/runtime/execution.ts): it loads the runtime and the flow, then
-// waits for { type: 'setup', setup } (its rings and state attachment, ports transferred).
+// (and its source file, which errors name) and the physical plan. The worker starts
+// before its instance's state is attached (prestartWorkers, src/runtime/execution.ts):
+// it loads the runtime and the flow, then waits for { type: 'setup', setup } (its rings
+// and state attachment, ports transferred).
 // Messages to the coordinator:
 //   { type: 'ready' } · { type: 'metrics', metrics } every 250 ms · { type: 'done', metrics }
 //   { type: 'error', message, code }
