@@ -60,7 +60,9 @@ export async function prepareInstances(plan: PhysicalPlan, config: TidepoolConfi
           setup.state.rescaleFrom = oldState!.instances
             .filter((i) => {
               const [oa, ob] = keyGroupRange(i.subtask, oldState!.parallelism, plan.keyGroups);
-              return i.stateId !== undefined && i.version !== undefined && oa < b && a < ob;
+              // Version 0: the partition never flushed (no record reached it before the
+              // checkpoint), so it is empty and has no flush to read.
+              return i.stateId !== undefined && i.version !== undefined && i.version > 0 && oa < b && a < ob;
             })
             .map((i) => ({ stateId: i.stateId!, version: i.version! }));
         }
