@@ -379,10 +379,7 @@ async function shutdown(): Promise<void> {
 
 parentPort!.on('message', (msg: AttachRequest | DropRequest | ForgetRequest | HydrateRequest | { type: 'shutdown' } | { type: 'preload'; spec: RemoteSpec }) => {
   if (msg.type === 'forget') {
-    forgetDir(msg.dir).then(
-      () => msg.port.postMessage({ type: 'forgotten' }),
-      (e: Error) => msg.port.postMessage({ type: 'error', message: e.message }),
-    ).finally(() => msg.port.close());
+    answer(msg.port, forgetDir(msg.dir).then(() => ({ type: 'forgotten' })));
   } else if (msg.type === 'preload') {
     storeFor(msg.spec).catch(() => undefined); // errors surface when a copy-in uses it
   } else if (msg.type === 'shutdown') {
@@ -399,15 +396,14 @@ parentPort!.on('message', (msg: AttachRequest | DropRequest | ForgetRequest | Hy
   } else if (msg.type === 'attach') {
     attach(msg).catch((e: Error) => reply(msg.port, { type: 'error', message: e.message.replace(/\s+/g, ' '), code: attachErrorCode(e, msg.dir) }));
   } else if (msg.type === 'drop') {
-    dropState(msg.dir, msg.noSync, msg.stateId).then(
-      (n) => {
-        msg.port.postMessage({ type: 'dropped', pages: n });
-        msg.port.close();
-      },
-      (e: Error) => {
-        msg.port.postMessage({ type: 'error', message: e.message });
-        msg.port.close();
-      },
-    );
+    answer(msg.port, dropState(msg.dir, msg.noSync, msg.stateId).then((n) => ({ type: 'dropped', pages: n })));
   }
 });
+
+/** The one reply to a request on its own port: what `work` resolves to, or its error. */
+function answer(port: MessagePort, work: Promise<Record<string, unknown>>): void {
+  work.then(
+    (m) => port.postMessage(m),
+    (e: Error) => port.postMessage({ type: 'error', message: e.message }),
+  ).finally(() => port.close());
+}

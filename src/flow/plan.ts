@@ -203,7 +203,7 @@ export function planFlow(flow: Flow, opts: PlanOptions): PhysicalPlan {
     const forward =
       opts.chaining && inp !== undefined && producerTask !== undefined && inp.port === 'main' && inp.keyBy === undefined &&
       producerTask.parallelism === p && !stateful && op.kind !== 'mapAsync';
-    const atEnd = forward && producerTask!.operators[producerTask!.operators.length - 1] === inp!.from;
+    const atEnd = producerTask !== undefined && producerTask.operators[producerTask.operators.length - 1] === inp!.from;
     const chain =
       forward &&
       (op.kind === 'sink'
@@ -218,7 +218,7 @@ export function planFlow(flow: Flow, opts: PlanOptions): PhysicalPlan {
       opts.chaining && op.kind === 'reduce' && inp !== undefined && producerTask !== undefined && inp.port === 'main' &&
       !producerTask.stateful && producerTask.parallelism === 1 && p === 1 &&
       !producerTask.kinds.some((k) => k === 'sink' || k === 'mapAsync') &&
-      producerTask.operators[producerTask.operators.length - 1] === inp.from && consumers(inp.from) === 1 && !branched.has(producerTask);
+      atEnd && consumers(inp.from) === 1 && !branched.has(producerTask);
     if (chain || fuse) {
       if (fuse) producerTask!.stateful = true;
       if (!fuse && (consumers(inp!.from) > 1 || !atEnd)) branched.add(producerTask!);

@@ -365,11 +365,7 @@ export class TaskRunner {
         exhausted = true;
         await this.afterUnit(true);
         // End of input: this subtask's watermark is Infinity, every window closes.
-        if (this.stateOp !== op) {
-          this.stateOp.onWatermark(Infinity);
-          await this.afterUnit(true);
-        }
-        for (const o of this.outputs) await o.watermark(Infinity);
+        await this.sourceWatermark(Infinity);
         if (wms) wms.finish();
         this.control.exhausted(this.setup.taskIndex, this.setup.subtask);
         continue;
@@ -384,17 +380,20 @@ export class TaskRunner {
       await this.afterUnit(batch.length === 0);
       if (wms) {
         const wm = wms.advance();
-        if (wm !== undefined) {
-          if (this.stateOp !== op) {
-            this.stateOp.onWatermark(wm);
-            await this.afterUnit(true);
-          }
-          for (const o of this.outputs) await o.watermark(wm);
-        }
+        if (wm !== undefined) await this.sourceWatermark(wm);
         else if (batch.length === 0 && wms.becameIdle()) for (const o of this.outputs) await o.idle();
       }
       await this.yieldSometimes();
     }
+  }
+
+  /** A source task's watermark advanced: a reduce fused behind the source sees it first, then the outputs. */
+  private async sourceWatermark(wm: number): Promise<void> {
+    if (this.stateOp !== this.op) {
+      this.stateOp.onWatermark(wm);
+      await this.afterUnit(true);
+    }
+    for (const o of this.outputs) await o.watermark(wm);
   }
 
   /** How long an idle instance may sleep: until its next processing-time timer, at most 1 s. */

@@ -302,24 +302,8 @@ export class IoClient {
   }
 
   /** Deletes every page and record of a state no checkpoint needs any more. */
-  async dropState(dir: string, noSync: boolean, stateId: string): Promise<void> {
-    const { port1, port2 } = new MessageChannel();
-    this.users++;
-    this.worker.ref();
-    try {
-      const reply = await new Promise<IoReply | { type: 'dropped' }>((resolve, reject) => {
-        this.pendingAttach.add(reject);
-        port1.once('message', (m: IoReply) => {
-          this.pendingAttach.delete(reject);
-          resolve(m);
-        });
-        this.worker.postMessage({ type: 'drop', dir, noSync, stateId, port: port2 }, [port2]);
-      });
-      if (reply.type === 'error') throw errors.io(`dropping state '${stateId}'`, new Error(reply.message));
-    } finally {
-      port1.close();
-      this.release();
-    }
+  dropState(dir: string, noSync: boolean, stateId: string): Promise<void> {
+    return this.ask((port) => ({ type: 'drop', dir, noSync, stateId, port }), `dropping state '${stateId}'`);
   }
 
   /**
@@ -327,20 +311,25 @@ export class IoClient {
    * what earlier attempts in this process left attached there and closes its LMDB
    * environments (workers/io.ts, forgetDir).
    */
-  async forgetDir(dir: string): Promise<void> {
+  forgetDir(dir: string): Promise<void> {
+    return this.ask((port) => ({ type: 'forget', dir, port }), `closing the state in ${dir}`);
+  }
+
+  /** One request to the I/O worker answered on a port of its own; an error reply throws, naming `what`. */
+  private async ask(message: (port: MessagePort) => Record<string, unknown>, what: string): Promise<void> {
     const { port1, port2 } = new MessageChannel();
     this.users++;
     this.worker.ref();
     try {
-      const reply = await new Promise<IoReply | { type: 'forgotten' }>((resolve, reject) => {
+      const reply = await new Promise<IoReply | { type: 'done' }>((resolve, reject) => {
         this.pendingAttach.add(reject);
         port1.once('message', (m: IoReply) => {
           this.pendingAttach.delete(reject);
           resolve(m);
         });
-        this.worker.postMessage({ type: 'forget', dir, port: port2 }, [port2]);
+        this.worker.postMessage(message(port2), [port2]);
       });
-      if (reply.type === 'error') throw errors.io(`closing the state in ${dir}`, new Error(reply.message));
+      if (reply.type === 'error') throw errors.io(what, new Error(reply.message));
     } finally {
       port1.close();
       this.release();
