@@ -116,9 +116,11 @@ export class BTree {
     materializeLeaf(n);
     const i = lowerBound(n.keys, k);
     let added: boolean;
+    const size = entryBytes(k, v);
     if (i < n.keys.length && n.keys[i] === k) {
-      n.bytes += entryBytes(k, v) - entryBytes(k, n.vals[i]!);
+      n.bytes += size - n.sizes[i]!;
       n.vals[i] = v;
+      n.sizes[i] = size;
       added = false;
     } else {
       if (i === n.keys.length) {
@@ -126,11 +128,13 @@ export class BTree {
         // ns per element moved in a leaf of hundreds.
         n.keys.push(k);
         n.vals.push(v);
+        n.sizes.push(size);
       } else {
         n.keys.splice(i, 0, k);
         n.vals.splice(i, 0, v);
+        n.sizes.splice(i, 0, size);
       }
-      n.bytes += entryBytes(k, v);
+      n.bytes += size;
       this.size++;
       added = true;
     }
@@ -139,7 +143,7 @@ export class BTree {
     if (n.bytes > this.capacity) {
       // Appending past the last key (ascending inserts) cuts right before the new entry,
       // leaving full pages behind instead of half-empty ones.
-      if (added && i === n.keys.length - 1 && n.keys.length > 1 && n.bytes - entryBytes(k, v) <= this.capacity) this.splitAt(n, path, i);
+      if (added && i === n.keys.length - 1 && n.keys.length > 1 && n.bytes - size <= this.capacity) this.splitAt(n, path, i);
       else this.split(n, path);
     }
     return added;
@@ -159,18 +163,21 @@ export class BTree {
     const i = lowerBound(n.keys, k);
     if (i >= n.keys.length || n.keys[i] !== k) return false;
     materializeLeaf(n);
-    n.bytes -= entryBytes(k, n.vals[i]!);
+    n.bytes -= n.sizes[i]!;
     if (i === 0) {
       // Deleting the oldest entry (expired cells and timers) is the common case: shift
       // trims the array in place where splice moves every element.
       n.keys.shift();
       n.vals.shift();
+      n.sizes.shift();
     } else if (i === n.keys.length - 1) {
       n.keys.pop();
       n.vals.pop();
+      n.sizes.pop();
     } else {
       n.keys.splice(i, 1);
       n.vals.splice(i, 1);
+      n.sizes.splice(i, 1);
     }
     n.dirty = true;
     this.size--;
@@ -206,7 +213,8 @@ export class BTree {
     const right = this.pager.allocLeaf();
     right.keys = n.keys.splice(at);
     right.vals = n.vals.splice(at);
-    for (let i = 0; i < right.keys.length; i++) right.bytes += entryBytes(right.keys[i]!, right.vals[i]!);
+    right.sizes = n.sizes.splice(at);
+    for (let i = 0; i < right.sizes.length; i++) right.bytes += right.sizes[i]!;
     n.bytes -= right.bytes - NODE_OVERHEAD;
     this.insertPieces(n, [n, right], [right.keys[0]!], path);
   }
@@ -216,19 +224,19 @@ export class BTree {
     const pieces: TreeNode[] = [n];
     const seps: string[] = [];
     if (n.kind === LEAF) {
-      const sizes = n.keys.map((k, i) => entryBytes(k, n.vals[i]!));
-      const cuts = cutPoints(sizes, cap - NODE_OVERHEAD, 1);
+      const cuts = cutPoints(n.sizes, cap - NODE_OVERHEAD, 1);
       if (cuts.length === 0) return;
       for (let c = cuts.length - 1; c >= 0; c--) {
         const right = this.pager.allocLeaf();
         right.keys = n.keys.splice(cuts[c]!);
         right.vals = n.vals.splice(cuts[c]!);
-        for (let i = 0; i < right.keys.length; i++) right.bytes += sizes[cuts[c]! + i]!;
+        right.sizes = n.sizes.splice(cuts[c]!);
+        for (let i = 0; i < right.sizes.length; i++) right.bytes += right.sizes[i]!;
         pieces.splice(1, 0, right);
         seps.unshift(right.keys[0]!);
       }
       n.bytes = NODE_OVERHEAD;
-      for (let i = 0; i < n.keys.length; i++) n.bytes += sizes[i]!;
+      for (let i = 0; i < n.sizes.length; i++) n.bytes += n.sizes[i]!;
     } else {
       // unit i = child i plus the separator before it
       const sizes = n.children.map((_, i) => CHILD_BYTES + (i > 0 ? n.keys[i - 1]!.length + KEY_OVERHEAD : 0));
@@ -319,6 +327,7 @@ export class BTree {
       for (let i = 0; i < right.keys.length; i++) {
         left.keys.push(right.keys[i]!);
         left.vals.push(right.vals[i]!);
+        left.sizes.push(right.sizes[i]!);
       }
       left.bytes += right.bytes - NODE_OVERHEAD;
     } else if (left.kind === BRANCH && right.kind === BRANCH) {
@@ -335,19 +344,21 @@ export class BTree {
     if (left.kind === LEAF && right.kind === LEAF) {
       // Move one entry at a time while that does not invert the imbalance.
       while (right.keys.length > 1) {
-        const b = entryBytes(right.keys[0]!, right.vals[0]!);
+        const b = right.sizes[0]!;
         if (left.bytes + b > right.bytes - b) break;
         left.keys.push(right.keys.shift()!);
         left.vals.push(right.vals.shift()!);
+        left.sizes.push(right.sizes.shift()!);
         left.bytes += b;
         right.bytes -= b;
       }
       while (left.keys.length > 1) {
         const j = left.keys.length - 1;
-        const b = entryBytes(left.keys[j]!, left.vals[j]!);
+        const b = left.sizes[j]!;
         if (right.bytes + b > left.bytes - b) break;
         right.keys.unshift(left.keys.pop()!);
         right.vals.unshift(left.vals.pop()!);
+        right.sizes.unshift(left.sizes.pop()!);
         right.bytes += b;
         left.bytes -= b;
       }
@@ -414,7 +425,7 @@ export class BTree {
     let n = this.node(this.root);
     while (n.kind === BRANCH) n = this.node(n.children[upperBound(n.keys, k)]!);
     const keys = n.keys;
-    const j = lowerBound(keys, k);
+    const j = lowerBound(n.keys, k);
     const before = j > 0 ? keys[j - 1]! : this.lastKeyBefore(k, lo);
     out[0] = before !== undefined && before >= lo ? before : undefined;
     const at = j < keys.length ? keys[j]! : this.firstKey(k, hi);

@@ -44,6 +44,12 @@ export interface LeafNode extends NodeBase {
    * Any mutation first materializes every value and drops `raw`.
    */
   vals: (StoredValue | undefined)[];
+  /**
+   * entryBytes() of each entry, kept beside keys and vals: a split, a merge or a
+   * replaced value reads the sizes instead of measuring scattered value strings again
+   * (that was most of a random insert's time at 1M keys).
+   */
+  sizes: number[];
   raw?: Buffer;
   /** [start, length] of each value's msgpack bytes in `raw`. */
   voff?: Uint32Array;
@@ -60,7 +66,7 @@ export function entryBytes(key: string, v: StoredValue): number {
 }
 
 export function newLeaf(id: number): LeafNode {
-  return { kind: LEAF, id, keys: [], vals: [], bytes: NODE_OVERHEAD, dirty: true, ref: true, cost: 0 };
+  return { kind: LEAF, id, keys: [], vals: [], sizes: [], bytes: NODE_OVERHEAD, dirty: true, ref: true, cost: 0 };
 }
 export function newBranch(id: number, children: number[], keys: string[]): BranchNode {
   let bytes = NODE_OVERHEAD + children.length * CHILD_BYTES;
@@ -77,7 +83,7 @@ export function newBranch(id: number, children: number[], keys: string[]): Branc
  */
 export function freezeNode(node: TreeNode): TreeNode {
   if (node.kind === LEAF) {
-    const copy: LeafNode = { kind: LEAF, id: node.id, keys: node.keys.slice(), vals: node.vals.slice(), bytes: node.bytes, dirty: false, ref: false, cost: 0 };
+    const copy: LeafNode = { kind: LEAF, id: node.id, keys: node.keys.slice(), vals: node.vals.slice(), sizes: node.sizes.slice(), bytes: node.bytes, dirty: false, ref: false, cost: 0 };
     if (node.raw !== undefined) {
       copy.raw = node.raw;
       copy.voff = node.voff;
@@ -306,6 +312,7 @@ export function deserializeNode(id: number, raw: Uint8Array): TreeNode {
   if (kind === LEAF) {
     const keys = new Array<string>(count);
     const voff = new Uint32Array(count * 2);
+    const sizes = new Array<number>(count);
     let bytes = NODE_OVERHEAD;
     for (let i = 0; i < count; i++) {
       const k = latin1();
@@ -315,12 +322,14 @@ export function deserializeNode(id: number, raw: Uint8Array): TreeNode {
       keys[i] = k;
       voff[2 * i] = pos;
       voff[2 * i + 1] = n;
-      bytes += k.length + KEY_OVERHEAD + rawStoredSize(buf[pos]!, n) + VALUE_OVERHEAD;
+      const size = k.length + KEY_OVERHEAD + rawStoredSize(buf[pos]!, n) + VALUE_OVERHEAD;
+      sizes[i] = size;
+      bytes += size;
       pos += n;
     }
     if (pos !== end) throw new MalformedNode('trailing bytes after leaf');
     const vals = new Array<StoredValue | undefined>(count);
-    return { kind: LEAF, id, keys, vals, bytes, dirty: false, ref: true, cost: 0, raw: buf, voff };
+    return { kind: LEAF, id, keys, vals, sizes, bytes, dirty: false, ref: true, cost: 0, raw: buf, voff };
   }
   if (kind === BRANCH) {
     if (count < 1) throw new MalformedNode('branch without children');

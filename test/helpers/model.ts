@@ -131,7 +131,12 @@ export function checkTree(engine: StateEngine, table: string): string[] {
     }
     if (n.kind === LEAF) {
       let bytes = 6;
-      n.keys.forEach((k, i) => (bytes += entryBytes(k, leafValue(n, i))));
+      n.keys.forEach((k, i) => {
+        const size = entryBytes(k, leafValue(n, i));
+        if (n.sizes[i] !== size) problems.push(`leaf ${id}: entry ${i} sized ${n.sizes[i]} but takes ${size}`);
+        bytes += size;
+      });
+      if (n.sizes.length !== n.keys.length) problems.push(`leaf ${id}: ${n.sizes.length} sizes for ${n.keys.length} keys`);
       if (bytes !== n.bytes) problems.push(`leaf ${id}: bytes ${n.bytes} but entries add up to ${bytes}`);
       if (n.bytes > engine.capacity && n.keys.length > 1) problems.push(`leaf ${id}: ${n.bytes} bytes over capacity ${engine.capacity}`);
       if (leafDepth === -1) leafDepth = depth;
