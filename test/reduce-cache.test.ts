@@ -3,7 +3,8 @@
 // by the key itself; -0 next to 0, tuples, bigints and booleans, cached by encoding) with
 // accumulators switching between primitives (cached) and objects (always in the tree),
 // a cache of 1–6 entries over a 4-page cache (so CLOCK sweeps and page evictions
-// interleave), and snapshots. Checked:
+// interleave), a bound of 0–6 changed entries (so write-backs while records flow
+// interleave with both, or never happen), and snapshots. Checked:
 //   - every emitted `{ key, value }` is the key's count so far, in the record's shape;
 //   - after each snapshot the tree holds exactly the model (nothing dirty left behind);
 //   - a new instance on the same state after a snapshot (a restore) counts on from there.
@@ -55,13 +56,13 @@ t.test('reduce cache: emitted counts, snapshots and restores match a model', asy
   };
   let runs = 0;
   await fc.assert(
-    fc.asyncProperty(fc.array(opArb, { minLength: 1, maxLength: 400 }), fc.integer({ min: 1, max: 6 }), async (ops, capacity) => {
+    fc.asyncProperty(fc.array(opArb, { minLength: 1, maxLength: 400 }), fc.integer({ min: 1, max: 6 }), fc.constantFrom(0, 1, 2, 3, 6, 4096), async (ops, capacity, maxDirty) => {
       runs++;
       const engine = new StateEngine({ name: 'cache', pageSize: 4096, cachePages: 4, codec, codecFor: codecResolver(codec), backend: new MemoryBackend() });
       const env: StepEnv = { subtask: 0, parallelism: 1, keyGroups: KEY_GROUPS, engine, afterState: () => engine.pager.evict() };
       const model = new Map<string, { n: number; mode: Mode }>();
       let emitted: { key: unknown; value: unknown } | undefined;
-      const open = () => makeReduce(reduceOp, env, (r) => (emitted = r as { key: unknown; value: unknown }), capacity);
+      const open = () => makeReduce(reduceOp, env, (r) => (emitted = r as { key: unknown; value: unknown }), capacity, maxDirty);
       let inst = open();
       for (const op of ops) {
         if ('push' in op) {
@@ -113,4 +114,37 @@ t.test('reduce cache: entries stay cached across snapshots (no tree reads for ho
   t.equal(fromStored(get(stateKeyOf(hashEncoded(encodeKey('k7', Infinity)) % KEY_GROUPS, encodeKey('k7', Infinity)))!), 1, 'the tree has the snapshot\'s value until the next one');
   inst.beforeSnapshot();
   t.equal(fromStored(get(stateKeyOf(hashEncoded(encodeKey('k7', Infinity)) % KEY_GROUPS, encodeKey('k7', Infinity)))!), 2, 'and the new one after it');
+});
+
+t.test('reduce cache: at most maxDirty changes wait for a barrier; older ones are written back as records flow', async (t) => {
+  const codec = await loadCodec('none');
+  const engine = new StateEngine({ name: 'dirty', pageSize: 4096, cachePages: 64, codec, codecFor: codecResolver(codec), backend: new MemoryBackend() });
+  const op = flow('dirty').source('s', sources.array<string>([])).keyBy((k: string) => k).reduce('r', (acc: number | undefined) => (acc ?? 0) + 1).sink('out', anySink()).operator('r')!;
+  const inst = makeReduce(op, { subtask: 0, parallelism: 1, keyGroups: KEY_GROUPS, engine }, () => undefined, 100, 10);
+  const table = engine.table('r');
+  const written: string[] = [];
+  const set = table.set.bind(table);
+  table.set = (k, v) => (written.push(k), set(k, v));
+  const sk = (k: string) => stateKeyOf(hashEncoded(encodeKey(k, Infinity)) % KEY_GROUPS, encodeKey(k, Infinity));
+  let over = 0;
+  for (let i = 0; i < 50; i++) {
+    inst.push(`k${i}`, NaN, 0);
+    if (i + 1 - written.length > 10) over++;
+  }
+  t.equal(over, 0, 'never more than 10 changes waiting');
+  t.ok(written.length >= 40, `${written.length} of 50 changes written back before any barrier`);
+  t.same(written, Array.from({ length: written.length }, (_, i) => sk(`k${i}`)), 'oldest change first');
+  const waiting = 50 - written.length;
+  written.length = 0;
+  for (let i = 0; i < 5; i++) inst.push('k49', NaN, 0); // a waiting change changed again: still one change
+  t.equal(written.length, 0, 'changing a key whose change waits writes nothing');
+  inst.beforeSnapshot();
+  t.equal(written.length, waiting, `the barrier writes back the ${waiting} waiting`);
+  t.equal(fromStored(table.get(sk('k49'))!), 6, 'with their newest values');
+  written.length = 0;
+  inst.push('k0', NaN, 0); // written back, still cached: one change again
+  t.equal(written.length, 0, 'a cached key changed again waits for the barrier');
+  inst.beforeSnapshot();
+  t.same(written, [sk('k0')], 'and only it is written at the next barrier');
+  t.equal(fromStored(table.get(sk('k0'))!), 2, 'with its new value');
 });

@@ -12,7 +12,9 @@
 // - A root branch with one child is replaced by that child.
 // Only pages whose content changed are marked dirty: no copy-on-write cascade, since
 // page versions are addressed by (page id, flush version), not by parent pointers.
-import { BRANCH, CHILD_BYTES, KEY_OVERHEAD, LEAF, NODE_OVERHEAD, entryBytes, leafValue, materializeLeaf, type BranchNode, type TreeNode } from './node.js';
+// A node a flush froze shares its arrays with the frozen copy until that flush is
+// durable: every change below first calls ownArrays() on each node it edits.
+import { BRANCH, CHILD_BYTES, KEY_OVERHEAD, LEAF, NODE_OVERHEAD, entryBytes, leafValue, materializeLeaf, ownArrays, type BranchNode, type TreeNode } from './node.js';
 import type { Pager } from './pager.js';
 import type { StoredValue } from './values.js';
 
@@ -113,6 +115,7 @@ export class BTree {
       path.push(n);
       n = this.node(n.children[upperBound(n.keys, k)]!);
     }
+    ownArrays(n);
     materializeLeaf(n);
     const i = lowerBound(n.keys, k);
     let added: boolean;
@@ -162,6 +165,7 @@ export class BTree {
     }
     const i = lowerBound(n.keys, k);
     if (i >= n.keys.length || n.keys[i] !== k) return false;
+    ownArrays(n);
     materializeLeaf(n);
     n.bytes -= n.sizes[i]!;
     if (i === 0) {
@@ -210,6 +214,7 @@ export class BTree {
   /** Splits leaf `n` into [0, at) and [at, end). */
   private splitAt(n: TreeNode, path: BranchNode[], at: number): void {
     if (n.kind !== LEAF) return this.split(n, path);
+    ownArrays(n);
     const right = this.pager.allocLeaf();
     right.keys = n.keys.splice(at);
     right.vals = n.vals.splice(at);
@@ -221,6 +226,7 @@ export class BTree {
 
   private split(n: TreeNode, path: BranchNode[]): void {
     const cap = this.capacity;
+    ownArrays(n);
     const pieces: TreeNode[] = [n];
     const seps: string[] = [];
     if (n.kind === LEAF) {
@@ -268,6 +274,7 @@ export class BTree {
       if (root.bytes > cap) this.split(root, path);
       return;
     }
+    ownArrays(parent);
     const at = parent.children.indexOf(n.id);
     parent.children.splice(at + 1, 0, ...pieces.slice(1).map((p) => p.id));
     parent.keys.splice(at, 0, ...seps);
@@ -297,6 +304,9 @@ export class BTree {
       const left = li === i ? n : this.node(parent.children[li]!);
       const right = li === i ? this.node(parent.children[li + 1]!) : n;
       const sep = parent.keys[li]!;
+      ownArrays(parent);
+      ownArrays(left);
+      ownArrays(right);
       if (left.kind === LEAF) materializeLeaf(left);
       if (right.kind === LEAF) materializeLeaf(right);
       const mergedBytes = left.bytes + right.bytes - NODE_OVERHEAD + (left.kind === BRANCH ? sep.length + KEY_OVERHEAD : 0);

@@ -26,7 +26,7 @@
 // - Eviction happens only between operations (`evict()`), never inside one, so tree
 //   code may hold node references for the duration of one operation.
 import { errors, oneLine } from '../errors.js';
-import { MalformedNode, deserializeNode, freezeNode, serializeNode, newBranch, newLeaf, type BranchNode, type LeafNode, type TreeNode } from './node.js';
+import { MalformedNode, deserializeNode, freezeNode, serializeNode, shareNode, newBranch, newLeaf, type BranchNode, type LeafNode, type TreeNode } from './node.js';
 import { PAGE_HEADER_BYTES, decodePage, encodePage, encodePageInto, verifyPage } from './page-format.js';
 import { CODEC_NONE, codecById, type PageCodec } from './codecs.js';
 import type { SpillSlot, SpillStore } from './spill-file.js';
@@ -274,7 +274,8 @@ export class Pager {
 
   /**
    * Takes flush `version` synchronously: every dirty page is frozen (resident ones: a
-   * copy of the node's arrays, encoded later by `encodeFlushPage`) or referenced by its
+   * copy that shares the node's arrays until the tree changes them, copy-on-write, see
+   * shareNode; encoded later by `encodeFlushPage`) or referenced by its
    * spill slot (spilled ones), marked clean and kept readable in flight until
    * `durable(version)`. Also returns the page ids freed since the last flush.
    * Encoding is left out of this call on purpose: it is the checkpoint's pause, and a
@@ -292,7 +293,7 @@ export class Pager {
         continue;
       }
       if (!node.dirty) continue;
-      const frozen = freezeNode(node);
+      const frozen = shareNode(node, version);
       node.dirty = false;
       this.inflight.set(node.id, { version, node: frozen });
       pages.push({ pageId: node.id, node: frozen });
@@ -410,6 +411,10 @@ export class Pager {
       if (fl.version > version) continue;
       if (fl.slot) this.spill.free(fl.slot);
       this.inflight.delete(id);
+      // Nothing reads the frozen copies of this flush any more: a node still sharing its
+      // arrays with one owns them again, without a copy.
+      const node = this.resident.get(id);
+      if (node !== undefined && node.sharedVersion !== 0 && node.sharedVersion <= version) node.sharedVersion = 0;
     }
     this.spill.compact();
   }
