@@ -177,14 +177,16 @@ class Cells {
     if (inner === undefined) this.sweeper.remove(k);
     return inner;
   }
-  write(k: string, v: StoredValue): void {
+  /** Returns whether the key is new to the table. */
+  write(k: string, v: StoredValue): boolean {
     if (this.sweeper) {
       const now = Date.now();
       this.sweeper.step(now);
       v = wrapTtl(v, now);
     }
-    this.table.set(k, v);
+    const added = this.table.set(k, v);
     this.engine.mutations++;
+    return added;
   }
   remove(k: string): boolean {
     const existed = this.table.delete(k);
@@ -240,18 +242,46 @@ export class KeyedValueState<V> implements ValueState<V> {
   }
 }
 
+/**
+ * Map state: entries [group, key, mapKey]. Without a TTL, `size` is O(1): a count cell at
+ * [group, key] — which sorts before every entry of the key (the terminator is below
+ * every element tag) — holds the number of entries, kept by set/delete/clear, and
+ * ranges start after it. The cell is absent when the key has no entries, or in state
+ * written before counts were kept; `size` then counts by a scan, and the key's next
+ * change records the count. With a TTL, entries expire without a write, so `size`
+ * counts the live ones by a scan.
+ */
 export class KeyedMapState<MK extends Key, V> implements MapState<MK, V> {
   private readonly cells: Cells;
   constructor(private readonly scope: KeyScope, private readonly table: BTree, engine: StateEngine, ttlMs?: number) {
     this.cells = new Cells(table, engine, ttlMs);
     claim(table, kindOf('map', ttlMs));
   }
+  /** The key's recorded entry count, if there is one (never with a TTL). */
+  private recorded(): number | undefined {
+    const c = this.table.get(this.scope.encoded);
+    return typeof c === 'number' ? c : undefined;
+  }
+  private scan(): number {
+    let n = 0;
+    for (const _ of this.cells.range(this.bounds())) n++;
+    return n;
+  }
+  /** After an entry was added (+1) or removed (−1): records the key's new count. */
+  private counted(delta: number): void {
+    const had = this.recorded();
+    const n = had === undefined ? this.scan() : had + delta; // no cell: count what is there now
+    const ck = this.scope.encoded;
+    if (n > 0) this.table.set(ck, n);
+    else if (had !== undefined) this.table.delete(ck);
+  }
   get(key: MK): V | undefined {
     const v = this.cells.read(withinKey(this.scope, key));
     return v === undefined ? undefined : (fromStored(v) as V);
   }
   set(key: MK, value: V): void {
-    this.cells.write(withinKey(this.scope, key), toStored(value));
+    const added = this.cells.write(withinKey(this.scope, key), toStored(value));
+    if (added && !this.cells.ttl) this.counted(1);
   }
   has(key: MK): boolean {
     return this.cells.read(withinKey(this.scope, key)) !== undefined;
@@ -260,26 +290,28 @@ export class KeyedMapState<MK extends Key, V> implements MapState<MK, V> {
   delete(key: MK): boolean {
     const k = withinKey(this.scope, key);
     if (this.cells.ttl) return this.cells.read(k) !== undefined && this.cells.remove(k);
-    return this.cells.remove(k);
+    const existed = this.cells.remove(k);
+    if (existed) this.counted(-1);
+    return existed;
   }
   clear(): void {
     for (const k of [...this.rawKeys()]) this.cells.remove(k);
+    if (!this.cells.ttl && this.table.delete(this.scope.encoded)) this.cells.engine.mutations++;
   }
   get size(): number {
-    let n = 0;
-    for (const _ of this.cells.range(this.bounds())) n++;
-    return n;
+    return (this.cells.ttl ? undefined : this.recorded()) ?? this.scan();
   }
   private *rawKeys(): Generator<string> {
     for (const [k] of this.table.entries(this.bounds())) yield k;
   }
   private bounds(range?: Omit<KeyRange, 'prefix'>) {
     const b = prefixBounds([this.scope.group, this.scope.key as Key]);
+    // After [group, key] itself: the count cell, not an entry.
     const r: { gt?: string; gte?: string; lt?: string; lte?: string; reverse?: boolean; limit?: number } = {
-      gte: b.gte, lt: b.lt, reverse: range?.reverse, limit: range?.limit,
+      gt: this.scope.encoded, lt: b.lt, reverse: range?.reverse, limit: range?.limit,
     };
-    if (range?.gt !== undefined) { delete r.gte; r.gt = withinKey(this.scope, range.gt); }
-    if (range?.gte !== undefined) r.gte = withinKey(this.scope, range.gte);
+    if (range?.gt !== undefined) r.gt = withinKey(this.scope, range.gt); // gt wins over gte, as in the tree
+    else if (range?.gte !== undefined) { delete r.gt; r.gte = withinKey(this.scope, range.gte); }
     if (range?.lt !== undefined) r.lt = withinKey(this.scope, range.lt);
     if (range?.lte !== undefined) { delete r.lt; r.lte = withinKey(this.scope, range.lte); }
     return r;
