@@ -51,7 +51,7 @@ const DEFAULTS: TidepoolConfig = {
   batchSize: 512,
   operators: {},
   state: { storage: 'lmdb', pageSize: 16384, compression: 'none' }, // cachePages unset: sized from memory at run time
-  checkpoint: { intervalMs: 1000, timeoutMs: 60000, retain: 2, tolerableFailures: 0, remoteRequired: false },
+  checkpoint: { intervalMs: 1000, timeoutMs: 60000, retain: 2, tolerableFailures: 0, remoteRequired: false, alignmentTargetMs: 50 },
   restart: { maxAttempts: 3, backoffMs: 500 },
   metrics: { port: 0 },
   errors: { onRecord: 'fail', deadLetterPath: 'dead-letter.jsonl' },
@@ -80,7 +80,7 @@ t.test('the contract example and every accepted form', async (t) => {
     batchSize: 512,
     operators: { counts: { parallelism: 4 } },
     state: { storage: 'lmdb', pageSize: 16384, cachePages: 1024, compression: 'lz4' },
-    checkpoint: { intervalMs: 1000, timeoutMs: 60000, retain: 2, tolerableFailures: 0, remoteRequired: false },
+    checkpoint: { intervalMs: 1000, timeoutMs: 60000, retain: 2, tolerableFailures: 0, remoteRequired: false, alignmentTargetMs: 50 },
     restart: { maxAttempts: 3, backoffMs: 500 },
     metrics: { port: 0 },
     errors: { onRecord: 'fail', deadLetterPath: 'dead-letter.jsonl' },

@@ -384,6 +384,76 @@ test('cancel(): a writer blocked on a full ring gets TIDEPOOL_RING_CLOSED', asyn
   t.equal(r.read(), null);
 });
 
+test('a reader-set limit bounds what the writer queues; a record larger than the limit still goes into an empty ring', async (t) => {
+  const sab = createRingBuffer(4096);
+  const w = new RingWriter(sab);
+  const r = new RingReader(sab);
+  t.equal(w.limit, 4096, 'no limit: the capacity');
+  r.setLimit(256);
+  t.equal(w.limit, 256);
+  const f = new Uint8Array(56); // 64 ring bytes with its header
+  let n = 0;
+  while (w.tryWrite(f)) n++;
+  t.equal(n, 4, 'four 64-byte records under a 256-byte limit');
+  t.equal(w.used, 256);
+  t.ok(r.read() !== null);
+  t.equal(w.tryWrite(f), true, 'room again once one was read');
+  t.equal(w.tryWrite(f), false);
+  r.drain(() => undefined);
+  r.setLimit(64);
+  const big = new Uint8Array(1000); // > the limit, < half the ring: one record
+  t.equal(w.tryWrite(big), true, 'an empty ring takes a record larger than the limit');
+  t.equal(w.tryWrite(f), false, 'and nothing after it until it is read');
+  t.equal(r.read()?.length, 1000);
+  t.equal(w.tryWrite(f), true);
+  r.setLimit(1 << 30);
+  t.equal(w.limit, 4096, 'a limit above the capacity is the capacity');
+  r.setLimit(1);
+  t.equal(w.limit, 64, 'and at least 64 bytes');
+  // Under a constant limit, what is queued never exceeds it (or one record).
+  r.drain(() => undefined);
+  r.setLimit(1000);
+  const sizes = { min: 4, max: 600 };
+  const buf = new Uint8Array(sizes.max);
+  let over = 0, seq = 0, next = 0;
+  let error: string | null = null;
+  for (; seq < 3000; seq++) {
+    const fr = makeFrame(buf, seq, sizes);
+    while (!w.tryWrite(fr)) r.drain((v) => { error ??= checkFrame(v, next++, sizes); }, 1 + (seq % 3));
+    if (w.used > Math.max(1000, encodedFrameSize(fr.length, 4096))) over++;
+  }
+  r.drain((v) => { error ??= checkFrame(v, next++, sizes); });
+  t.equal(error, null);
+  t.equal(next, 3000);
+  t.equal(over, 0, 'never more queued than the limit or one record');
+});
+
+test('a worker writer (blocking, async, chunked) keeps going while the reader changes the limit at random', async (t) => {
+  for (const mode of ['write', 'async', 'mixed'] as const) {
+    const sab = createRingBuffer(2048);
+    const sizes = { min: 4, max: 3000 }; // some frames are chunked, some exceed the ring
+    const p = producer({ sab, sizes, count: 2000, mode, batch: 5 });
+    const r = new RingReader(sab);
+    let seq = 0;
+    let h = 0x811c9dc5;
+    let error: string | null = null;
+    let rnd = 12345;
+    const next = () => (rnd = (Math.imul(rnd, 1103515245) + 12345) >>> 0);
+    const deadline = performance.now() + 15_000;
+    while (!r.closed && inTime(deadline)) {
+      if (next() % 4 === 0) r.setLimit([64, 200, 1024, 2048, 100_000][next() % 5]!);
+      const got = r.drain((v) => { error ??= checkFrame(v, seq++, sizes); h = hash(h, v); }, 1 + (next() % 4));
+      if (got === 0) await r.waitReadable(1000);
+      else if (next() % 8 === 0) await sleep(1); // let the writer block
+    }
+    const res = await p.result;
+    t.equal(error, null, mode);
+    t.equal(res.error, null, mode);
+    t.equal(seq, 2000, `${mode}: every frame`);
+    t.equal(h, res.checksum, `${mode}: checksums match`);
+  }
+});
+
 t.test('Inputs.queuedBytes: what the input rings hold, written and not yet read', async (t) => {
   const bell = createBell();
   const rings = [createRingBuffer(64 << 10), createRingBuffer(64 << 10)];

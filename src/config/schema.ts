@@ -69,6 +69,12 @@ export interface TidepoolConfig {
     tolerableFailures: number;
     /** A checkpoint completes only once it is uploaded to `state.remote`. */
     remoteRequired: boolean;
+    /**
+     * Records queued in front of each task instance are limited to about what it
+     * consumes in this many ms (buffer debloating), so an aligning barrier waits about
+     * this long behind them; 0: input rings fill to their size.
+     */
+    alignmentTargetMs: number;
   };
   restart: {
     /** Restarts from the last checkpoint after a failure; 0 = fail at once. */
@@ -166,6 +172,7 @@ const schema = z
         retain: int(1, Number.MAX_SAFE_INTEGER, 'expected an integer ≥ 1').default(2),
         tolerableFailures: int(0, Number.MAX_SAFE_INTEGER, 'expected an integer ≥ 0').default(0),
         remoteRequired: z.boolean({ error: 'expected true or false' }).default(false),
+        alignmentTargetMs: int(0, MAX_MS, `expected an integer from 0 (off) to ${MAX_MS} (milliseconds)`).default(50),
       }, { error: 'expected an object' })
       .prefault({}),
     restart: z
@@ -325,7 +332,7 @@ export function defaultConfig(): TidepoolConfig {
 export const CONFIG_KEYS: readonly string[] = [
   'parallelism', 'keyGroups', 'chaining', 'execution', 'batchSize', 'operators.<name>.parallelism',
   'state.storage', 'state.pageSize', 'state.cachePages', 'state.cacheBytes', 'state.compression', 'state.codecThreads', 'state.remote',
-  'checkpoint.intervalMs', 'checkpoint.timeoutMs', 'checkpoint.retain', 'checkpoint.tolerableFailures', 'checkpoint.remoteRequired',
+  'checkpoint.intervalMs', 'checkpoint.timeoutMs', 'checkpoint.retain', 'checkpoint.tolerableFailures', 'checkpoint.remoteRequired', 'checkpoint.alignmentTargetMs',
   'restart.maxAttempts', 'restart.backoffMs', 'metrics.port',
   'errors.onRecord', 'errors.deadLetterPath', 'operators.<name>.errors.onRecord',
 ];

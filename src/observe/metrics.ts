@@ -52,6 +52,7 @@ export const METRICS: readonly MetricDef[] = [
   { name: 'tidepool_window_state_entries', type: 'gauge', help: 'Entries of window state (panes, windows or sessions) in a task instance', read: (m) => m.windowState ?? 0 },
   { name: 'tidepool_join_state_entries', type: 'gauge', help: 'Entries of join state in a task instance, both sides', read: (m) => m.joinState ?? 0 },
   { name: 'tidepool_input_queued_bytes', type: 'gauge', help: 'Bytes queued in the input rings of a task instance (written, not yet read): what a barrier waits behind', read: (m) => m.queuedBytes ?? 0 },
+  { name: 'tidepool_input_queue_limit_bytes', type: 'gauge', help: 'What the input rings of a task instance may hold: their size, or less as checkpoint.alignmentTargetMs limits them to what the instance consumes in that time', read: (m) => m.queueLimitBytes ?? 0 },
 ];
 
 const LABELS = ['flow', 'task', 'subtask'] as const;

@@ -34,7 +34,7 @@ export async function prepareInstances(plan: PhysicalPlan, config: TidepoolConfi
     const oldState = stateOp === undefined ? undefined : restore?.tasks.find((x) => stateOperatorOf(x) === stateOp);
     for (let s = 0; s < t.parallelism; s++) {
       const { inputs, inputSides, outputs, bell } = rings.get(`${t.index}/${s}`)!;
-      const setup: TaskSetup = { taskIndex: t.index, subtask: s, inputs, inputSides, outputs, bell, batchSize: config.batchSize, checkpointing: config.state.storage === 'lmdb' };
+      const setup: TaskSetup = { taskIndex: t.index, subtask: s, inputs, inputSides, outputs, bell, batchSize: config.batchSize, queueTargetMs: config.checkpoint.alignmentTargetMs, checkpointing: config.state.storage === 'lmdb' };
       const saved = old?.instances.find((i) => i.subtask === s);
       const savedState = oldState?.instances.find((i) => i.subtask === s);
       if (restore) setup.restoredCheckpoint = restore.id;

@@ -72,6 +72,8 @@ export interface TaskSetup {
   /** This instance's doorbell (its producers ring it). */
   bell: SharedArrayBuffer;
   batchSize: number;
+  /** checkpoint.alignmentTargetMs: input rings hold about this long of records (0: no limit). */
+  queueTargetMs?: number;
   state?: StateSetup;
   /** Restored from this checkpoint: sources seek, sinks re-commit it first. */
   restoredCheckpoint?: number;
@@ -129,6 +131,8 @@ export interface TaskMetrics {
   joinState?: number;
   /** Bytes queued in the instance's input rings (written, not yet read). */
   queuedBytes?: number;
+  /** Σ of the input rings' limits: what they may hold (checkpoint.alignmentTargetMs). */
+  queueLimitBytes?: number;
   /** Records that made user code throw, dropped (errors.onRecord 'skip') or dead-lettered. */
   skippedRecords: number;
   deadLetters: number;
@@ -264,7 +268,7 @@ export class TaskRunner {
         this.watermarks = new SourceWatermarks(first.name, this.setup.subtask, so.eventTime as (r: never) => number, so.watermark?.maxOutOfOrdernessMs ?? 0, so.watermark?.idleMs, this.setup.restoredWatermark);
       }
     } else {
-      this.inputs = new Inputs(this.setup.inputs.map((s) => new RingReader(s)), this.setup.bell, this.setup.inputSides, this.setup.restoredWatermark);
+      this.inputs = new Inputs(this.setup.inputs.map((s) => new RingReader(s)), this.setup.bell, this.setup.inputSides, this.setup.restoredWatermark, this.setup.queueTargetMs);
     }
   }
 
@@ -360,7 +364,9 @@ export class TaskRunner {
         this.wakeSource = undefined;
         continue;
       }
-      const batch = await src.next(this.setup.batchSize);
+      let unit = this.setup.batchSize;
+      for (const o of this.outputs) unit = Math.min(unit, o.unitRecords()); // limited rings: smaller units (channels.ts)
+      const batch = await src.next(unit);
       if (batch === null) {
         exhausted = true;
         await this.afterUnit(true);
@@ -531,6 +537,7 @@ export class TaskRunner {
       windowState: s.windowState ?? 0,
       joinState: s.joinState ?? 0,
       queuedBytes: this.inputs?.queuedBytes ?? 0,
+      queueLimitBytes: this.inputs?.queueLimitBytes ?? 0,
       skippedRecords: this.failures?.skipped ?? 0,
       deadLetters: this.failures?.deadLetters ?? 0,
       done: this.done,

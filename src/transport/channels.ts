@@ -13,6 +13,7 @@ import { RingReader, RingWriter } from './ring.js';
 import { waitWord } from './doorbell.js';
 import { keyGroupOf } from '../runtime/partition.js';
 import { subtaskForKeyGroup, type Partitioning } from '../flow/plan.js';
+import { QueueLimiter } from './queue-limit.js';
 import {
   EOI_FRAME, FRAME_BARRIER, FRAME_EOI, FRAME_WATERMARK, barrierFrame, barrierId, encodeBatch, watermarkFrame, watermarkOf,
 } from './frames.js';
@@ -57,6 +58,8 @@ export class Output {
   private readonly stamps: number[][];
   /** Whether a buffer holds a record with an event time (its frame carries timestamps). */
   private readonly timed: boolean[];
+  /** Encoded bytes per record of the last frame to each consumer (0: none yet). */
+  private readonly bytesPerRecord: number[];
   private next = 0;
   readonly stats: OutputStats = { records: 0, batches: 0 };
   /** Ms the producer spent parked on full rings (backpressure). */
@@ -76,6 +79,7 @@ export class Output {
     this.buffers = writers.map(() => []);
     this.stamps = writers.map(() => []);
     this.timed = writers.map(() => false);
+    this.bytesPerRecord = writers.map(() => 0);
     this.bells = bells.map((b) => new Int32Array(b));
     // A frame bigger than the free space goes in chunks; the consumer sleeps on its
     // doorbell, not on the ring, so every wait for room rings it.
@@ -100,17 +104,56 @@ export class Output {
     if (buf.length >= this.batchSize && this.partitioning === 'rebalance') this.next = (this.next + 1) % this.writers.length;
   }
 
-  /** Sends every non-empty buffer (only the full ones with `fullOnly`). */
+  /**
+   * Records per frame to consumer i: batchSize, or fewer while its ring is limited
+   * (buffer debloating, queue-limit.ts) — half the limit's worth at the last frame's
+   * bytes per record, so the limit holds two frames and a barrier never waits behind
+   * one frame of seconds of work.
+   */
+  private frameRecords(i: number): number {
+    const w = this.writers[i]!;
+    const limit = w.limit;
+    const per = this.bytesPerRecord[i]!;
+    if (limit >= w.capacity || per === 0) return this.batchSize;
+    return Math.max(1, Math.min(this.batchSize, Math.floor(limit / 2 / per)));
+  }
+
+  /**
+   * Records a source should read per unit: batchSize, or one limited frame's worth. A
+   * source handles barriers between units, so a unit that fills limited rings several
+   * times over would hold a barrier back until the consumer worked through it.
+   */
+  unitRecords(): number {
+    let n = this.batchSize;
+    for (let i = 0; i < this.writers.length; i++) n = Math.min(n, this.frameRecords(i));
+    return n;
+  }
+
+  /** Sends every non-empty buffer (only full frames with `fullOnly`). */
   async flush(fullOnly = false): Promise<void> {
     for (let i = 0; i < this.writers.length; i++) {
       const buf = this.buffers[i]!;
-      if (buf.length === 0 || (fullOnly && buf.length < this.batchSize)) continue;
-      const frame = encodeBatch(buf, this.timed[i] ? this.stamps[i] : undefined);
-      this.buffers[i] = [];
-      this.stamps[i] = [];
-      this.timed[i] = false;
-      this.stats.batches++;
-      await this.send(i, frame);
+      const per = this.frameRecords(i);
+      if (buf.length === 0 || (fullOnly && buf.length < per)) continue;
+      const stamps = this.stamps[i]!;
+      const timed = this.timed[i]!;
+      // Unlimited: everything buffered goes as one frame, as batchSize only says when.
+      const most = per >= this.batchSize ? Infinity : per;
+      let from = 0;
+      while (buf.length - from >= (fullOnly ? per : 1)) {
+        const n = Math.min(most, buf.length - from);
+        const whole = from === 0 && n === buf.length;
+        const recs = whole ? buf : buf.slice(from, from + n);
+        const frame = encodeBatch(recs, timed ? (whole ? stamps : stamps.slice(from, from + n)) : undefined);
+        this.bytesPerRecord[i] = frame.length / n;
+        from += n;
+        this.stats.batches++;
+        await this.send(i, frame);
+      }
+      // What is left (with fullOnly, less than a frame) stays for the next flush.
+      this.buffers[i] = from === buf.length ? [] : buf.slice(from);
+      this.stamps[i] = from === buf.length ? [] : stamps.slice(from);
+      if (from === buf.length) this.timed[i] = false;
     }
   }
 
@@ -183,11 +226,14 @@ export class Inputs {
   watermark = -Infinity;
   /** Every open input is idle, and that was reported. */
   private idleReported = false;
+  /** Limits each input ring to what this instance consumes in a target time (queue-limit.ts). */
+  private readonly limiter: QueueLimiter | undefined;
 
-  constructor(readers: RingReader[], bell: SharedArrayBuffer, sides?: (0 | 1)[], restoredWatermark = -Infinity) {
+  constructor(readers: RingReader[], bell: SharedArrayBuffer, sides?: (0 | 1)[], restoredWatermark = -Infinity, queueTargetMs = 0) {
     this.open = readers.map((reader, i) => ({ reader, side: sides?.[i] ?? 0, blocked: false, watermark: -Infinity, idle: false }));
     this.bell = new Int32Array(bell);
     this.watermark = restoredWatermark;
+    if (queueTargetMs > 0) this.limiter = new QueueLimiter(queueTargetMs);
   }
 
   get done(): boolean {
@@ -200,6 +246,8 @@ export class Inputs {
    * open input (aligned); the copies from the other inputs are swallowed.
    */
   poll(): Uint8Array | null {
+    // Once per poll, not per n polls: a poll may follow a frame that took 100 ms.
+    if (this.limiter !== undefined) this.limiter.tick(this.open, performance.now());
     // Passes repeat while a pass consumed frames without returning one (a watermark that
     // did not move the minimum, a barrier copy, an idle mark): null must mean "nothing
     // to read", or the caller parks on the doorbell with frames queued, and no producer
@@ -294,6 +342,13 @@ export class Inputs {
   get queuedBytes(): number {
     let n = 0;
     for (const x of this.open) n += x.reader.used;
+    return n;
+  }
+
+  /** What the open input rings may hold: Σ of their limits (the capacity where none is set). */
+  get queueLimitBytes(): number {
+    let n = 0;
+    for (const x of this.open) n += x.reader.limit;
     return n;
   }
 

@@ -5,7 +5,7 @@
 //
 //    0  ┌ line 0: MAGIC, CAPACITY ─────────── written once by createRingBuffer
 //   64  ├ line 1: HEAD, W_WAIT, W_WANT ────── written by the writer only
-//  128  ├ line 2: TAIL, R_WAIT ────────────── TAIL by the reader only (R_WAIT: below)
+//  128  ├ line 2: TAIL, R_WAIT, LIMIT ─────── TAIL, LIMIT by the reader only (R_WAIT: below)
 //  192  ├ data: CAPACITY bytes (a power of two, 64 B .. 1 GiB)
 //       │      tail                               head
 //       │       v                                  v
@@ -52,13 +52,21 @@
 // when it rings (one notify per park, not one per frame published before the woken
 // reader runs). A blocked writer asks to wake when half the ring is free, not per
 // freed record. Both sides poll briefly (SPIN) first: parking costs microseconds.
+//
+// Limit (buffer debloating). LIMIT ≤ CAPACITY is how many bytes the reader wants queued
+// at most; the writer treats the ring as full past it, and as half free at half of it.
+// A record that does not fit under LIMIT still goes into an empty ring, so a limit
+// below one record slows the writer to a record at a time but never stops it. The
+// reader may change LIMIT at any time: a writer parked on an older one wakes a little
+// late or early, never not at all (its mark is at most its own head, which a reader
+// that reads reaches).
 
 import { errors } from '../errors.js';
 import { waitWord } from './doorbell.js';
 
 const MAGIC = 0x52494e47; // 'RING'
 // Int32 indexes of the header words (one 64-byte line per writer):
-const I_MAGIC = 0, I_CAPACITY = 1, I_HEAD = 16, I_W_WAIT = 17, I_W_WANT = 18, I_TAIL = 32, I_R_WAIT = 33;
+const I_MAGIC = 0, I_CAPACITY = 1, I_HEAD = 16, I_W_WAIT = 17, I_W_WANT = 18, I_TAIL = 32, I_R_WAIT = 33, I_LIMIT = 34;
 const HEADER_BYTES = 192;
 const REC = 8; // record header bytes
 const MIN_CAPACITY = 64, MAX_CAPACITY = 1 << 30;
@@ -80,6 +88,7 @@ export function createRingBuffer(capacityBytes: number): SharedArrayBuffer {
   i32[I_CAPACITY] = capacityBytes;
   i32[I_HEAD] = START;
   i32[I_TAIL] = START;
+  i32[I_LIMIT] = capacityBytes;
   Atomics.store(i32, I_MAGIC, MAGIC);
   return sab;
 }
@@ -117,6 +126,11 @@ abstract class RingEnd {
   /** Bytes in the ring now (written, not yet consumed), headers included. */
   get used(): number {
     return ((Atomics.load(this.i32, I_HEAD) & POS_MASK) - (Atomics.load(this.i32, I_TAIL) & POS_MASK)) | 0;
+  }
+
+  /** Bytes the reader wants queued at most (see "Limit" above); the capacity unless set. */
+  get limit(): number {
+    return Atomics.load(this.i32, I_LIMIT);
   }
 }
 
@@ -317,11 +331,14 @@ export class RingWriter extends RingEnd {
   }
 
   #hasRoom(need: number): boolean {
-    if (this.capacity - ((this.#head - this.#tail) | 0) >= need) return true;
+    const limit = Atomics.load(this.i32, I_LIMIT);
+    let used = (this.#head - this.#tail) | 0;
+    if (limit - used >= need || used === 0) return true;
     const w = Atomics.load(this.i32, I_TAIL);
     if ((w & FLAG) !== 0) throw errors.ringClosed();
     this.#tail = w & POS_MASK;
-    return this.capacity - ((this.#head - this.#tail) | 0) >= need;
+    used = (this.#head - this.#tail) | 0;
+    return limit - used >= need || used === 0;
   }
 
   /** Copy bytes [start, start + n) of `src` as one record at the local head (unpublished). */
@@ -374,13 +391,18 @@ export class RingWriter extends RingEnd {
     }
   }
 
-  /** Publish, then tell the reader which tail to ring us at: half the ring free. */
+  /**
+   * Publish, then tell the reader which tail to ring us at: half the ring (or of its
+   * limit) free, or all of it when the record waiting is larger than what that leaves.
+   */
   #announce(): number {
     this.#publish();
     this.onBlocked?.();
     this.#blocked++;
     this.#blockedSince = performance.now();
-    const want = (this.#head - (this.capacity >> 1)) | 0;
+    const limit = Atomics.load(this.i32, I_LIMIT);
+    const left = Math.max(0, Math.min(limit >> 1, limit - this.#need)); // bytes that may stay queued
+    const want = (this.#head - (left & ~7)) | 0;
     Atomics.store(this.i32, I_W_WANT, want);
     Atomics.store(this.i32, I_W_WAIT, 1);
     return want;
@@ -421,6 +443,18 @@ export class RingReader extends RingEnd {
 
   get bytesRead(): number { return this.#bytes; }
   get framesRead(): number { return this.#frames; }
+
+  /**
+   * Asks the writer to keep at most `bytes` queued (rounded down to 8, at least 64, at
+   * most the capacity). A lower limit takes effect at the writer's next record; the
+   * bytes already queued stay.
+   */
+  setLimit(bytes: number): void {
+    const b = Math.max(MIN_CAPACITY, Math.min(this.capacity, Math.floor(bytes) & ~7));
+    // No wake-up here: a writer parked under the old limit keeps its mark (at most its
+    // own head), and the releases of this reader ring it there, as always.
+    Atomics.store(this.i32, I_LIMIT, b);
+  }
   /** Times waitReadable() parked on the doorbell. */
   get waitCount(): number { return this.#waits; }
 
