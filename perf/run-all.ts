@@ -23,6 +23,7 @@ const QUICK_ARGS: Record<string, string[]> = {
   flow: ['--quick'],
   nexmark: ['--quick'],
   sliding: ['--quick'],
+  backpressure: ['--quick'],
 };
 /** Preferred order; any other *.bench.js runs after these, alphabetically. */
 const ORDER = ['store', 'flush', 'ring', 'keys', 'flow'];
