@@ -139,6 +139,7 @@ export class Output {
       const timed = this.timed[i]!;
       // Unlimited: everything buffered goes as one frame, as batchSize only says when.
       const most = per >= this.batchSize ? Infinity : per;
+      const frames: Uint8Array[] = [];
       let from = 0;
       while (buf.length - from >= (fullOnly ? per : 1)) {
         const n = Math.min(most, buf.length - from);
@@ -146,14 +147,20 @@ export class Output {
         const recs = whole ? buf : buf.slice(from, from + n);
         const frame = encodeBatch(recs, timed ? (whole ? stamps : stamps.slice(from, from + n)) : undefined);
         this.bytesPerRecord[i] = frame.length / n;
+        frames.push(frame);
         from += n;
+      }
+      // The buffer is replaced before any await, so records pushed meanwhile (or a flush
+      // that overlaps this one) never see the ones being sent. What is left (with
+      // fullOnly, less than a frame) stays for the next flush.
+      const all = from === buf.length;
+      this.buffers[i] = all ? [] : buf.slice(from);
+      this.stamps[i] = all ? [] : stamps.slice(from);
+      if (all) this.timed[i] = false;
+      for (const frame of frames) {
         this.stats.batches++;
         await this.send(i, frame);
       }
-      // What is left (with fullOnly, less than a frame) stays for the next flush.
-      this.buffers[i] = from === buf.length ? [] : buf.slice(from);
-      this.stamps[i] = from === buf.length ? [] : stamps.slice(from);
-      if (from === buf.length) this.timed[i] = false;
     }
   }
 
