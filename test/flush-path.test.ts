@@ -83,6 +83,22 @@ t.test('strings whose UTF-8 length needs longer headers than their length sugges
   t.same(wrong.map((v) => v.length), [], `all ${vals.length} strings came back`);
 });
 
+t.test('keys of every length round-trip through a page: short ones written by a loop, long ones natively, varint lengths', async (t) => {
+  const leaf: LeafNode = newLeaf(1);
+  // Binary strings (chars 0..255) around the loop limit (64) and the 1-byte varint (128).
+  const lens = [0, 1, 2, 15, 63, 64, 65, 100, 127, 128, 129, 300, 1000];
+  lens.forEach((n, i) => {
+    let k = String.fromCharCode(i); // distinct and ascending first chars
+    for (let j = 1; j < n; j++) k += String.fromCharCode((i * 31 + j * 7) & 255);
+    leaf.keys.push(k.slice(0, n));
+    leaf.vals.push(i);
+  });
+  leaf.keys[0] = ''; // the empty key sorts first
+  const back = deserializeNode(1, Buffer.from(serializeNode(leaf))) as LeafNode;
+  t.same(back.keys, leaf.keys, `${lens.length} keys of lengths ${lens.join(', ')}`);
+  t.same(back.keys.map((_, i) => leafValue(back, i)), leaf.vals);
+});
+
 t.test('pages read while their flush is in flight, after the cache evicted them, hold the flushed values', async (t) => {
   const path = join(tmp, 'inflight');
   const n = 3000;
