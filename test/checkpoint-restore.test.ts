@@ -4,7 +4,7 @@
 // use (GC of page versions and manifests). Real `tidepool run` child processes and real
 // SIGKILLs; the LMDB state is read and damaged directly with lmdb-js.
 //
-// Fixtures: test-fixtures/flows/checkpoint/{keyed-count,throw-once,slow-sink}.ts.
+// Fixtures: test-fixtures/flows/checkpoint/{keyed-count,keyed-process-count,throw-once,slow-sink}.ts.
 import t, { type Test } from 'tap';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
@@ -283,6 +283,31 @@ t.test('restoring into a changed flow: a renamed stateful operator or a re-split
   await root.close();
   const orphans = [...stored].filter(([id]) => !named.has(id)).map(([id, c]) => `${id}: ${c} page versions`);
   t.same(orphans, [], `no pages of partitions no retained checkpoint names (named: ${[...named].join(', ')})`);
+});
+
+t.test('rescaling a checkpoint whose partitions never flushed (no record reached them): they are empty, not read', async (t) => {
+  // One key: one counts instance of three gets every record; the other two never create
+  // their state (a process operator's table appears with its first record), so they
+  // never flush and the manifest names them at version 0. Rescaling from it
+  // failed with 'flush 0 named by the checkpoint is missing' (fixed in 97a790d; this
+  // test makes that case certain instead of a race of worker start-up against the
+  // first checkpoint).
+  const state = join(tmp, 'v0-state');
+  const flowState = join(state, 'chk-count');
+  const out = join(tmp, 'v0', 'counts.jsonl');
+  const n = 6000;
+  const env = { TP_N: String(n), TP_OUT: out, TP_KEYS: '1' };
+  const base = ['--set', 'parallelism=1', '--set', 'checkpoint.intervalMs=100', '--set', 'checkpoint.retain=2'];
+  await runAndKill(t, 'keyed-process-count.ts', state, [...base, '--set', 'operators.counts.parallelism=3'], { ...env, TP_RATE: '2000' }, () => newestManifest(flowState) >= 2, 'after 2 checkpoints at counts ×3', 0);
+  const m = readManifest(flowState, newestManifest(flowState));
+  const counts = m.tasks.find((x) => x.operators.includes('counts'));
+  const versions = (counts?.instances ?? []).map((i) => i.version ?? 0).sort((a, b) => a - b);
+  t.equal(counts?.parallelism, 3, 'the checkpoint has counts at parallelism 3');
+  t.same(versions.slice(0, 2), [0, 0], `two of its partitions never flushed (versions ${versions.join(', ')})`);
+  t.ok((versions[2] ?? 0) > 0, 'the one with the key did');
+  const rescaled = await runToEnd('keyed-process-count.ts', state, [...base, '--set', 'operators.counts.parallelism=2'], env);
+  t.equal(rescaled.code, 0, `counts rescaled 3 → 2 completes${rescaled.stderr ? `: ${rescaled.stderr.trim()}` : ''}`);
+  checkExactlyOnce(t, out, n, () => 'k0', 'after a rescale from partitions at version 0');
 });
 
 // ---- GC and the manifests it must keep -------------------------------------------------------
