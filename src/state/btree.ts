@@ -435,7 +435,7 @@ export class BTree {
     let n = this.node(this.root);
     while (n.kind === BRANCH) n = this.node(n.children[upperBound(n.keys, k)]!);
     const keys = n.keys;
-    const j = lowerBound(n.keys, k);
+    const j = lowerBound(keys, k);
     const before = j > 0 ? keys[j - 1]! : this.lastKeyBefore(k, lo);
     out[0] = before !== undefined && before >= lo ? before : undefined;
     const at = j < keys.length ? keys[j]! : this.firstKey(k, hi);

@@ -80,23 +80,27 @@ export function newBranch(id: number, children: number[], keys: string[]): Branc
   return { kind: BRANCH, id, keys, children, bytes, dirty: true, ref: true, cost: 0, sharedVersion: 0 };
 }
 
-/**
- * A copy of a node that later mutations of `node` cannot reach: its own key, value and
- * child arrays (keys and stored values are immutable, so sharing them is safe; a lazy
- * leaf shares its read-only page buffer). Costs one pointer copy per entry — far less
- * than serializing — which is what lets a checkpoint take its snapshot in a short pause
- * and encode the pages afterwards, while processing goes on.
- */
-export function freezeNode(node: TreeNode): TreeNode {
+/** A clean, unreferenced copy of a node's fields, with its arrays copied or shared. */
+function nodeCopy(node: TreeNode, copyArrays: boolean): TreeNode {
+  const arr = <T>(a: T[]): T[] => (copyArrays ? a.slice() : a);
   if (node.kind === LEAF) {
-    const copy: LeafNode = { kind: LEAF, id: node.id, keys: node.keys.slice(), vals: node.vals.slice(), sizes: node.sizes.slice(), bytes: node.bytes, dirty: false, ref: false, cost: 0, sharedVersion: 0 };
+    const copy: LeafNode = { kind: LEAF, id: node.id, keys: arr(node.keys), vals: arr(node.vals), sizes: arr(node.sizes), bytes: node.bytes, dirty: false, ref: false, cost: 0, sharedVersion: 0 };
     if (node.raw !== undefined) {
       copy.raw = node.raw;
       copy.voff = node.voff;
     }
     return copy;
   }
-  return { kind: BRANCH, id: node.id, keys: node.keys.slice(), children: node.children.slice(), bytes: node.bytes, dirty: false, ref: false, cost: 0, sharedVersion: 0 };
+  return { kind: BRANCH, id: node.id, keys: arr(node.keys), children: arr(node.children), bytes: node.bytes, dirty: false, ref: false, cost: 0, sharedVersion: 0 };
+}
+
+/**
+ * A copy of a node that later mutations of `node` cannot reach: its own key, value and
+ * child arrays (keys and stored values are immutable, so sharing them is safe; a lazy
+ * leaf shares its read-only page buffer). Used to make a frozen page resident again.
+ */
+export function freezeNode(node: TreeNode): TreeNode {
+  return nodeCopy(node, true);
 }
 
 /**
@@ -109,15 +113,7 @@ export function freezeNode(node: TreeNode): TreeNode {
  */
 export function shareNode(node: TreeNode, version: number): TreeNode {
   node.sharedVersion = version;
-  if (node.kind === LEAF) {
-    const copy: LeafNode = { kind: LEAF, id: node.id, keys: node.keys, vals: node.vals, sizes: node.sizes, bytes: node.bytes, dirty: false, ref: false, cost: 0, sharedVersion: 0 };
-    if (node.raw !== undefined) {
-      copy.raw = node.raw;
-      copy.voff = node.voff;
-    }
-    return copy;
-  }
-  return { kind: BRANCH, id: node.id, keys: node.keys, children: node.children, bytes: node.bytes, dirty: false, ref: false, cost: 0, sharedVersion: 0 };
+  return nodeCopy(node, false);
 }
 
 /** Makes a node's arrays its own before they change (see shareNode). */
