@@ -16,7 +16,7 @@
 // lmdb state in a fresh temporary directory, every run in a child process.
 import { fileURLToPath } from 'node:url';
 import { run, type RunSummary } from '../src/index.js';
-import { emitResult, fmtInt, fmtMs, machineLine, parseFlags, progress, removeDir, runChild, table, tempDir, verdict } from './bench-util.js';
+import { emitResult, fmtInt, fmtMs, fmtQuantiles, machineLine, parseFlags, progress, removeDir, runChild, table, tempDir, verdict, type Quantiles } from './bench-util.js';
 
 const flags = parseFlags(
   process.argv.slice(2),
@@ -24,7 +24,6 @@ const flags = parseFlags(
   { n: 6000, reps: 1 },
 );
 
-interface Quantiles { count?: number; p50: number; p99: number; max: number }
 interface Stats { completed: number; aborted: number; durationMs?: Quantiles; pauseMs?: Quantiles; alignMs?: Quantiles }
 interface ChildResult { wallMs: number; records: number; checkpoints?: Stats }
 
@@ -49,7 +48,7 @@ async function child(): Promise<ChildResult> {
   }
 }
 
-const q = (x?: Quantiles) => (x && x.count !== 0 ? `${fmtMs(x.p50)} / ${fmtMs(x.p99)} / ${fmtMs(x.max)}${x.count !== undefined ? ` (n=${x.count})` : ''}` : '—');
+const q = fmtQuantiles;
 
 async function main(): Promise<void> {
   if (flags.child) {

@@ -343,6 +343,19 @@ export function fmtMs(ms: number): string {
   return ms >= 10_000 ? `${(ms / 1000).toFixed(1)} s` : `${ms.toFixed(ms >= 100 ? 0 : 1)} ms`;
 }
 
+/** A distribution as the run summary reports it (summary.checkpoints.durationMs, …). */
+export interface Quantiles {
+  count?: number;
+  p50: number;
+  p99: number;
+  max: number;
+}
+
+/** `p50 / p99 / max (n=…)`, or — when there is nothing. */
+export function fmtQuantiles(x?: Quantiles): string {
+  return x && x.count !== 0 ? `${fmtMs(x.p50)} / ${fmtMs(x.p99)} / ${fmtMs(x.max)}${x.count !== undefined ? ` (n=${x.count})` : ''}` : '—';
+}
+
 /** A markdown table with padded columns (still valid markdown). */
 export function table(headers: string[], rows: (string | number)[][]): string {
   const cells = [headers, ...rows.map((r) => r.map(String))];

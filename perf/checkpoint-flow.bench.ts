@@ -24,7 +24,7 @@
 import { fileURLToPath } from 'node:url';
 import { run, type RunSummary } from '../src/index.js';
 import {
-  emitResult, fmtInt, fmtMB, fmtMs, fmtRatio, machineLine, parseFlags, progress, removeDir, runChild, table, tempDir, verdict,
+  emitResult, fmtInt, fmtMB, fmtMs, fmtQuantiles, fmtRatio, machineLine, parseFlags, progress, removeDir, runChild, table, tempDir, verdict, type Quantiles,
 } from './bench-util.js';
 
 const flags = parseFlags(
@@ -39,12 +39,6 @@ const flags = parseFlags(
 
 const GOAL_PCT = 10;
 
-interface Quantiles {
-  count?: number;
-  p50: number;
-  p99: number;
-  max: number;
-}
 /** summary.checkpoints, with the fields being added (optional until they exist). */
 interface CheckpointStats {
   completed: number;
@@ -109,7 +103,7 @@ const perSec = (n: number, ms: number) => (n * 1000) / ms;
 const best = (s: Side) => s.runs.reduce((a, r) => (r.wallMs < a.wallMs ? r : a));
 const rateOf = (s: Side) => perSec(best(s).records, best(s).wallMs);
 const layoutLabel = (l: Layout) => `source ×${l.sourceP} → counts ×${l.keyedP}`;
-const q = (x?: Quantiles) => (x && x.count !== 0 ? `${fmtMs(x.p50)} / ${fmtMs(x.p99)} / ${fmtMs(x.max)}${x.count !== undefined ? ` (n=${x.count})` : ''}` : '—');
+const q = fmtQuantiles;
 const fmtBytes = (b: number) => (b >= 2 ** 20 ? fmtMB(b) : `${(b / 1024).toFixed(1)} KiB`);
 
 async function measure(side: Side, n: number, keys: number, rep: number): Promise<void> {

@@ -296,7 +296,7 @@ export class KeyedMapState<MK extends Key, V> implements MapState<MK, V> {
   }
   clear(): void {
     for (const k of [...this.rawKeys()]) this.cells.remove(k);
-    if (!this.cells.ttl && this.table.delete(this.scope.encoded)) this.cells.engine.mutations++;
+    if (!this.cells.ttl) this.cells.remove(this.scope.encoded); // the count cell
   }
   get size(): number {
     return (this.cells.ttl ? undefined : this.recorded()) ?? this.scan();
