@@ -30,6 +30,7 @@
 // The raw baseline puts the same number of values of the same average size with
 // lmdb-js in this process (`put` each, await the last, await `flushed`), in a fresh
 // environment.
+import { readFileSync } from 'node:fs';
 import { openStore, type Store } from '../src/store.js';
 import type { StateEngine } from '../src/state/engine.js';
 import {
@@ -55,6 +56,17 @@ interface Interval {
   bytes: number;
   /** Key and value bytes of the distinct entries the interval changed (what a checkpoint must at least write). */
   changedBytes: number;
+  /** Bytes this process handed to write(2)/pwrite(2) from checkpoint() to durable: LMDB's own pages, its copy-on-write included. */
+  syscallBytes: number;
+}
+
+/** /proc/self/io wchar: bytes of every write system call of this process (all threads). */
+function wchar(): number {
+  try {
+    return Number(/wchar: (\d+)/.exec(readFileSync('/proc/self/io', 'utf8'))![1]);
+  } catch {
+    return NaN;
+  }
 }
 
 interface Config {
@@ -132,13 +144,15 @@ async function measure(mb: number, pct: number, pattern: string): Promise<Config
       await engine.idle();
       const dirtyPages = engine.pager.dirtyPages;
       gc();
+      const w0 = wchar();
       const c0 = performance.now();
       const durable = engine.checkpoint();
       const pauseMs = performance.now() - c0;
       const info = await durable;
       const durableMs = performance.now() - c0;
-      if (r >= warmup) intervals.push({ touched: count, touchMs, dirtyPages, pauseMs, durableMs, pages: info.pages, bytes: info.bytes, changedBytes });
-      progress(`  ${pct}% ${pattern}, interval ${r + 1}: ${fmtInt(dirtyPages)} dirty pages, pause ${fmtMs(pauseMs)}, durable ${fmtMs(durableMs)}, ${fmtMB(info.bytes)}`);
+      const syscallBytes = wchar() - w0;
+      if (r >= warmup) intervals.push({ touched: count, touchMs, dirtyPages, pauseMs, durableMs, pages: info.pages, bytes: info.bytes, changedBytes, syscallBytes });
+      progress(`  ${pct}% ${pattern}, interval ${r + 1}: ${fmtInt(dirtyPages)} dirty pages, pause ${fmtMs(pauseMs)}, durable ${fmtMs(durableMs)}, ${fmtMB(info.bytes)} (write syscalls ${fmtMB(syscallBytes)})`);
     }
     await store.close();
     const pages = median(intervals.map((x) => x.pages));
@@ -173,7 +187,7 @@ async function main(): Promise<void> {
 
   console.log(`\n### Checkpoint of one partition (pageSize 16384, cachePages ${flags['cache-pages']}; up to ${flags.intervals} checkpoints per row after 1–2 warm-up ones)\n`);
   console.log(table(
-    ['state', 'touched / interval', 'checkpoints', 'dirty pages (median)', 'pause p50', 'pause p99 (= max)', 'durable p50', 'durable max', 'bytes p50', 'changed entries p50', 'written / changed', 'MB/s written', 'raw lmdb-js MB/s', 'vs raw'],
+    ['state', 'touched / interval', 'checkpoints', 'dirty pages (median)', 'pause p50', 'pause p99 (= max)', 'durable p50', 'durable max', 'bytes p50', 'write syscalls p50', 'changed entries p50', 'written / changed', 'MB/s written', 'raw lmdb-js MB/s', 'vs raw'],
     configs.map((c) => {
       const iv = c.intervals;
       const bytes = median(iv.map((x) => x.bytes));
@@ -183,7 +197,7 @@ async function main(): Promise<void> {
       return [
         `${c.mb} MB (${fmtInt(c.keys)} keys, ${fmtInt(c.livePages)} pages)`, `${c.pct}% ${c.pattern} (${fmtInt(iv[0]!.touched)})`, String(iv.length),
         `${fmtInt(dirty)} (${((dirty / c.livePages) * 100).toFixed(1)}%)`,
-        fmtMs(median(iv.map((x) => x.pauseMs))), fmtMs(quantile(iv.map((x) => x.pauseMs), 0.99)), fmtMs(durable), fmtMs(Math.max(...iv.map((x) => x.durableMs))), fmtMB(bytes),
+        fmtMs(median(iv.map((x) => x.pauseMs))), fmtMs(quantile(iv.map((x) => x.pauseMs), 0.99)), fmtMs(durable), fmtMs(Math.max(...iv.map((x) => x.durableMs))), fmtMB(bytes), fmtMB(median(iv.map((x) => x.syscallBytes))),
         fmtMB(median(iv.map((x) => x.changedBytes))), fmtRatio(amplification(c)), rate.toFixed(1), c.rawMBps.toFixed(1), fmtRatio(rate / c.rawMBps),
       ];
     }),
@@ -193,9 +207,9 @@ Notes: MB = 10^6 bytes. "pause" is the synchronous \`checkpoint()\` call (what a
 aligned, besides flushing its output batch); "durable" runs from that call until the commit record is durable, with
 nothing else running on the owning thread (in a flow, records are processed meanwhile). "changed entries" are the key
 and value bytes of the distinct keys the interval overwrote; "written / changed" is the total of bytes written over
-the total changed across the measured checkpoints (leaves with few changes go as deltas, src/state/page-delta.ts, and
-are written whole again once their chain reaches half a page or 64 links: a run shorter than that has not paid those
-rewrites yet). "vs raw" compares MB/s of
+the total changed across the measured checkpoints. "write syscalls" is what the process handed to write(2)/pwrite(2)
+(\`/proc/self/io\` wchar) from \`checkpoint()\` to durable: LMDB's own pages, copy-on-write of the B-tree leaves that
+hold the page versions included, so it shows what LMDB adds to the envelope bytes. "vs raw" compares MB/s of
 bytes written with lmdb-js putting the same number of values of the same average size (best of 2, fresh environment).
 The time to overwrite the keys of one interval (not a checkpoint cost) was: ${configs.map((c) => `${c.mb} MB/${c.pct}% ${c.pattern} ${fmtMs(median(c.intervals.map((x) => x.touchMs)))}`).join(', ')}.`);
 

@@ -16,9 +16,7 @@ import { openStore, type CompressionSpec, type Key, type Store } from '../src/in
 import { codecResolver, loadCodec } from '../src/state/codecs.js';
 import { decodeKey } from '../src/state/keys.js';
 import { BRANCH, deserializeNode } from '../src/state/node.js';
-import { decodePage, isDeltaEnvelope } from '../src/state/page-format.js';
-import { decodeStoredPage } from '../src/state/page-delta.js';
-import { readPageChain } from '../src/storage/page-chain.js';
+import { decodePage } from '../src/state/page-format.js';
 
 const NAME = 'orders';
 const PAGE_SIZE = 1024;
@@ -69,10 +67,7 @@ async function listPages(pages: Database<Buffer, [string, number, number]>): Pro
   for (const { key, value } of pages.getRange({ start: [NAME, -1, 0], end: [NAME, Number.MAX_SAFE_INTEGER, 0] })) {
     const [, id, version] = key;
     const bytes = Buffer.from(value);
-    // A delta version stands for the page as of that version: its whole one below, applied.
-    const node = isDeltaEnvelope(bytes)
-      ? decodeStoredPage(id, 'data', readPageChain(pages, NAME, id, version)!, codecFor).node
-      : deserializeNode(id, decodePage(bytes, { table: 'data', pageId: id, version }, codecFor));
+    const node = deserializeNode(id, decodePage(bytes, { table: 'data', pageId: id, version }, codecFor));
     out.push({
       id, version, bytes, leaf: node.kind !== BRANCH, codec: bytes[5]!,
       keys: node.kind === BRANCH ? [] : node.keys.map((k) => JSON.stringify(decodeKey(k))),

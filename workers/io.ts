@@ -20,7 +20,6 @@
 // flush of that state writes anything.
 import { parentPort, type MessagePort } from 'node:worker_threads';
 import { RingReader } from '../src/transport/ring.js';
-import { isDeltaEnvelope } from '../src/state/page-format.js';
 import { FRAME_BODY, FRAME_COMMIT, FRAME_FREE, FRAME_HEADER, FRAME_PAGE, readFrameHeader, type AttachRequest, type IoReply } from '../src/storage/io-protocol.js';
 import { packr } from '../src/state/values.js';
 import type { CommitRecord } from '../src/storage/backend.js';
@@ -44,9 +43,7 @@ interface AttachedState {
   port: MessagePort;
   retain: number;
   attempt: number;
-  /** Pages of the flush being written, stored whole (their GC list) and as deltas. */
   written: number[];
-  deltas: number[];
   freed: number[];
   gc: GcEntry[];
   detaching: boolean;
@@ -165,7 +162,7 @@ async function attach(req: AttachRequest): Promise<void> {
   const lastVersion = last?.version ?? 0;
   const st: AttachedState = {
     stateId: req.stateId, env, reader: new RingReader(req.ring), port: req.port,
-    retain: req.retain, attempt: lastVersion, written: [], deltas: [], freed: [], gc: [], detaching: false,
+    retain: req.retain, attempt: lastVersion, written: [], freed: [], gc: [], detaching: false,
     abandoned: false, begun: lastVersion, flushBytes: 0, stored: 0, writes: new WriteGroup(), leftovers: [],
   };
   if (req.codecPool) {
@@ -306,9 +303,7 @@ async function handle(st: AttachedState, frame: Uint8Array): Promise<{ put: Prom
     const entry: GcEntry = { version, written: st.written, freed: st.freed };
     record.gcWritten = entry.written;
     record.gcFreed = entry.freed;
-    const deltas = st.deltas;
     st.written = [];
-    st.deltas = [];
     st.freed = [];
     const w = st.writes;
     if (!w.failure) w.add(st.env.commits.put([st.stateId, version], sealCommit(record)));
@@ -322,7 +317,7 @@ async function handle(st: AttachedState, frame: Uint8Array): Promise<{ put: Prom
     }
     const f = await w.take();
     if (f) {
-      st.leftovers.push({ version, pageIds: entry.written.concat(deltas) });
+      st.leftovers.push({ version, pageIds: entry.written });
       st.begun = -1; // a retry of this version begins again (and deletes the leftovers first)
       const diskFull = isDiskFull(f, st.env.dir, st.flushBytes);
       const codec = f.codec ? st.pooled?.name : undefined;
@@ -338,9 +333,7 @@ async function handle(st: AttachedState, frame: Uint8Array): Promise<{ put: Prom
 /** Puts one page envelope of `version` (a PAGE frame's, or one the codec pool returned). */
 function putPage(st: AttachedState, pageId: number, version: number, envelope: Buffer): Promise<unknown> {
   st.stored += envelope.length;
-  // A delta's older versions are its chain: only a whole version makes them garbage.
-  if (isDeltaEnvelope(envelope)) st.deltas.push(pageId);
-  else st.written.push(pageId);
+  st.written.push(pageId);
   return st.writes.add(st.env.pages.put([st.stateId, pageId, version], envelope));
 }
 

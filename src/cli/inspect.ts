@@ -18,7 +18,6 @@ import { listManifests, readManifest, checkpointDir, type Manifest } from '../ru
 import { COMMITS_DB, PAGES_DB, envOptions } from '../storage/io-protocol.js';
 import type { CommitRecord } from '../storage/backend.js';
 import { CommitTables } from '../storage/snapshot-reader.js';
-import { readPageChain } from '../storage/page-chain.js';
 import { CODEC_NONE, codecById } from '../state/codecs.js';
 import { errors } from '../errors.js';
 import { readRestorePlan } from '../storage/remote/restore-plan.js';
@@ -224,7 +223,12 @@ function readStates(commits: Database, pages: Database, txn: Transaction, curren
  * reports that instead of the times.
  */
 function tablesAt(pages: Database, txn: Transaction, stateId: string, c: CommitRecord): CommitTables {
-  const readPage = (pageId: number) => readPageChain(pages as never, stateId, pageId, c.version, txn);
+  const readPage = (pageId: number) => {
+    for (const { key, value } of pages.getRange({ start: [stateId, pageId, c.version], end: [stateId, pageId, -1], reverse: true, limit: 1, transaction: txn })) {
+      return { bytes: value as Buffer, version: (key as [string, number, number])[2] };
+    }
+    return undefined;
+  };
   return new CommitTables(c, readPage, codecById(CODEC_NONE)!, (id) => codecById(id), 64);
 }
 

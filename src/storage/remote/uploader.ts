@@ -17,9 +17,6 @@ import type { Database, RootDatabase, Transaction } from 'lmdb';
 import { lmdb, loadLmdb } from '../lmdb-lib.js';
 import { backLmdbMap } from '../lmdb-file.js';
 import { COMMITS_DB, PAGES_DB, envOptions } from '../io-protocol.js';
-import { isDeltaEnvelope } from '../../state/page-format.js';
-import { prepareBuiltinCodecs } from '../../state/codecs.js';
-import { wholePageAt } from '../page-chain.js';
 import { listManifests, readManifest, type Manifest } from '../../runtime/checkpoints.js';
 import type { ObjectStore } from './object-store.js';
 import {
@@ -356,13 +353,8 @@ export class CheckpointUploader {
     };
     for (const [pageId, v] of newest) {
       // LMDB's reused read buffer, copied once into the pack.
-      let value = (pages as unknown as FastReads).getBinaryFast([stateId, pageId, v], { transaction });
+      const value = (pages as unknown as FastReads).getBinaryFast([stateId, pageId, v], { transaction });
       if (value === undefined) continue; // collected (a newer version is in this snapshot)
-      if (isDeltaEnvelope(value)) {
-        // A remote checkpoint holds one version per page: a delta goes up as the whole page.
-        await prepareBuiltinCodecs();
-        value = wholePageAt(pages, stateId, pageId, v, transaction);
-      }
       // Its `length` is the value's, set on a larger shared buffer that typed-array
       // methods see whole: cut it to that length first.
       w.addPage(pageId, v, value.subarray(0, value.length));
