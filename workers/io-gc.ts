@@ -4,8 +4,9 @@
 // Each durable flush leaves a GC entry: the pages it wrote whole and the pages it freed.
 // Versions a page had before a whole version at flush W are needed only by flushes older
 // than W, so W's entry is collected once W is the oldest retained flush. A page stored as
-// a delta (src/state/page-delta.ts) is not in the entry: the versions below it are its chain. The entries ride in the retained commit records,
-// so GC cut off by a crash (or failed on a full disk) is replayed at the next attach.
+// a delta (src/state/page-delta.ts) is not in the entry: the versions below it are its
+// chain. The entries ride in the retained commit records, so GC cut off by a crash (or
+// failed on a full disk) is replayed at the next attach.
 import { WriteGroup, mustSucceed, quietly } from '../src/storage/write-failure.js';
 import { durable, openEnv, type Env } from './io-envs.js';
 import { dropAllDeltas, dropDeltas } from './io-deltas.js';

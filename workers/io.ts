@@ -21,7 +21,7 @@
 import { parentPort, type MessagePort } from 'node:worker_threads';
 import { RingReader } from '../src/transport/ring.js';
 import { isDeltaEnvelope } from '../src/state/page-format.js';
-import { dropDeltaVersions, dropDeltas, putDelta } from './io-deltas.js';
+import { dropDeltaVersions, putDelta } from './io-deltas.js';
 import { FRAME_BODY, FRAME_COMMIT, FRAME_FREE, FRAME_HEADER, FRAME_PAGE, readFrameHeader, type AttachRequest, type IoReply } from '../src/storage/io-protocol.js';
 import { packr } from '../src/state/values.js';
 import type { CommitRecord } from '../src/storage/backend.js';
@@ -265,7 +265,9 @@ async function begin(st: AttachedState, version: number): Promise<void> {
     for (const { version: v, pageIds, deltaIds } of st.leftovers) {
       w.add(commits.remove([st.stateId, v])); // written, but its flush failed after
       for (const id of pageIds) w.add(pages.remove([st.stateId, id, v]));
-      for (const id of deltaIds) dropDeltas(st.env, st.stateId, id, (x) => x === v, (p) => w.add(p));
+      // Looked for both ways, as after a crash: a failed flush may have stored a delta
+      // without its head entry, or the other way round.
+      if (deltaIds.length) dropDeltaVersions(st.env, st.stateId, v, v, (p) => w.add(p));
     }
     await w.settled();
     if (w.failure) return;
