@@ -124,11 +124,14 @@ t.test('SIGKILL loop, each restart on an empty state directory (restored from az
   for (const [r, round] of rounds.entries()) {
     state = join(tmp, 'loop', `state-${r}`); // a fresh, empty directory every round: a new machine
     const run = start('keyed-count.ts', state, ['--set', remote, '--set', `parallelism=${round.p}`, '--set', 'checkpoint.intervalMs=300'], { ...env, TP_RATE: '6000' });
-    // Killed once this run completed two checkpoints of its own (so one was uploaded),
-    // plus a moment: start-up under a loaded test machine takes seconds.
+    // Killed once this run completed two checkpoints of its own and one of them is
+    // uploaded, plus a moment: start-up under a loaded test machine takes seconds, and
+    // uploads run behind the local checkpoints (waiting for local ones only let a loaded
+    // machine kill every round before its first upload).
     const first = (await remoteCheckpoints('loop', 'job/chk-count/')).ids.at(-1) ?? 0; // what this run restores
     const deadline = performance.now() + 60_000;
-    while (!run.exited && performance.now() < deadline && (manifestIds(join(state, 'chk-count')).at(-1) ?? 0) < first + 2) await sleep(50);
+    const uploaded = async () => ((await remoteCheckpoints('loop', 'job/chk-count/')).ids.at(-1) ?? 0) > first;
+    while (!run.exited && performance.now() < deadline && ((manifestIds(join(state, 'chk-count')).at(-1) ?? 0) < first + 2 || !(await uploaded()))) await sleep(50);
     await sleep(round.killMs);
     run.child.kill('SIGKILL');
     const exit = await run.done;
