@@ -30,14 +30,12 @@ function tempDir(t: { teardown(fn: () => void): void }): string {
   return dir;
 }
 
-/** Every stored page version (whole or delta) and commit record of the store in `dir`, read straight from LMDB. */
+/** Every stored page and commit record of the store in `dir`, read straight from LMDB. */
 async function stored(dir: string): Promise<{ pages: Map<string, Buffer>; commits: { version: number; bytesWritten: number }[] }> {
   const dbs = openStoreDbs(dir);
   try {
     const pages = new Map<string, Buffer>();
     for (const { key, value } of dbs.pages.getRange({})) pages.set(JSON.stringify(key), Buffer.from(value));
-    // Page deltas (src/storage/page-chain.ts): encoded on the owning thread either way.
-    for (const { key, value } of dbs.deltas.getRange({})) pages.set(`delta ${JSON.stringify(key)}`, Buffer.from(value));
     const commits = [...dbs.commitsRaw.getRange({})].map(({ value }) => unpack(value) as { version: number; bytesWritten: number });
     return { pages, commits };
   } finally {
