@@ -20,6 +20,7 @@
 import { open } from 'lmdb';
 import { openStore } from '../src/store.js';
 import { PAGES_DB, COMMITS_DB, envOptions } from '../src/storage/io-protocol.js';
+import { isPageKey } from '../src/storage/page-chain.js';
 import type { CommitRecord } from '../src/storage/backend.js';
 import type { CompressionSpec } from '../src/state/codecs.js';
 import {
@@ -54,7 +55,8 @@ function inspect(dir: string): { commit: CommitRecord; rawPayload: number; store
     if (!commit) throw new Error(`no commit record in ${dir}`);
     const pages = root.openDB({ name: PAGES_DB, encoding: 'binary', keyEncoding: 'ordered-binary' });
     let rawPayload = 0, stored = 0;
-    for (const { value } of pages.getRange()) {
+    for (const { key, value } of pages.getRange()) {
+      if (!isPageKey(key)) continue; // a delta's record (one flush of a fresh store writes none)
       const b = value as Buffer;
       rawPayload += b.readUInt32LE(8); // envelope header: rawLength
       stored += b.length;

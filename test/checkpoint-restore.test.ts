@@ -13,6 +13,9 @@ import { FlowChildren, manifestIds, newestManifest, sleep, type Exit } from './h
 import { checkExactlyOnce, readOrEmpty } from './helpers/keyed-output.js';
 import { open as openLmdb } from 'lmdb';
 import { LMDB_PAGE_BYTES } from '../src/storage/io-protocol.js';
+import { isDeltaEnvelope } from '../src/state/page-format.js';
+import { DELTA_CHAIN_MAX } from '../src/state/page-delta.js';
+import { isPageKey, openPageDbs } from '../src/storage/page-chain.js';
 
 const children = new FlowChildren('tidepool-chk-restore-');
 const tmp = children.dir;
@@ -75,9 +78,9 @@ function listing(...dirs: string[]): string[] {
 /** The LMDB environment of a flow's state, opened as the I/O worker opens it. */
 function openState(flowState: string) {
   const root = openLmdb({ path: flowState, maxDbs: 8, noSubdir: false, compression: false });
-  const pages = root.openDB<Buffer, [string, number, number]>({ name: 'pages', encoding: 'binary', keyEncoding: 'ordered-binary' });
+  const { pages, deltas } = openPageDbs(root);
   const commits = root.openDB<{ version: number }, [string, number]>({ name: 'commits', encoding: 'msgpack', keyEncoding: 'ordered-binary' });
-  return { root, pages, commits };
+  return { root, pages, deltas, commits };
 }
 
 const KEYS = 1000;
@@ -337,7 +340,7 @@ t.test('a kill after a snapshot is durable but before its manifest: the previous
   checkExactlyOnce(t, out, n, (i) => `k${i % 50}`, 'after the kill');
 });
 
-t.test('disk use stays bounded: retain manifests, at most retain + 1 versions per page', async (t) => {
+t.test('disk use stays bounded: retain manifests, at most retain + 1 whole versions per page', async (t) => {
   const state = join(tmp, 'gc-state');
   const flowState = join(state, 'chk-count');
   const out = join(tmp, 'gc', 'counts.jsonl');
@@ -366,16 +369,28 @@ t.test('disk use stays bounded: retain manifests, at most retain + 1 versions pe
   t.ok(bytesWritten > 0, `${bytesWritten} bytes written by checkpoints`);
   const ids = manifestIds(flowState);
   t.equal(ids.length, retain, `${retain} manifests kept (${ids.join(', ')})`);
-  const perCheckpoint = Math.max(...ids.map((id) => readManifest(flowState, id).bytesWritten));
 
-  const { root, pages, commits } = openState(flowState);
+  const { root, pages, deltas, commits } = openState(flowState);
   const versions = new Map<string, number[]>();
+  /** Per page, which of its versions are whole (not deltas, src/storage/page-chain.ts), in version order. */
+  const whole = new Map<string, boolean[]>();
   let stored = 0;
+  const all: [string, number, boolean][] = [];
   for (const { key, value } of pages.getRange({})) {
-    const [stateId, pageId, version] = key as [string, number, number];
-    const k = `${stateId} page ${pageId}`;
-    versions.set(k, [...(versions.get(k) ?? []), version]);
+    if (!isPageKey(key)) continue; // the deltas' records, read below
+    const [stateId, pageId, version] = key;
+    all.push([`${stateId} page ${pageId}`, version, !isDeltaEnvelope(value)]);
     stored += value.length;
+  }
+  for (const { key, value } of deltas.getRange({})) {
+    const [stateId, version, pageId] = key as [string, number, number];
+    all.push([`${stateId} page ${pageId}`, version, !isDeltaEnvelope(value)]);
+    stored += value.length;
+  }
+  all.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : a[1] - b[1]));
+  for (const [k, version, w] of all) {
+    versions.set(k, [...(versions.get(k) ?? []), version]);
+    whole.set(k, [...(whole.get(k) ?? []), w]);
   }
   const flushes = new Map<string, number>();
   for (const key of commits.getKeys({})) {
@@ -383,15 +398,21 @@ t.test('disk use stays bounded: retain manifests, at most retain + 1 versions pe
     flushes.set(s, (flushes.get(s) ?? 0) + 1);
   }
   await root.close();
-  const worst = [...versions].sort((a, b) => b[1].length - a[1].length)[0];
   t.ok(versions.size > 0, `${versions.size} pages stored, ${stored} bytes`);
-  // State keeps one version more than manifests: a snapshot is durable before its
+  // State keeps one whole version more than manifests: a snapshot is durable before its
   // manifest exists, and the oldest retained checkpoint must stay restorable meanwhile.
-  t.ok(worst !== undefined && worst[1].length <= retain + 1, `at most ${retain + 1} versions per page (most: ${worst?.[0]} with ${worst?.[1].join(', ')})`);
+  // Above the oldest whole version kept, a page may have deltas (its chain), at most
+  // DELTA_CHAIN_MAX per whole version; nothing below it survives GC.
+  const wholes = [...whole].map(([k, w]) => [k, w.filter(Boolean).length] as const).sort((a, b) => b[1] - a[1]);
+  t.ok(wholes[0]![1] <= retain + 1, `at most ${retain + 1} whole versions per page (most: ${wholes[0]![0]} with ${wholes[0]![1]})`);
+  const longest = [...versions].sort((a, b) => b[1].length - a[1].length)[0]!;
+  t.ok(longest[1].length <= (retain + 1) * (DELTA_CHAIN_MAX + 1), `at most ${(retain + 1) * (DELTA_CHAIN_MAX + 1)} versions per page (most: ${longest[0]} with ${longest[1].length})`);
+  t.same([...whole].filter(([, w]) => !w[0]).map(([k]) => k), [], "every page's oldest stored version is whole");
+  t.comment(`deltas stored: ${[...whole.values()].reduce((n, w) => n + w.filter((x) => !x).length, 0)} (of ${[...versions.values()].reduce((n, v) => n + v.length, 0)} page versions)`);
   t.ok([...flushes.values()].every((c) => c <= retain + 1), `at most ${retain + 1} flush records per state (${JSON.stringify(Object.fromEntries(flushes))})`);
   // LMDB reuses the pages GC freed: the file stays near what is stored, whatever the
   // number of checkpoints (without reuse it grows by every checkpoint's pages).
-  const written = perCheckpoint * completed;
+  const written = bytesWritten;
   const dataMdb = statSync(join(flowState, 'data.mdb')).size;
   t.comment(`${completed} checkpoints wrote ~${written} bytes; ${stored} bytes stored; data.mdb ${dataMdb} bytes`);
   // The slack is in LMDB pages (LMDB_PAGE_BYTES): a tiny state still takes a few dozen of

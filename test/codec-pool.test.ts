@@ -18,6 +18,7 @@ import { unpack } from 'msgpackr';
 import { openStore, type CompressionSpec } from '../src/index.js';
 import { verifyPage } from '../src/state/page-format.js';
 import { openStoreDbs } from './helpers/corrupt.js';
+import { isPageKey } from '../src/storage/page-chain.js';
 import { CODEC, N, NAME, valueOf } from './fixtures/pool-writer.js';
 import { markFile } from './fixtures/faulty-pool-codec.js';
 
@@ -30,12 +31,14 @@ function tempDir(t: { teardown(fn: () => void): void }): string {
   return dir;
 }
 
-/** Every stored page and commit record of the store in `dir`, read straight from LMDB. */
+/** Every stored page version (whole or delta) and commit record of the store in `dir`, read straight from LMDB. */
 async function stored(dir: string): Promise<{ pages: Map<string, Buffer>; commits: { version: number; bytesWritten: number }[] }> {
   const dbs = openStoreDbs(dir);
   try {
     const pages = new Map<string, Buffer>();
-    for (const { key, value } of dbs.pages.getRange({})) pages.set(JSON.stringify(key), Buffer.from(value));
+    for (const { key, value } of dbs.pages.getRange({})) if (isPageKey(key)) pages.set(JSON.stringify(key), Buffer.from(value));
+    // Page deltas (src/storage/page-chain.ts): encoded on the owning thread either way.
+    for (const { key, value } of dbs.deltas.getRange({})) pages.set(`delta ${JSON.stringify(key)}`, Buffer.from(value));
     const commits = [...dbs.commitsRaw.getRange({})].map(({ value }) => unpack(value) as { version: number; bytesWritten: number });
     return { pages, commits };
   } finally {

@@ -16,7 +16,9 @@ import { openStore, type CompressionSpec, type Key, type Store } from '../src/in
 import { codecResolver, loadCodec } from '../src/state/codecs.js';
 import { decodeKey } from '../src/state/keys.js';
 import { BRANCH, deserializeNode } from '../src/state/node.js';
-import { decodePage } from '../src/state/page-format.js';
+import { decodePage, isDeltaEnvelope } from '../src/state/page-format.js';
+import { decodeStoredPage } from '../src/state/page-delta.js';
+import { readPageChain, type PageDbs } from '../src/storage/page-chain.js';
 
 const NAME = 'orders';
 const PAGE_SIZE = 1024;
@@ -50,28 +52,41 @@ interface PageInfo {
   id: number;
   version: number;
   bytes: Buffer;
+  /** Stores `b` where this version is (the pages database, or the deltas one for a delta). */
+  put(b: Buffer): void;
   leaf: boolean;
   codec: number;
   /** Keys held by a leaf, as JSON. */
   keys: string[];
 }
 
-function openPages(dir: string): { env: RootDatabase; pages: Database<Buffer, [string, number, number]> } {
-  const { env, pages } = openStoreDbs(dir);
-  return { env, pages };
+function openPages(dir: string): { env: RootDatabase; pages: Database<Buffer, [string, number, number]>; dbs: PageDbs } {
+  const dbs = openStoreDbs(dir);
+  return { env: dbs.env, pages: dbs.pages, dbs };
 }
 
-async function listPages(pages: Database<Buffer, [string, number, number]>): Promise<PageInfo[]> {
+/** Every stored version of every page: whole ones, and deltas (src/storage/page-chain.ts). */
+async function listPages(dbs: PageDbs): Promise<PageInfo[]> {
   const codecFor = codecResolver(await loadCodec('lz4'));
   const out: PageInfo[] = [];
-  for (const { key, value } of pages.getRange({ start: [NAME, -1, 0], end: [NAME, Number.MAX_SAFE_INTEGER, 0] })) {
-    const [, id, version] = key;
+  const info = (id: number, version: number, value: Buffer, put: (b: Buffer) => void): PageInfo => {
     const bytes = Buffer.from(value);
-    const node = deserializeNode(id, decodePage(bytes, { table: 'data', pageId: id, version }, codecFor));
-    out.push({
-      id, version, bytes, leaf: node.kind !== BRANCH, codec: bytes[5]!,
+    // A delta version stands for the page as of that version: its whole one below, applied.
+    const node = isDeltaEnvelope(bytes)
+      ? decodeStoredPage(id, 'data', readPageChain(dbs, NAME, id, version)!, codecFor).node
+      : deserializeNode(id, decodePage(bytes, { table: 'data', pageId: id, version }, codecFor));
+    return {
+      id, version, bytes, put, leaf: node.kind !== BRANCH, codec: bytes[5]!,
       keys: node.kind === BRANCH ? [] : node.keys.map((k) => JSON.stringify(decodeKey(k))),
-    });
+    };
+  };
+  for (const { key, value } of dbs.pages.getRange({ start: [NAME, -1, 0], end: [NAME, Number.MAX_SAFE_INTEGER, 0] })) {
+    const [, id, version] = key;
+    out.push(info(id, version, value, (b) => dbs.pages.putSync([NAME, id, version], b)));
+  }
+  for (const { key, value } of dbs.deltas.getRange({ start: [NAME, -1], end: [NAME, Number.MAX_SAFE_INTEGER] })) {
+    const [, version, id] = key;
+    out.push(info(id, version, value, (b) => dbs.deltas.putSync([NAME, version, id], b)));
   }
   return out;
 }
@@ -118,9 +133,9 @@ for (const compression of ['none', 'lz4'] as const) {
     const dir = tempDir(t);
     await writeStore(dir, compression);
     const want = expected();
-    const { env, pages } = openPages(dir);
+    const { env, dbs } = openPages(dir);
     t.teardown(() => env.close());
-    const all = await listPages(pages);
+    const all = await listPages(dbs);
     const leaves = all.filter((p) => p.leaf);
     const v2 = leaves.find((p) => p.version === 2 && p.keys.length > 3);
     const v1 = leaves.find((p) => p.version === 1 && p.keys.length > 3);
@@ -137,7 +152,7 @@ for (const compression of ['none', 'lz4'] as const) {
       damages.push(['truncated by one byte', (b) => b.subarray(0, b.length - 1)], ['one byte appended', (b) => Buffer.concat([b, Buffer.from([0])])], ['empty', () => Buffer.alloc(0)]);
       for (const [what, damage] of damages) {
         const label = `${page.leaf ? 'leaf' : 'branch'} page ${page.id} v${page.version}, ${what}`;
-        pages.putSync([NAME, page.id, page.version], damage(page.bytes));
+        page.put(damage(page.bytes));
         const s = await openStore({ path: dir, name: NAME, pageSize: PAGE_SIZE, cachePages: 4 });
         const { errors, failedKeys } = readAll(t, s, want, label);
         t.ok(errors.length > 0, `${label}: reading the store fails`);
@@ -150,7 +165,7 @@ for (const compression of ['none', 'lz4'] as const) {
           t.ok(failedKeys.size >= page.keys.length, `${label}: the keys under that branch fail`);
         }
         await s.close();
-        pages.putSync([NAME, page.id, page.version], page.bytes);
+        page.put(page.bytes);
       }
     }
     // Nothing the failed reads did damaged the store.
@@ -166,20 +181,20 @@ t.test('every single flipped byte of a leaf page is detected, never read as a va
   const dir = tempDir(t);
   await writeStore(dir, 'none');
   const want = expected();
-  const { env, pages } = openPages(dir);
+  const { env, dbs } = openPages(dir);
   t.teardown(() => env.close());
   // Another store in the same directory keeps the environment open in the I/O worker
   // between the many opens below (each would otherwise reopen it).
   const keeper = await openStore({ path: dir, name: 'keeper' });
   t.teardown(() => keeper.close());
-  const page = (await listPages(pages)).filter((p) => p.leaf).sort((a, b) => b.bytes.length - a.bytes.length)[0]!;
+  const page = (await listPages(dbs)).filter((p) => p.leaf).sort((a, b) => b.bytes.length - a.bytes.length)[0]!;
   const keys = page.keys.map((k) => JSON.parse(k) as Key);
   let detected = 0;
   const misses: string[] = [];
   for (let pos = 0; pos < page.bytes.length; pos++) {
     const bad = Buffer.from(page.bytes);
     bad[pos]! ^= pos % 3 === 0 ? 0xff : 1 << (pos % 8);
-    pages.putSync([NAME, page.id, page.version], bad);
+    page.put(bad);
     const s = await openStore({ path: dir, name: NAME, pageSize: PAGE_SIZE, cachePages: 4 });
     for (const k of keys) {
       try {
@@ -192,7 +207,7 @@ t.test('every single flipped byte of a leaf page is detected, never read as a va
     }
     await s.close();
   }
-  pages.putSync([NAME, page.id, page.version], page.bytes);
+  page.put(page.bytes);
   t.same(misses.slice(0, 20), [], `no read of the damaged page returned a value (${misses.length} did)`);
   t.equal(detected, page.bytes.length * keys.length, `all ${page.bytes.length} positions × ${keys.length} keys detected`);
 });

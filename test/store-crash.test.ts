@@ -19,8 +19,10 @@ import { fileURLToPath } from 'node:url';
 import { isDeepStrictEqual } from 'node:util';
 import { open, type Database, type RootDatabase } from 'lmdb';
 import { openStore, type Key, type Store } from '../src/index.js';
-import { decodePage } from '../src/state/page-format.js';
-import { deserializeNode, BRANCH } from '../src/state/node.js';
+import { isDeltaEnvelope } from '../src/state/page-format.js';
+import { DELTA_CHAIN_MAX, decodeStoredPage } from '../src/state/page-delta.js';
+import { headsOf, openPageDbs, readPageChain } from '../src/storage/page-chain.js';
+import { BRANCH } from '../src/state/node.js';
 import { codecResolver, loadCodec } from '../src/state/codecs.js';
 import { KEYSPACE, applyToModel, batchOps, keyOf, mix, rng, type Model } from './fixtures/crash-writer.js';
 
@@ -151,7 +153,8 @@ function runChild(dir: string, seed: number, start: number, compression: string,
 async function withDatabases<T>(dir: string, fn: (db: { env: RootDatabase; pages: Database<Buffer, [string, number, number]>; lastCommit: number; pageKeys: () => Iterable<[string, number, number]> }) => T | Promise<T>): Promise<T> {
   const env = open({ path: dir, maxDbs: 8 });
   try {
-    const pages = env.openDB<Buffer, [string, number, number]>({ name: 'pages', encoding: 'binary', keyEncoding: 'ordered-binary' });
+    const dbs = openPageDbs(env);
+    const { pages } = dbs;
     const commits = env.openDB<unknown, [string, number]>({ name: 'commits', encoding: 'msgpack', keyEncoding: 'ordered-binary' });
     let lastCommit = 0;
     for (const k of commits.getKeys({ start: [NAME, 0], end: [NAME, Number.MAX_SAFE_INTEGER] })) lastCommit = Math.max(lastCommit, k[1]);
@@ -311,7 +314,8 @@ t.test(`SIGKILL loop: ${ROUNDS} rounds on one directory (seed ${SEED})`, async (
   // ----------------------------------------------------------- GC: nothing grows
   const env = open({ path: dir, maxDbs: 8 });
   try {
-    const pages = env.openDB<Buffer, [string, number, number]>({ name: 'pages', encoding: 'binary', keyEncoding: 'ordered-binary' });
+    const dbs = openPageDbs(env);
+    const { pages } = dbs;
     const commits = env.openDB<Record<string, unknown>, [string, number]>({ name: 'commits', encoding: 'msgpack', keyEncoding: 'ordered-binary' });
     const commitKeys = [...commits.getKeys({ start: [NAME, 0], end: [NAME, Number.MAX_SAFE_INTEGER] })];
     t.equal(commitKeys.length, 1, 'exactly one commit record is retained (retain 1)');
@@ -328,7 +332,24 @@ t.test(`SIGKILL loop: ${ROUNDS} rounds on one directory (seed ${SEED})`, async (
     }
     t.same(newer, [], `no page version is newer than the last commit ${last.version}`);
     const multi = [...versions].filter(([, vs]) => vs.length > 1);
-    t.same(multi, [], 'every stored page has exactly one version (older ones were collected)');
+    t.same(multi, [], 'every stored page has exactly one whole version (older ones were collected)');
+    // Above it, the deltas stored since (src/storage/page-chain.ts): each listed by the
+    // page's head, none at or below the whole version, none newer than the last commit.
+    const heads = headsOf(dbs, NAME);
+    const badDeltas: string[] = [];
+    let deltaCount = 0;
+    for (const { key, value } of dbs.deltas.getRange({ start: [NAME, -1], end: [NAME, Number.MAX_SAFE_INTEGER] })) {
+      const [, v, id] = key as [string, number, number];
+      deltaCount++;
+      storedBytes += value.length;
+      const whole = versions.get(id)?.[0];
+      if (!isDeltaEnvelope(value) || whole === undefined || v <= whole || v > last.version || !heads.get(id)?.includes(v)) badDeltas.push(`page ${id} delta ${v} (whole ${whole})`);
+    }
+    t.same(badDeltas, [], 'every stored delta is above its page\'s whole version, listed in its head, not newer than the last commit');
+    const listedAbove = [...heads].reduce((n, [id, vs]) => n + vs.filter((v) => v > (versions.get(id)?.[0] ?? Infinity)).length, 0);
+    t.equal(listedAbove, deltaCount, 'the heads list exactly the stored deltas above the whole versions');
+    t.ok([...heads.values()].every((vs) => vs.length <= 2 * (DELTA_CHAIN_MAX + 1)), 'heads stay within a chain (and stale entries below the whole version, which the next GC drops)');
+    t.comment(`deltas stored above whole versions: ${deltaCount}, on ${heads.size} pages`);
 
     // Walk the tree from the committed root: stored pages == reachable pages.
     const codec = await loadCodec('none');
@@ -340,8 +361,7 @@ t.test(`SIGKILL loop: ${ROUNDS} rounds on one directory (seed ${SEED})`, async (
       reachable.add(id);
       const vs = versions.get(id);
       if (!vs) continue; // reported below
-      const raw = decodePage(pages.get([NAME, id, vs[vs.length - 1]!])!, { table: 'data', pageId: id, version: vs[0]! }, codecFor);
-      const node = deserializeNode(id, raw);
+      const { node } = decodeStoredPage(id, 'data', readPageChain(dbs, NAME, id, last.version)!, codecFor);
       if (node.kind === BRANCH) stack.push(...node.children);
     }
     const stored = new Set(versions.keys());

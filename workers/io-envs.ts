@@ -2,10 +2,11 @@
 // by every state attached there and by a lazy restore's copy-in, closed when the last
 // user lets go.
 import { open, type Database, type RootDatabase } from 'lmdb';
-import { ATTEMPTS_DB, COMMITS_DB, PAGES_DB, envOptions } from '../src/storage/io-protocol.js';
+import { ATTEMPTS_DB, COMMITS_DB, envOptions } from '../src/storage/io-protocol.js';
 import type { CommitRecord } from '../src/storage/backend.js';
 import { backLmdbMap } from '../src/storage/lmdb-file.js';
 import { hasRestorePlan } from '../src/storage/remote/restore-plan.js';
+import { openPageDbs, type PageDbs } from '../src/storage/page-chain.js';
 
 const envs = new Map<string, Env>();
 
@@ -14,6 +15,9 @@ export interface Env {
   noSync: boolean;
   root: RootDatabase;
   pages: Database<Buffer, [string, number, number]>;
+  /** Page deltas and the heads listing them (src/storage/page-chain.ts). */
+  deltas: PageDbs['deltas'];
+  heads: PageDbs['heads'];
   commits: Database<CommitRecord, [string, number]>;
   attempts: Database<number, string>;
   /** The same two databases, read as stored bytes (commit-record.ts says why). */
@@ -33,11 +37,14 @@ export function openEnv(dir: string, noSync: boolean): { env: Env; key: string }
   if (!env) {
     backLmdbMap(dir);
     const root = open(envOptions(dir, noSync));
+    const dbs = openPageDbs(root);
     env = {
       dir,
       noSync,
       root,
-      pages: root.openDB({ name: PAGES_DB, encoding: 'binary', keyEncoding: 'ordered-binary' }) as never,
+      pages: dbs.pages,
+      deltas: dbs.deltas,
+      heads: dbs.heads,
       commits: root.openDB({ name: COMMITS_DB, encoding: 'msgpack', keyEncoding: 'ordered-binary' }) as never,
       attempts: root.openDB({ name: ATTEMPTS_DB, encoding: 'msgpack', keyEncoding: 'ordered-binary' }) as never,
       commitsRaw: root.openDB({ name: COMMITS_DB, encoding: 'binary', keyEncoding: 'ordered-binary' }) as never,

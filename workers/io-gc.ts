@@ -1,12 +1,15 @@
 // Garbage collection of page versions in the I/O worker (storage rule 5), and the
 // deletion of a whole state (a partition no retained checkpoint names any more).
 //
-// Each durable flush leaves a GC entry: the pages it wrote and freed. Versions a page
-// had before flush W are needed only by flushes older than W, so W's entry is collected
-// once W is the oldest retained flush. The entries ride in the retained commit records,
-// so GC cut off by a crash (or failed on a full disk) is replayed at the next attach.
+// Each durable flush leaves a GC entry: the pages it wrote whole and the pages it freed.
+// Versions a page had before a whole version at flush W are needed only by flushes older
+// than W, so W's entry is collected once W is the oldest retained flush. A page stored as
+// a delta (src/state/page-delta.ts) is not in the entry: the versions below it are its
+// chain. The entries ride in the retained commit records, so GC cut off by a crash (or
+// failed on a full disk) is replayed at the next attach.
 import { WriteGroup, mustSucceed, quietly } from '../src/storage/write-failure.js';
 import { durable, openEnv, type Env } from './io-envs.js';
+import { dropAllDeltas, dropDeltas } from './io-deltas.js';
 
 export interface GcEntry {
   version: number;
@@ -41,9 +44,11 @@ export function collect(st: GcState, version: number): void {
     const e = st.gc.shift()!;
     for (const id of e.written) {
       for (const key of pages.getKeys({ start: [st.stateId, id, 0], end: [st.stateId, id, e.version] })) quiet(pages.remove(key));
+      dropDeltas(st.env, st.stateId, id, (v) => v < e.version, quiet);
     }
     for (const id of e.freed) {
       for (const key of pages.getKeys({ start: [st.stateId, id, 0], end: [st.stateId, id, e.version + 1] })) quiet(pages.remove(key));
+      dropDeltas(st.env, st.stateId, id, (v) => v <= e.version, quiet);
     }
   }
   for (const key of commits.getKeys({ start: [st.stateId, 0], end: [st.stateId, oldestRetained] })) quiet(commits.remove(key));
@@ -68,6 +73,7 @@ export async function dropState(dir: string, noSync: boolean, stateId: string): 
       g.add(env.pages.remove(k));
       n++;
     }
+    dropAllDeltas(env, stateId, (p) => g.add(p));
     for (const k of env.commits.getKeys({ start: [stateId, 0], end: [stateId, Number.MAX_SAFE_INTEGER] })) g.add(env.commits.remove(k));
     g.add(env.attempts.remove(stateId));
     await mustSucceed(g, `dropping state '${stateId}'`);

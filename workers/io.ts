@@ -20,6 +20,8 @@
 // flush of that state writes anything.
 import { parentPort, type MessagePort } from 'node:worker_threads';
 import { RingReader } from '../src/transport/ring.js';
+import { isDeltaEnvelope } from '../src/state/page-format.js';
+import { dropDeltaVersions, putDelta } from './io-deltas.js';
 import { FRAME_BODY, FRAME_COMMIT, FRAME_FREE, FRAME_HEADER, FRAME_PAGE, readFrameHeader, type AttachRequest, type IoReply } from '../src/storage/io-protocol.js';
 import { packr } from '../src/state/values.js';
 import type { CommitRecord } from '../src/storage/backend.js';
@@ -43,7 +45,9 @@ interface AttachedState {
   port: MessagePort;
   retain: number;
   attempt: number;
+  /** Pages of the flush being written, stored whole (their GC list) and as deltas. */
   written: number[];
+  deltas: number[];
   freed: number[];
   gc: GcEntry[];
   detaching: boolean;
@@ -51,6 +55,8 @@ interface AttachedState {
   abandoned: boolean;
   /** The flush whose frames are being handled (its attempts record is written). */
   begun: number;
+  /** A flush has begun and its commit is not handled yet. */
+  writing?: boolean;
   /** Bytes of page frames in the flush being handled (for the disk-full check). */
   flushBytes: number;
   /** Envelope bytes put for the flush being handled (its commit record's bytesWritten). */
@@ -60,7 +66,7 @@ interface AttachedState {
   /** The writes of the flush being handled (its failure fails the flush). */
   writes: WriteGroup;
   /** Pages that failed flushes stored: deleted before the next flush writes (rule 4). */
-  leftovers: { version: number; pageIds: number[] }[];
+  leftovers: { version: number; pageIds: number[]; deltaIds: number[] }[];
   /** The newest durable version whose GC waits for a remote restore. */
   gcDeferred?: number;
   /** The pump, until it returned. */
@@ -99,7 +105,7 @@ function attemptOf(env: Env, stateId: string): number {
 
 /** Deletes page versions in [from, to] of one state; returns how many. */
 function deleteVersions(env: Env, stateId: string, from: number, to: number, g: WriteGroup): number {
-  let n = 0;
+  let n = dropDeltaVersions(env, stateId, from, to, (p) => g.add(p));
   for (const key of env.pages.getKeys({ start: [stateId, -1, 0], end: [stateId, Number.MAX_SAFE_INTEGER, 0] })) {
     const v = (key as [string, number, number])[2];
     if (v >= from && v <= to) {
@@ -162,7 +168,7 @@ async function attach(req: AttachRequest): Promise<void> {
   const lastVersion = last?.version ?? 0;
   const st: AttachedState = {
     stateId: req.stateId, env, reader: new RingReader(req.ring), port: req.port,
-    retain: req.retain, attempt: lastVersion, written: [], freed: [], gc: [], detaching: false,
+    retain: req.retain, attempt: lastVersion, written: [], deltas: [], freed: [], gc: [], detaching: false,
     abandoned: false, begun: lastVersion, flushBytes: 0, stored: 0, writes: new WriteGroup(), leftovers: [],
   };
   if (req.codecPool) {
@@ -250,14 +256,18 @@ function detachDone(st: AttachedState): void {
 async function begin(st: AttachedState, version: number): Promise<void> {
   if (st.begun === version) return;
   st.begun = version;
+  st.writing = true;
   st.flushBytes = 0;
   st.stored = 0;
   const { pages, commits, attempts } = st.env;
   const w = st.writes;
   if (st.leftovers.length) {
-    for (const { version: v, pageIds } of st.leftovers) {
+    for (const { version: v, pageIds, deltaIds } of st.leftovers) {
       w.add(commits.remove([st.stateId, v])); // written, but its flush failed after
       for (const id of pageIds) w.add(pages.remove([st.stateId, id, v]));
+      // Looked for both ways, as after a crash: a failed flush may have stored a delta
+      // without its head entry, or the other way round.
+      if (deltaIds.length) dropDeltaVersions(st.env, st.stateId, v, v, (p) => w.add(p));
     }
     await w.settled();
     if (w.failure) return;
@@ -303,7 +313,9 @@ async function handle(st: AttachedState, frame: Uint8Array): Promise<{ put: Prom
     const entry: GcEntry = { version, written: st.written, freed: st.freed };
     record.gcWritten = entry.written;
     record.gcFreed = entry.freed;
+    const deltas = st.deltas;
     st.written = [];
+    st.deltas = [];
     st.freed = [];
     const w = st.writes;
     if (!w.failure) w.add(st.env.commits.put([st.stateId, version], sealCommit(record)));
@@ -316,8 +328,9 @@ async function handle(st: AttachedState, frame: Uint8Array): Promise<{ put: Prom
       }
     }
     const f = await w.take();
+    st.writing = false;
     if (f) {
-      st.leftovers.push({ version, pageIds: entry.written });
+      st.leftovers.push({ version, pageIds: entry.written, deltaIds: deltas });
       st.begun = -1; // a retry of this version begins again (and deletes the leftovers first)
       const diskFull = isDiskFull(f, st.env.dir, st.flushBytes);
       const codec = f.codec ? st.pooled?.name : undefined;
@@ -333,6 +346,11 @@ async function handle(st: AttachedState, frame: Uint8Array): Promise<{ put: Prom
 /** Puts one page envelope of `version` (a PAGE frame's, or one the codec pool returned). */
 function putPage(st: AttachedState, pageId: number, version: number, envelope: Buffer): Promise<unknown> {
   st.stored += envelope.length;
+  // A delta's older versions are its chain: only a whole version makes them garbage.
+  if (isDeltaEnvelope(envelope)) {
+    st.deltas.push(pageId);
+    return st.writes.add(putDelta(st.env, st.stateId, pageId, version, envelope, (p) => st.writes.add(p)));
+  }
   st.written.push(pageId);
   return st.writes.add(st.env.pages.put([st.stateId, pageId, version], envelope));
 }
@@ -387,7 +405,10 @@ parentPort!.on('message', (msg: AttachRequest | DropRequest | ForgetRequest | Hy
   } else if (msg.type === 'hydrate') {
     try {
       hydrate(msg, (env) => {
-        for (const st of attached.values()) if (st.env === env && st.gcDeferred !== undefined) collect(st, st.gcDeferred);
+        // Not while a flush is being written: GC edits page heads (io-deltas.ts) by reading
+        // them first, and a head put of that flush not yet committed would be lost. Such a
+        // state collects at that flush's end (collect takes every pending entry).
+        for (const st of attached.values()) if (st.env === env && st.gcDeferred !== undefined && !st.writing) collect(st, st.gcDeferred);
       });
     } catch (e) {
       msg.port.postMessage({ type: 'error', message: (e as Error).message.replace(/\s+/g, ' ') });

@@ -15,9 +15,10 @@ import { existsSync, readdirSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { open, type Database, type Transaction } from 'lmdb';
 import { listManifests, readManifest, checkpointDir, type Manifest } from '../runtime/checkpoints.js';
-import { COMMITS_DB, PAGES_DB, envOptions } from '../storage/io-protocol.js';
+import { COMMITS_DB, envOptions } from '../storage/io-protocol.js';
 import type { CommitRecord } from '../storage/backend.js';
 import { CommitTables } from '../storage/snapshot-reader.js';
+import { openPageDbs, readPageChain, type PageDbs } from '../storage/page-chain.js';
 import { CODEC_NONE, codecById } from '../state/codecs.js';
 import { errors } from '../errors.js';
 import { readRestorePlan } from '../storage/remote/restore-plan.js';
@@ -174,10 +175,10 @@ export function inspectStateDir(dir: string, current: (stateId: string) => numbe
   try {
     // The databases first: opening one renews lmdb-js's read transaction.
     const commits = root.openDB({ name: COMMITS_DB, encoding: 'msgpack', keyEncoding: 'ordered-binary' });
-    const pages = root.openDB({ name: PAGES_DB, encoding: 'binary', keyEncoding: 'ordered-binary' });
+    const dbs = openPageDbs(root);
     const txn = root.useReadTransaction();
     try {
-      return readStates(commits, pages, txn, current, visit);
+      return readStates(commits, dbs, txn, current, visit);
     } finally {
       txn.done();
     }
@@ -186,7 +187,7 @@ export function inspectStateDir(dir: string, current: (stateId: string) => numbe
   }
 }
 
-function readStates(commits: Database, pages: Database, txn: Transaction, current: (stateId: string) => number, visit?: StateVisitor): StateReport[] {
+function readStates(commits: Database, dbs: PageDbs, txn: Transaction, current: (stateId: string) => number, visit?: StateVisitor): StateReport[] {
   const byState = new Map<string, StateReport>();
   const records = new Map<string, CommitRecord>();
   for (const { key, value } of commits.getRange({ transaction: txn })) {
@@ -203,7 +204,7 @@ function readStates(commits: Database, pages: Database, txn: Transaction, curren
     const flush = r.flushes.find((f) => f.version === at);
     r.tables = flush ? Object.fromEntries(Object.entries(flush.keys).map(([name, keys]) => [name, { keys }])) : {};
     let lastPage = -1;
-    for (const { key, value } of pages.getRange({ start: [r.stateId, -1, 0], end: [r.stateId, Number.MAX_SAFE_INTEGER, 0], transaction: txn })) {
+    for (const { key, value } of dbs.pages.getRange({ start: [r.stateId, -1, 0], end: [r.stateId, Number.MAX_SAFE_INTEGER, 0], transaction: txn })) {
       const [, pageId, version] = key as [string, number, number];
       r.storedVersions++;
       r.storedBytes += (value as Buffer).length;
@@ -211,8 +212,14 @@ function readStates(commits: Database, pages: Database, txn: Transaction, curren
       lastPage = pageId;
       if (version > at) r.unfinishedVersions++;
     }
+    // Page deltas are versions of pages counted above (src/storage/page-chain.ts).
+    for (const { key, value } of dbs.deltas.getRange({ start: [r.stateId, -1], end: [r.stateId, Number.MAX_SAFE_INTEGER], transaction: txn })) {
+      r.storedVersions++;
+      r.storedBytes += (value as Buffer).length;
+      if ((key as [string, number, number])[1] > at) r.unfinishedVersions++;
+    }
     const c = records.get(`${r.stateId}\0${at}`);
-    if (visit && c) visit(r.stateId, at, tablesAt(pages, txn, r.stateId, c));
+    if (visit && c) visit(r.stateId, at, tablesAt(dbs, txn, r.stateId, c));
   }
   return [...byState.values()];
 }
@@ -222,13 +229,8 @@ function readStates(commits: Database, pages: Database, txn: Transaction, curren
  * readies zstd first); a page of a custom codec cannot be read here, and the describer
  * reports that instead of the times.
  */
-function tablesAt(pages: Database, txn: Transaction, stateId: string, c: CommitRecord): CommitTables {
-  const readPage = (pageId: number) => {
-    for (const { key, value } of pages.getRange({ start: [stateId, pageId, c.version], end: [stateId, pageId, -1], reverse: true, limit: 1, transaction: txn })) {
-      return { bytes: value as Buffer, version: (key as [string, number, number])[2] };
-    }
-    return undefined;
-  };
+function tablesAt(dbs: PageDbs, txn: Transaction, stateId: string, c: CommitRecord): CommitTables {
+  const readPage = (pageId: number) => readPageChain(dbs, stateId, pageId, c.version, txn);
   return new CommitTables(c, readPage, codecById(CODEC_NONE)!, (id) => codecById(id), 64);
 }
 

@@ -142,6 +142,7 @@ export class BTree {
       added = true;
     }
     n.dirty = true;
+    this.pager.changes.set(n.id, k, v, size);
     this.mods++;
     if (n.bytes > this.capacity) {
       // Appending past the last key (ascending inserts) cuts right before the new entry,
@@ -184,6 +185,7 @@ export class BTree {
       n.sizes.splice(i, 1);
     }
     n.dirty = true;
+    this.pager.changes.delete(n.id, k);
     this.size--;
     this.mods++;
     this.fixUnderflow(n, path, idx);
@@ -215,6 +217,7 @@ export class BTree {
   private splitAt(n: TreeNode, path: BranchNode[], at: number): void {
     if (n.kind !== LEAF) return this.split(n, path);
     ownArrays(n);
+    this.pager.changes.rewrite(n.id);
     const right = this.pager.allocLeaf();
     right.keys = n.keys.splice(at);
     right.vals = n.vals.splice(at);
@@ -232,6 +235,7 @@ export class BTree {
     if (n.kind === LEAF) {
       const cuts = cutPoints(n.sizes, cap - NODE_OVERHEAD, 1);
       if (cuts.length === 0) return;
+      this.pager.changes.rewrite(n.id);
       for (let c = cuts.length - 1; c >= 0; c--) {
         const right = this.pager.allocLeaf();
         right.keys = n.keys.splice(cuts[c]!);
@@ -334,6 +338,7 @@ export class BTree {
 
   private merge(left: TreeNode, right: TreeNode, sep: string): void {
     if (left.kind === LEAF && right.kind === LEAF) {
+      this.pager.changes.rewrite(left.id);
       for (let i = 0; i < right.keys.length; i++) {
         left.keys.push(right.keys[i]!);
         left.vals.push(right.vals[i]!);
@@ -352,6 +357,8 @@ export class BTree {
   private borrow(left: TreeNode, right: TreeNode, sep: string): string {
     left.dirty = right.dirty = true;
     if (left.kind === LEAF && right.kind === LEAF) {
+      this.pager.changes.rewrite(left.id);
+      this.pager.changes.rewrite(right.id);
       // Move one entry at a time while that does not invert the imbalance.
       while (right.keys.length > 1) {
         const b = right.sizes[0]!;

@@ -51,8 +51,10 @@ export class StateEngine {
     const last = opts.backend.lastCommit;
     this.version = last?.version ?? 0;
     this.spill = opts.backend.spillDir ? new SpillFile(join(opts.backend.spillDir, `${opts.name}.spill`)) : new MemorySpill();
-    this.pager = new Pager(opts.cachePages, opts.codec, opts.codecFor, this.spill, opts.backend, last?.nextPageId ?? 1, opts.cacheBytes);
     this.capacity = opts.pageSize - PAGE_HEADER_BYTES;
+    // Deltas need a backend that keeps a page's older versions (LMDB); memory keeps one.
+    const deltas = opts.backend.kind === 'memory' ? undefined : { pageCapacity: this.capacity };
+    this.pager = new Pager(opts.cachePages, opts.codec, opts.codecFor, this.spill, opts.backend, last?.nextPageId ?? 1, opts.cacheBytes, deltas);
     this.pager.livePages = last?.livePages ?? 0;
     if (last) {
       for (const [name, t] of Object.entries(last.tables)) {

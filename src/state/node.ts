@@ -132,7 +132,7 @@ export function ownArrays(node: TreeNode): void {
 // ---------------------------------------------------------------- serialization
 
 /** A growable byte writer reused across serializations (pages are built one at a time). */
-class Writer {
+export class Writer {
   buf = Buffer.allocUnsafe(1 << 16);
   pos = 0;
   reset(): void {
@@ -230,15 +230,32 @@ class Writer {
 }
 /** Longest key written by a JS loop rather than Buffer.latin1Write (see Writer.latin1). */
 const LATIN1_LOOP_MAX = 64;
-const writer = new Writer();
+/** The writer every serialization uses (one page at a time; page-delta.ts too). */
+export const sharedWriter = new Writer();
 
+/** A leaf value as stored: varint length, then its msgpack bytes. */
+export function writeValue(w: Writer, v: StoredValue): void {
+  if (v instanceof Uint8Array) w.bytes(v);
+  else if (typeof v === 'string') w.msgpackString(v);
+  else if (typeof v === 'number') {
+    w.varint(9);
+    w.u8(0xcb);
+    w.f64be(v);
+  } else if (v === null) {
+    w.varint(1);
+    w.u8(0xc0);
+  } else if (typeof v === 'boolean') {
+    w.varint(1);
+    w.u8(v ? 0xc3 : 0xc2);
+  } else w.bytes(packr.pack(v));
+}
 
 /**
  * Serializes a node to raw bytes. Returns a view of a buffer reused by the next call:
  * consume it (encodePage copies or compresses it) before serializing another node.
  */
 export function serializeNode(node: TreeNode): Buffer {
-  const w = writer;
+  const w = sharedWriter;
   w.reset();
   w.u8(node.kind);
   if (node.kind === LEAF) {
@@ -246,20 +263,7 @@ export function serializeNode(node: TreeNode): Buffer {
     w.varint(keys.length);
     for (let i = 0; i < keys.length; i++) {
       w.latin1(keys[i]!);
-      const v = vals[i] ?? leafValue(node, i);
-      if (v instanceof Uint8Array) w.bytes(v);
-      else if (typeof v === 'string') w.msgpackString(v);
-      else if (typeof v === 'number') {
-        w.varint(9);
-        w.u8(0xcb);
-        w.f64be(v);
-      } else if (v === null) {
-        w.varint(1);
-        w.u8(0xc0);
-      } else if (typeof v === 'boolean') {
-        w.varint(1);
-        w.u8(v ? 0xc3 : 0xc2);
-      } else w.bytes(packr.pack(v));
+      writeValue(w, vals[i] ?? leafValue(node, i));
     }
   } else {
     const { keys, children } = node;
@@ -286,7 +290,7 @@ function staysPacked(first: number): boolean {
  * storedSize() of the value these msgpack bytes decode to, computed from the bytes
  * alone, so a leaf's `bytes` is right without decoding its values.
  */
-function rawStoredSize(first: number, n: number): number {
+export function rawStoredSize(first: number, n: number): number {
   if (staysPacked(first)) return n + 5;
   if (first >= 0xa0 && first <= 0xbf) return n - 1 + 5; // fixstr
   if (first === 0xd9) return n - 2 + 5; // str8
@@ -300,12 +304,14 @@ function rawStoredSize(first: number, n: number): number {
 export function leafValue(n: LeafNode, i: number): StoredValue {
   let v = n.vals[i];
   if (v !== undefined) return v;
-  const raw = n.raw!;
-  const start = n.voff![2 * i]!;
-  const len = n.voff![2 * i + 1]!;
-  v = staysPacked(raw[start]!) ? raw.subarray(start, start + len) : (packr.unpack(raw.subarray(start, start + len)) as StoredValue);
+  v = valueAt(n.raw!, n.voff![2 * i]!, n.voff![2 * i + 1]!);
   n.vals[i] = v;
   return v;
+}
+
+/** The value whose msgpack bytes are raw[start, start + len): containers stay packed (a view). */
+export function valueAt(raw: Buffer, start: number, len: number): StoredValue {
+  return staysPacked(raw[start]!) ? raw.subarray(start, start + len) : (packr.unpack(raw.subarray(start, start + len)) as StoredValue);
 }
 
 /** Decodes every value and lets go of the page buffer; required before any mutation. */
@@ -334,52 +340,72 @@ const strHeaderBytes = (n: number) => (n < 32 ? 1 : n < 256 ? 2 : n < 65536 ? 3 
 /** Bytes of our varint for n. */
 const varintBytes = (n: number) => (n < 0x80 ? 1 : n < 0x4000 ? 2 : n < 0x200000 ? 3 : n < 0x10000000 ? 4 : 5);
 
-export function deserializeNode(id: number, raw: Uint8Array): TreeNode {
-  const buf = Buffer.isBuffer(raw) ? raw : Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength);
-  let pos = 0;
-  const end = buf.length;
-  const need = (n: number) => {
-    if (pos + n > end) throw new MalformedNode(`node truncated at byte ${pos}`);
-  };
-  const varint = (): number => {
+/** Reads serialized nodes (and deltas, page-delta.ts); throws MalformedNode past the end. */
+export class ByteReader {
+  readonly buf: Buffer;
+  pos = 0;
+  constructor(raw: Uint8Array) {
+    this.buf = Buffer.isBuffer(raw) ? raw : Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength);
+  }
+  get end(): number {
+    return this.buf.length;
+  }
+  need(n: number): void {
+    if (this.pos + n > this.buf.length) throw new MalformedNode(`node truncated at byte ${this.pos}`);
+  }
+  u8(): number {
+    this.need(1);
+    return this.buf[this.pos++]!;
+  }
+  varint(): number {
     let v = 0, shift = 0, b: number;
     do {
-      need(1);
-      b = buf[pos++]!;
+      b = this.u8();
       v += (b & 0x7f) * 2 ** shift;
       shift += 7;
     } while (b & 0x80 && shift < 35);
     return v;
-  };
-  const latin1 = (): string => {
-    const n = varint();
-    need(n);
-    const s = (buf as LatinBuffer).latin1Slice(pos, pos + n); // toString() adds checks per call
-    pos += n;
+  }
+  latin1(): string {
+    const n = this.varint();
+    this.need(n);
+    const s = (this.buf as LatinBuffer).latin1Slice(this.pos, this.pos + n); // toString() adds checks per call
+    this.pos += n;
     return s;
-  };
-  need(1);
-  const kind = buf[pos++];
-  const count = varint();
+  }
+  f64(): number {
+    this.need(8);
+    const v = this.buf.readDoubleLE(this.pos);
+    this.pos += 8;
+    return v;
+  }
+}
+
+export function deserializeNode(id: number, raw: Uint8Array): TreeNode {
+  const r = new ByteReader(raw);
+  const buf = r.buf;
+  const end = r.end;
+  const kind = r.u8();
+  const count = r.varint();
   if (kind === LEAF) {
     const keys = new Array<string>(count);
     const voff = new Uint32Array(count * 2);
     const sizes = new Array<number>(count);
     let bytes = NODE_OVERHEAD;
     for (let i = 0; i < count; i++) {
-      const k = latin1();
-      const n = varint();
-      need(n);
+      const k = r.latin1();
+      const n = r.varint();
+      r.need(n);
       if (n === 0) throw new MalformedNode('empty value');
       keys[i] = k;
-      voff[2 * i] = pos;
+      voff[2 * i] = r.pos;
       voff[2 * i + 1] = n;
-      const size = k.length + KEY_OVERHEAD + rawStoredSize(buf[pos]!, n) + VALUE_OVERHEAD;
+      const size = k.length + KEY_OVERHEAD + rawStoredSize(buf[r.pos]!, n) + VALUE_OVERHEAD;
       sizes[i] = size;
       bytes += size;
-      pos += n;
+      r.pos += n;
     }
-    if (pos !== end) throw new MalformedNode('trailing bytes after leaf');
+    if (r.pos !== end) throw new MalformedNode('trailing bytes after leaf');
     const vals = new Array<StoredValue | undefined>(count);
     return { kind: LEAF, id, keys, vals, sizes, bytes, dirty: false, ref: true, cost: 0, sharedVersion: 0, raw: buf, voff };
   }
@@ -387,16 +413,12 @@ export function deserializeNode(id: number, raw: Uint8Array): TreeNode {
     if (count < 1) throw new MalformedNode('branch without children');
     const children = new Array<number>(count);
     const keys = new Array<string>(count - 1);
-    need(8);
-    children[0] = buf.readDoubleLE(pos);
-    pos += 8;
+    children[0] = r.f64();
     for (let i = 1; i < count; i++) {
-      keys[i - 1] = latin1();
-      need(8);
-      children[i] = buf.readDoubleLE(pos);
-      pos += 8;
+      keys[i - 1] = r.latin1();
+      children[i] = r.f64();
     }
-    if (pos !== end) throw new MalformedNode('trailing bytes after branch');
+    if (r.pos !== end) throw new MalformedNode('trailing bytes after branch');
     const node = newBranch(id, children, keys);
     node.dirty = false;
     return node;

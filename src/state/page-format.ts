@@ -4,17 +4,19 @@
 //   0        4     5       6         8            12             16          20        24
 //   +--------+-----+-------+---------+------------+--------------+-----------+---------+------------
 //   | 'TPPG' | ver | codec |  flags  | rawLength  | storedLength | reserved  | crc32c  | payload ...
-//   |  magic | u8  |  u8   |  u16=0  |    u32     |     u32      | u32 = 0   |   u32   | storedLength
+//   |  magic | u8  |  u8   |   u16   |    u32     |     u32      | u32 = 0   |   u32   | storedLength
 //   +--------+-----+-------+---------+------------+--------------+-----------+---------+ bytes
 //
 //   crc32c = CRC-32C over header bytes 0..19 followed by the payload, i.e. everything
 //            but the crc field itself.
+//   flags  = 0, or FLAG_DELTA: the payload is a delta of the page (page-delta.ts), the
+//            entries changed since the page's previous stored version, not the page.
 //
 // Invariants (what decodePage() checks, in this order, before returning a byte):
 //   - page.length >= 24, magic is 'TPPG', ver === 1
 //   - page.length === 24 + storedLength
 //   - crc32c matches (so any single damaged byte, header or payload, is caught here)
-//   - flags === 0 and reserved === 0; codec 0 means storedLength === rawLength
+//   - flags is 0 or FLAG_DELTA, and reserved === 0; codec 0 means storedLength === rawLength
 //     (verifyPage() stops here: it needs no codec and decompresses nothing)
 //   - codec is known
 //   - decompressing the payload yields exactly rawLength bytes
@@ -36,11 +38,16 @@ const MAGIC = 0x47505054;
 const OFF_MAGIC = 0;
 const OFF_VERSION = 4;
 const OFF_CODEC = 5;
+/** Where the codec id byte is (a reader that re-encodes a page with its codec). */
+export const PAGE_CODEC_OFFSET = OFF_CODEC;
 const OFF_FLAGS = 6;
 const OFF_RAW = 8;
 const OFF_STORED = 12;
 const OFF_RESERVED = 16;
 const OFF_CRC = 20;
+
+/** The envelope's payload is a page delta (page-delta.ts), not a whole page. */
+export const FLAG_DELTA = 1;
 
 export interface PageLocation {
   table: string;
@@ -58,7 +65,7 @@ export function encodePage(raw: Uint8Array, codec: PageCodec): Buffer {
  * write the whole envelope into (a reserved slot of the page ring, so a page is not
  * built in a buffer of its own and copied). Returns the view written.
  */
-export function encodePageInto(raw: Uint8Array, codec: PageCodec, alloc: (n: number) => Uint8Array): Uint8Array {
+export function encodePageInto(raw: Uint8Array, codec: PageCodec, alloc: (n: number) => Uint8Array, flags = 0): Uint8Array {
   let payload = raw;
   let codecId = CODEC_NONE;
   if (codec.id !== CODEC_NONE && raw.length > 0) {
@@ -73,7 +80,7 @@ export function encodePageInto(raw: Uint8Array, codec: PageCodec, alloc: (n: num
   page.writeUInt32LE(MAGIC, OFF_MAGIC);
   page[OFF_VERSION] = PAGE_FORMAT_VERSION;
   page[OFF_CODEC] = codecId;
-  page.writeUInt16LE(0, OFF_FLAGS);
+  page.writeUInt16LE(flags, OFF_FLAGS);
   page.writeUInt32LE(raw.length, OFF_RAW);
   page.writeUInt32LE(payload.length, OFF_STORED);
   page.writeUInt32LE(0, OFF_RESERVED);
@@ -95,6 +102,15 @@ export function pageTotalLength(header: Uint8Array): number {
   const b = asBuffer(header);
   if (b.readUInt32LE(OFF_MAGIC) !== MAGIC || b[OFF_VERSION] !== PAGE_FORMAT_VERSION) return -1;
   return PAGE_HEADER_BYTES + b.readUInt32LE(OFF_STORED);
+}
+
+/**
+ * Whether an envelope holds a page delta, read from its header without any check (a
+ * reader walking a page's versions uses it to know where the chain ends; decodePage
+ * still checks every envelope, flags included, before anything is used).
+ */
+export function isDeltaEnvelope(page: Uint8Array): boolean {
+  return page.length >= PAGE_HEADER_BYTES && (page[OFF_FLAGS]! | (page[OFF_FLAGS + 1]! << 8)) === FLAG_DELTA;
 }
 
 function asBuffer(b: Uint8Array): Buffer {
@@ -172,7 +188,7 @@ export function verifyPage(page: Uint8Array, where: PageLocation): Buffer {
   const got = crc32c(payload, crc32c(b.subarray(0, OFF_CRC))) >>> 0;
   if (got !== want) throw bad(`checksum mismatch: stored crc32c ${hex(want, 8)}, computed ${hex(got, 8)}`);
   const flags = b.readUInt16LE(OFF_FLAGS);
-  if (flags !== 0) throw bad(`unsupported flags ${hex(flags, 4)}`);
+  if (flags !== 0 && flags !== FLAG_DELTA) throw bad(`unsupported flags ${hex(flags, 4)}`);
   if (b.readUInt32LE(OFF_RESERVED) !== 0) throw bad('reserved header bytes are not zero');
   if (b[OFF_CODEC] === CODEC_NONE && storedLength !== rawLength) {
     throw bad(`length mismatch: uncompressed page stores ${storedLength} bytes, header says ${rawLength}`);

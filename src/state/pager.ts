@@ -26,16 +26,28 @@
 // - Eviction happens only between operations (`evict()`), never inside one, so tree
 //   code may hold node references for the duration of one operation.
 import { errors, oneLine } from '../errors.js';
-import { MalformedNode, deserializeNode, freezeNode, serializeNode, shareNode, newBranch, newLeaf, type BranchNode, type LeafNode, type TreeNode } from './node.js';
-import { PAGE_HEADER_BYTES, decodePage, encodePage, encodePageInto, verifyPage } from './page-format.js';
+import { deserializeNode, freezeNode, serializeNode, shareNode, newBranch, newLeaf, type BranchNode, type LeafNode, type TreeNode } from './node.js';
+import { FLAG_DELTA, PAGE_HEADER_BYTES, decodePage, encodePage, encodePageInto, isDeltaEnvelope, verifyPage } from './page-format.js';
+import { DeltaLog, decodeStoredPage, deltaBound, parsing, serializeDelta, type DeltaEntries, type TakenChanges } from './page-delta.js';
 import { CODEC_NONE, codecById, type PageCodec } from './codecs.js';
 import type { SpillSlot, SpillStore } from './spill-file.js';
 import { ResidentBytes } from './resident-bytes.js';
 import type { FlushPage } from '../storage/backend.js';
 
+/**
+ * A page as stored: its newest whole version and, above it, the deltas stored since
+ * (page-delta.ts), oldest first. With no whole version below its deltas (a broken
+ * chain) `bytes` is the oldest delta's envelope, which the pager refuses.
+ */
+export interface StoredPage {
+  bytes: Uint8Array;
+  version: number;
+  deltas?: { bytes: Uint8Array; version: number }[];
+}
+
 /** Reads the newest durable version of a page (tier 3). */
 export interface PersistentPages {
-  readPage(pageId: number): { bytes: Uint8Array; version: number } | undefined;
+  readPage(pageId: number): StoredPage | undefined;
 }
 
 /**
@@ -71,6 +83,8 @@ export class Pager {
   private readonly bytes: ResidentBytes | undefined;
   /** Envelopes of uncompressed spill copies (encodeFlushBody). */
   private readonly rawCodec = codecById(CODEC_NONE)!;
+  /** Changes per leaf since its last flush, and its stored delta chain (page-delta.ts). */
+  readonly changes: DeltaLog;
   readonly stats: PagerStats = { hits: 0, misses: 0, spillWrites: 0, spillReads: 0, persistentReads: 0, evictions: 0 };
 
   constructor(
@@ -82,8 +96,11 @@ export class Pager {
     public nextPageId: number,
     /** A budget for the decoded pages' memory (resident-bytes.ts), besides `cachePages`. */
     cacheBytes = Infinity,
+    /** Store a leaf with few changes as a delta of its previous version (page-delta.ts): for backends that keep every version. */
+    deltas?: { pageCapacity: number },
   ) {
     this.bytes = Number.isFinite(cacheBytes) ? new ResidentBytes(cacheBytes) : undefined;
+    this.changes = new DeltaLog(deltas !== undefined, deltas?.pageCapacity ?? 0);
   }
 
   /** Estimated memory of the resident pages, when a `cacheBytes` budget is set. */
@@ -152,7 +169,7 @@ export class Pager {
       // Not reachable: an in-flight page leaves the cache only with a copy (evictNode).
       throw errors.corruptPage({ table, pageId: id, version: `${fl.version} (in flight)` }, 'the in-flight page has no copy left (internal error)');
     }
-    let found: { bytes: Uint8Array; version: number } | undefined;
+    let found: StoredPage | undefined;
     try {
       found = this.persistent.readPage(id);
     } catch (e) {
@@ -164,22 +181,29 @@ export class Pager {
       throw errors.corruptPage({ table, pageId: id, version: 'any' }, 'page is referenced by the tree but missing from storage');
     }
     this.stats.persistentReads++;
-    return this.decode(id, table, found.bytes, found.version);
+    if (found.deltas === undefined && !isDeltaEnvelope(found.bytes)) {
+      this.changes.loaded(id, 0, 0);
+      return this.decode(id, table, found.bytes, found.version);
+    }
+    return this.decodeChain(id, table, found);
+  }
+
+  /** A page stored as a whole version and deltas above it: the whole one with the deltas applied. */
+  private decodeChain(id: number, table: string, found: StoredPage): TreeNode {
+    const { node, depth, bytes } = decodeStoredPage(id, table, found, this.codecFor);
+    this.changes.loaded(id, depth, bytes);
+    return node;
   }
 
   private decode(id: number, table: string, bytes: Uint8Array, version: number | string): TreeNode {
     const where = { table, pageId: id, version };
     const raw = decodePage(bytes, where, this.codecFor);
-    try {
-      return deserializeNode(id, raw);
-    } catch (e) {
-      if (e instanceof MalformedNode) throw errors.corruptPage(where, e.message);
-      throw e;
-    }
+    return parsing(where, () => deserializeNode(id, raw));
   }
 
   allocLeaf(): LeafNode {
     const node = newLeaf(this.nextPageId++);
+    this.changes.fresh(node.id);
     this.resident.set(node.id, node);
     this.bytes?.touch(node);
     this.livePages++;
@@ -197,6 +221,7 @@ export class Pager {
   /** The page is no longer part of any tree; its persisted versions become garbage at the next flush. */
   free(id: number): void {
     this.livePages--;
+    this.changes.freed(id);
     const node = this.resident.get(id);
     if (node !== undefined) {
       this.resident.delete(id);
@@ -303,13 +328,25 @@ export class Pager {
       pages.push({ pageId: id, slot });
     }
     this.spilled.clear();
+    this.taken = this.changes.cut();
     const freed = this.freedSinceFlush;
     this.freedSinceFlush = [];
     return { pages, freed };
   }
 
+  /** The changes of the last snapshot's pages (page-delta.ts), resolved page by page as they are encoded. */
+  private taken: TakenChanges = new Map();
+
+  /** Whether a page of the snapshot goes as a delta: decided once, at its first look here. */
+  private deltaOf(page: FlushPage): DeltaEntries | undefined {
+    if (page.delta === undefined) page.delta = this.changes.resolve(page.pageId, this.taken) ?? null;
+    return page.delta ?? undefined;
+  }
+
   /** Upper bound of the envelope bytes `encodeFlushPage` writes for this page. */
   flushPageBound(page: FlushPage): number {
+    const delta = this.deltaOf(page);
+    if (delta) return PAGE_HEADER_BYTES + deltaBound(delta);
     return page.slot ? page.slot.length : PAGE_HEADER_BYTES + page.node!.bytes;
   }
 
@@ -322,6 +359,13 @@ export class Pager {
    */
   encodeFlushPage(page: FlushPage, alloc: (n: number) => Uint8Array): Uint8Array {
     const { pageId } = page;
+    const delta = this.deltaOf(page);
+    if (delta) {
+      // Only the changes go out; the page itself stays readable in flight until durable.
+      const out = encodePageInto(serializeDelta(delta), this.codec, alloc, FLAG_DELTA);
+      if (page.node) this.releaseFrozen(page, () => encodePage(serializeNode(page.node!), this.rawCodec));
+      return out;
+    }
     if (page.node) {
       const out = encodePageInto(serializeNode(page.node), this.codec, alloc);
       this.releaseFrozen(page, () => out);
@@ -341,7 +385,7 @@ export class Pager {
    * `flushBodyBound`.
    */
   flushBodyBound(page: FlushPage): number | undefined {
-    return page.node ? page.node.bytes : undefined;
+    return page.node && !this.deltaOf(page) ? page.node.bytes : undefined;
   }
 
   /** Writes the serialized body of a frozen node taken by `snapshot` into `alloc(n)`. */
@@ -386,6 +430,7 @@ export class Pager {
     for (const [id, fl] of this.inflight) {
       if (fl.version !== version) continue;
       this.inflight.delete(id);
+      if (!freedSince.has(id)) this.changes.failed(id); // what it took (a delta, maybe) is not stored: it goes whole
       const node = this.resident.get(id);
       const newer = node !== undefined || this.spilled.has(id) || freedSince.has(id);
       if (newer) {
@@ -407,6 +452,7 @@ export class Pager {
 
   /** The I/O worker reported `version` durable: in-flight copies are no longer needed. */
   durable(version: number): void {
+    this.taken = new Map(); // every page of the snapshot was resolved when it was encoded
     for (const [id, fl] of this.inflight) {
       if (fl.version > version) continue;
       if (fl.slot) this.spill.free(fl.slot);
@@ -421,6 +467,7 @@ export class Pager {
 
   /** Drops every resident page (used by clear/close); dirty state must already be flushed or discarded. */
   dropAll(): void {
+    this.changes.clear();
     this.resident.clear();
     this.bytes?.clear();
     for (const slot of this.backing.values()) this.spill.free(slot);

@@ -6,16 +6,19 @@
 // 2. A page is written at most once per flush version. test/store-model.test.ts ("rule 2")
 // 3. A flush is complete iff its commit record is durable; writeFlush resolves only
 //    then. test/store-crash.test.ts (SIGKILLs), test/store-disk-full.test.ts
-// 4. Readers see, for each page, the newest version ≤ the last complete flush; pages of
+// 4. Readers see, for each page, the newest version ≤ the last complete flush (its newest
+//    whole version and the deltas above it, page-chain.ts); pages of
 //    an unfinished flush are never visible and are deleted before the next flush
 //    writes. test/store-crash.test.ts (cleanup after every kill), test/store-disk-full.test.ts
-// 5. After flush N is complete, versions that no retained flush needs are deleted.
+// 5. After flush N is complete, versions that no retained flush needs are deleted (a
+//    delta's chain is needed: only a whole version makes older ones garbage).
 //    test/store-crash.test.ts ("GC: nothing grows")
 // 6. Pages and commit records carry checksums; a mismatch is an error, never a value.
 //    test/page-format.test.ts, test/store-corruption.test.ts, test/store-corruption-fuzz.test.ts
 import type { PersistentPages } from '../state/pager.js';
 import type { SpillSlot } from '../state/spill-file.js';
 import type { TreeNode } from '../state/node.js';
+import type { DeltaEntries } from '../state/page-delta.js';
 
 export type StorageKind = 'lmdb' | 'temp' | 'memory';
 
@@ -54,6 +57,11 @@ export interface FlushPage {
   pageId: number;
   slot?: SpillSlot;
   node?: TreeNode;
+  /**
+   * Set by the pager when it first looks at the page for encoding: the delta of its
+   * previous version it is stored as (page-delta.ts), or null for the whole page.
+   */
+  delta?: DeltaEntries | null;
 }
 
 /**

@@ -9,7 +9,7 @@ import { IoClient } from './io-client.js';
 import { listManifests, readManifest } from '../runtime/checkpoints.js';
 
 /** State ids stored in the environment: in commit records, page keys or crash-cleanup records. */
-async function storedStateIds(stateDir: string): Promise<Set<string>> {
+export async function storedStateIds(stateDir: string): Promise<Set<string>> {
   const root = open(envOptions(stateDir, false));
   try {
     const ids = new Set<string>();
@@ -26,7 +26,7 @@ async function storedStateIds(stateDir: string): Promise<Set<string>> {
       for (const k of pages.getKeys({ start: start as never, limit: 1 })) next = (k as [string, number, number])[0];
       if (next === undefined) break;
       ids.add(next);
-      start = [next, Number.MAX_SAFE_INTEGER, Number.MAX_SAFE_INTEGER];
+      start = [next, '\uffff']; // past its pages and its deltas' records (src/storage/keyspace.ts)
     }
     return ids;
   } finally {

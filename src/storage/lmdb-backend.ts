@@ -11,9 +11,11 @@ import type { Database, RootDatabase } from 'lmdb';
 import { loadLmdb } from './lmdb-lib.js';
 import { errors } from '../errors.js';
 import { packr } from '../state/values.js';
-import { COMMITS_DB, FRAME_BODY, FRAME_COMMIT, FRAME_FREE, FRAME_HEADER, FRAME_PAGE, PAGES_DB, envOptions, frameHeader, type AttachRequest } from './io-protocol.js';
+import { COMMITS_DB, FRAME_BODY, FRAME_COMMIT, FRAME_FREE, FRAME_HEADER, FRAME_PAGE, envOptions, frameHeader, type AttachRequest } from './io-protocol.js';
 import { IoClient, type IoAttachment } from './io-client.js';
 import type { CommitRecord, FlushBatch, StateBackend } from './backend.js';
+import type { StoredPage } from '../state/pager.js';
+import { openPageDbs, readPageChain, type PageDbs } from './page-chain.js';
 
 export interface LmdbBackendOptions {
   kind: 'lmdb' | 'temp';
@@ -49,7 +51,7 @@ export class LmdbBackend implements StateBackend {
     private readonly opts: LmdbBackendOptions,
     private readonly io: IoAttachment,
     private readonly root: RootDatabase,
-    private readonly pages: Database<Buffer, [string, number, number]>,
+    private readonly dbs: PageDbs,
   ) {
     this.kind = opts.kind;
     this.spillDir = opts.dir;
@@ -73,9 +75,9 @@ export class LmdbBackend implements StateBackend {
     try {
       const { open } = await loadLmdb();
       const root = open(envOptions(opts.dir, opts.kind === 'temp'));
-      const pages = root.openDB({ name: PAGES_DB, encoding: 'binary', keyEncoding: 'ordered-binary' }) as never;
+      const dbs = openPageDbs(root);
       root.openDB({ name: COMMITS_DB, encoding: 'msgpack', keyEncoding: 'ordered-binary' });
-      return new LmdbBackend(opts, io, root, pages);
+      return new LmdbBackend(opts, io, root, dbs);
     } catch (e) {
       await io.detach();
       throw errors.io(`cannot open LMDB environment in ${opts.dir}`, e);
@@ -92,7 +94,7 @@ export class LmdbBackend implements StateBackend {
     return this.io.lastCommit;
   }
 
-  readPage(pageId: number): { bytes: Uint8Array; version: number } | undefined {
+  readPage(pageId: number): StoredPage | undefined {
     return this.readVersioned(this.opts.stateId, pageId, this.readVersion);
   }
 
@@ -101,7 +103,7 @@ export class LmdbBackend implements StateBackend {
    * old one a rescale reads). In a lazily restored directory a page not copied in yet
    * is fetched from remote storage first.
    */
-  readVersioned(stateId: string, pageId: number, version: number): { bytes: Uint8Array; version: number } | undefined {
+  readVersioned(stateId: string, pageId: number, version: number): StoredPage | undefined {
     const found = this.lookup(stateId, pageId, version);
     if (found || !this.opts.lazyRemote) return found;
     const fetched = this.io.fetchPageSync(stateId, pageId);
@@ -110,11 +112,8 @@ export class LmdbBackend implements StateBackend {
     return this.lookup(stateId, pageId, version);
   }
 
-  private lookup(s: string, pageId: number, version: number): { bytes: Uint8Array; version: number } | undefined {
-    for (const { key, value } of this.pages.getRange({ start: [s, pageId, version], end: [s, pageId, -1], reverse: true, limit: 1 })) {
-      return { bytes: value, version: (key as [string, number, number])[2] };
-    }
-    return undefined;
+  private lookup(s: string, pageId: number, version: number): StoredPage | undefined {
+    return readPageChain(this.dbs, s, pageId, version);
   }
 
   async writeFlush(batch: FlushBatch): Promise<{ bytes: number }> {

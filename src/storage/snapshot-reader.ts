@@ -7,10 +7,11 @@ import type { Database, RootDatabase } from 'lmdb';
 import { lmdb } from './lmdb-lib.js';
 import { errors } from '../errors.js';
 import { BTree } from '../state/btree.js';
-import { Pager } from '../state/pager.js';
+import { Pager, type StoredPage } from '../state/pager.js';
+import { openPageDbs, readPageChain, type PageDbs } from './page-chain.js';
 import { MemorySpill } from '../state/spill-file.js';
 import type { PageCodec } from '../state/codecs.js';
-import { COMMITS_DB, PAGES_DB, envOptions } from './io-protocol.js';
+import { COMMITS_DB, envOptions } from './io-protocol.js';
 import { decodeCommit } from './commit-record.js';
 import { backLmdbMap } from './lmdb-file.js';
 import type { CommitRecord } from './backend.js';
@@ -22,7 +23,7 @@ import type { CommitRecord } from './backend.js';
 export class CommitTables {
   private readonly pager: Pager;
 
-  constructor(readonly commit: CommitRecord, readPage: (pageId: number) => { bytes: Uint8Array; version: number } | undefined, codec: PageCodec, codecFor: (id: number) => PageCodec | undefined, cachePages: number) {
+  constructor(readonly commit: CommitRecord, readPage: (pageId: number) => StoredPage | undefined, codec: PageCodec, codecFor: (id: number) => PageCodec | undefined, cachePages: number) {
     this.pager = new Pager(cachePages, codec, codecFor, new MemorySpill(), { readPage }, commit.nextPageId);
   }
 
@@ -47,7 +48,7 @@ export class CommitTables {
 
 export class SnapshotReader {
   private readonly root: RootDatabase;
-  private readonly pages: Database<Buffer, [string, number, number]>;
+  private readonly dbs: PageDbs;
   readonly commit: CommitRecord;
   private readonly tables: CommitTables;
 
@@ -57,11 +58,11 @@ export class SnapshotReader {
    */
   constructor(
     dir: string, readonly stateId: string, readonly version: number, codec: PageCodec, codecFor: (id: number) => PageCodec | undefined, cachePages: number,
-    readMissing?: (pageId: number) => { bytes: Uint8Array; version: number } | undefined,
+    readMissing?: (pageId: number) => StoredPage | undefined,
   ) {
     backLmdbMap(dir);
     this.root = lmdb().open(envOptions(dir, false)); // callers await loadLmdb() first
-    this.pages = this.root.openDB({ name: PAGES_DB, encoding: 'binary', keyEncoding: 'ordered-binary' }) as never;
+    this.dbs = openPageDbs(this.root);
     const commits = this.root.openDB<Buffer, [string, number]>({ name: COMMITS_DB, encoding: 'binary', keyEncoding: 'ordered-binary' });
     let c: CommitRecord | undefined;
     try {
@@ -77,12 +78,7 @@ export class SnapshotReader {
     }
     this.commit = c;
     const s = stateId;
-    this.tables = new CommitTables(c, (pageId: number) => {
-      for (const { key, value } of this.pages.getRange({ start: [s, pageId, version], end: [s, pageId, -1], reverse: true, limit: 1 })) {
-        return { bytes: value, version: (key as [string, number, number])[2] };
-      }
-      return readMissing?.(pageId);
-    }, codec, codecFor, cachePages);
+    this.tables = new CommitTables(c, (pageId: number) => readPageChain(this.dbs, s, pageId, version) ?? readMissing?.(pageId), codec, codecFor, cachePages);
   }
 
   tableNames(): string[] {

@@ -5,10 +5,10 @@
 import { isDeepStrictEqual } from 'node:util';
 import { open, type Database, type RootDatabase } from 'lmdb';
 import type { Store } from '../../src/index.js';
+import { openPageDbs, type PageDbs } from '../../src/storage/page-chain.js';
 
-export interface StoreDbs {
+export interface StoreDbs extends PageDbs {
   env: RootDatabase;
-  pages: Database<Buffer, [string, number, number]>;
   /** Commit records as their raw msgpack bytes. */
   commitsRaw: Database<Buffer, [string, number]>;
   attemptsRaw: Database<Buffer, string>;
@@ -18,7 +18,7 @@ export function openStoreDbs(dir: string): StoreDbs {
   const env = open({ path: dir, maxDbs: 8, noSubdir: false, compression: false });
   return {
     env,
-    pages: env.openDB<Buffer, [string, number, number]>({ name: 'pages', encoding: 'binary', keyEncoding: 'ordered-binary' }),
+    ...openPageDbs(env),
     commitsRaw: env.openDB<Buffer, [string, number]>({ name: 'commits', encoding: 'binary', keyEncoding: 'ordered-binary' }),
     attemptsRaw: env.openDB<Buffer, string>({ name: 'attempts', encoding: 'binary', keyEncoding: 'ordered-binary' }),
   };

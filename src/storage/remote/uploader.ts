@@ -16,7 +16,9 @@ import { randomBytes } from 'node:crypto';
 import type { Database, RootDatabase, Transaction } from 'lmdb';
 import { lmdb, loadLmdb } from '../lmdb-lib.js';
 import { backLmdbMap } from '../lmdb-file.js';
-import { COMMITS_DB, PAGES_DB, envOptions } from '../io-protocol.js';
+import { COMMITS_DB, envOptions } from '../io-protocol.js';
+import { prepareBuiltinCodecs } from '../../state/codecs.js';
+import { headsOf, openPageDbs, wholePageAt, type PageDbs } from '../page-chain.js';
 import { listManifests, readManifest, type Manifest } from '../../runtime/checkpoints.js';
 import type { ObjectStore } from './object-store.js';
 import {
@@ -265,7 +267,7 @@ export class CheckpointUploader {
       }
     }
     const root = await this.env();
-    const pages = root.openDB<Buffer, [string, number, number]>({ name: PAGES_DB, encoding: 'binary', keyEncoding: 'ordered-binary' });
+    const dbs = openPageDbs(root);
     const commits = root.openDB<Buffer, [string, number]>({ name: COMMITS_DB, encoding: 'binary', keyEncoding: 'ordered-binary' });
     // One snapshot for the whole upload: the I/O worker's GC cannot take page versions
     // away halfway (it may still delete them in later transactions).
@@ -276,7 +278,7 @@ export class CheckpointUploader {
       for (const task of manifest.tasks) {
         for (const inst of task.instances) {
           if (inst.stateId === undefined || inst.version === undefined) continue;
-          const r = await this.uploadState(pages, commits, txn, inst.stateId, inst.version);
+          const r = await this.uploadState(dbs, commits, txn, inst.stateId, inst.version);
           states[inst.stateId] = r.state;
           bytes += r.bytes;
         }
@@ -310,8 +312,9 @@ export class CheckpointUploader {
 
   /** The pack objects for one partition at `version`: its chain's, plus what changed since. */
   private async uploadState(
-    pages: Database<Buffer, [string, number, number]>, commits: Database<Buffer, [string, number]>, transaction: Transaction, stateId: string, version: number,
+    dbs: PageDbs, commits: Database<Buffer, [string, number]>, transaction: Transaction, stateId: string, version: number,
   ): Promise<{ state: RemoteState; bytes: number }> {
+    const pages = dbs.pages;
     const chain = this.chains.get(stateId);
     if (chain && chain.version === version) return { state: chain, bytes: 0 }; // nothing flushed since
     const full = this.needsFull(stateId, version, this.restoring?.pending(stateId) ?? false);
@@ -321,6 +324,16 @@ export class CheckpointUploader {
     for (const key of pages.getKeys({ start: [stateId, -1, -1], end: [stateId, Number.MAX_SAFE_INTEGER, Number.MAX_SAFE_INTEGER], transaction })) {
       const [, pageId, v] = key as [string, number, number];
       if (v > from && v <= version) newest.set(pageId, v);
+    }
+    // A page whose newest version is a delta (src/storage/page-chain.ts) goes up whole.
+    const asDelta = new Set<number>();
+    for (const [pageId, versions] of headsOf(dbs, stateId, transaction)) {
+      let v = -1;
+      for (const x of versions) if (x > from && x <= version) v = x;
+      if (v >= 0 && v > (newest.get(pageId) ?? -1)) {
+        newest.set(pageId, v);
+        asDelta.add(pageId);
+      }
     }
     const commitList: Pack['commits'] = [];
     for (const { key, value } of commits.getRange({ start: [stateId, from + 1], end: [stateId, version + 1], transaction })) {
@@ -353,7 +366,14 @@ export class CheckpointUploader {
     };
     for (const [pageId, v] of newest) {
       // LMDB's reused read buffer, copied once into the pack.
-      const value = (pages as unknown as FastReads).getBinaryFast([stateId, pageId, v], { transaction });
+      let value: Uint8Array | undefined;
+      if (asDelta.has(pageId)) {
+        // A remote checkpoint holds one version per page: a delta goes up as the whole page.
+        await prepareBuiltinCodecs();
+        value = wholePageAt(dbs, stateId, pageId, v, transaction);
+      } else {
+        value = (pages as unknown as FastReads).getBinaryFast([stateId, pageId, v], { transaction });
+      }
       if (value === undefined) continue; // collected (a newer version is in this snapshot)
       // Its `length` is the value's, set on a larger shared buffer that typed-array
       // methods see whole: cut it to that length first.
