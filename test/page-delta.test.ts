@@ -24,6 +24,7 @@ import { codecById } from '../src/state/codecs.js';
 import { isPageKey, openPageDbs, readPageChain, wholePageAt } from '../src/storage/page-chain.js';
 import { envOptions } from '../src/storage/io-protocol.js';
 import { storedStateIds } from '../src/storage/gc.js';
+import { DeltaHeads } from '../workers/io-deltas.js';
 import { encodeKey } from '../src/state/keys.js';
 import { fromStored } from '../src/state/values.js';
 
@@ -298,4 +299,72 @@ t.test('deltas and heads live in the pages database, out of every page range', a
   t.ok([...dbs.pages.getKeys({})].some((k) => !isPageKey(k)), 'the whole database does hold the tagged records');
   await root.close();
   t.same([...(await storedStateIds(dir))].sort(), ['a', 'ab', 'b'], 'listing the stored states skips each one past its deltas (and ends)');
+});
+
+t.test("the I/O worker's heads in memory equal what LMDB stores after any puts, GC drops and failed flushes", async (t) => {
+  const { open } = await import('lmdb');
+  type Op = { kind: 'put'; page: number } | { kind: 'gc'; page: number; below: number } | { kind: 'fail'; pages: number[] } | { kind: 'flush' };
+  const op: fc.Arbitrary<Op> = fc.oneof(
+    fc.record({ kind: fc.constant('put' as const), page: fc.integer({ min: 0, max: 5 }) }),
+    fc.record({ kind: fc.constant('gc' as const), page: fc.integer({ min: 0, max: 5 }), below: fc.integer({ min: 1, max: 12 }) }),
+    fc.record({ kind: fc.constant('fail' as const), pages: fc.array(fc.integer({ min: 0, max: 5 }), { maxLength: 3 }) }),
+    fc.constant({ kind: 'flush' as const }),
+  );
+  let runs = 0;
+  await fc.assert(
+    fc.asyncProperty(fc.array(op, { maxLength: 40 }), async (ops) => {
+      const dir = join(tmp, `heads${dirs++}`);
+      const root = open(envOptions(dir, true));
+      const dbs = openPageDbs(root);
+      const pending: Promise<unknown>[] = [];
+      const write = (p: Promise<unknown>) => void pending.push(p);
+      // Another state in the same database, which nothing here may touch.
+      await dbs.heads.put(['other', 1], [1]);
+      await dbs.deltas.put(['other', 1, 1], Buffer.from('x'));
+      let heads = DeltaHeads.load(dbs, 's');
+      const model = new Map<number, Set<number>>(); // page → versions whose delta is stored
+      let version = 1;
+      let thisFlush: number[] = []; // pages given a delta at `version`
+      for (const o of ops) {
+        if (o.kind === 'put') {
+          write(heads.put(o.page, version, Buffer.from(`${o.page}@${version}`), write));
+          (model.get(o.page) ?? model.set(o.page, new Set()).get(o.page)!).add(version);
+          thisFlush.push(o.page);
+        } else if (o.kind === 'gc') {
+          heads.drop(o.page, (v) => v < o.below, write);
+          for (const v of model.get(o.page) ?? []) if (v < o.below) model.get(o.page)!.delete(v);
+        } else if (o.kind === 'fail') {
+          // More deltas of this version are put, then the flush fails; the head write of
+          // one page is taken to have been lost (removed from LMDB behind the cache's back).
+          for (const p of o.pages) write(heads.put(p, version, Buffer.from('doomed'), write));
+          const failed = [...thisFlush, ...o.pages];
+          await Promise.all(pending);
+          if (failed.length) await dbs.heads.remove(['s', failed[0]!]);
+          heads.dropFailed(version, failed, write);
+          for (const vs of model.values()) vs.delete(version);
+          version++;
+          thisFlush = [];
+        } else {
+          await Promise.all(pending);
+          heads = DeltaHeads.load(dbs, 's'); // a re-attach reads what is stored
+          version++;
+          thisFlush = [];
+        }
+      }
+      await Promise.all(pending);
+      const want = [...model].filter(([, vs]) => vs.size).map(([p, vs]) => [p, [...vs].sort((a, b) => a - b)] as const).sort((a, b) => a[0] - b[0]);
+      const storedHeads = [...dbs.heads.getRange({ start: ['s', -1], end: ['s', Number.MAX_SAFE_INTEGER] })].map((e) => [e.key[1], e.value] as const);
+      const storedDeltas = [...dbs.deltas.getKeys({ start: ['s', -1], end: ['s', Number.MAX_SAFE_INTEGER] })].map((k) => `${k[2]}@${k[1]}`).sort();
+      const wantDeltas = want.flatMap(([p, vs]) => vs.map((v) => `${p}@${v}`)).sort();
+      const reloaded = DeltaHeads.load(dbs, 's').pages;
+      const other = [dbs.heads.get(['other', 1]), dbs.deltas.get(['other', 1, 1])?.toString()];
+      await root.close();
+      rmSync(dir, { recursive: true, force: true });
+      runs++;
+      return JSON.stringify(storedHeads) === JSON.stringify(want) && JSON.stringify(storedDeltas) === JSON.stringify(wantDeltas) &&
+        reloaded === want.length && JSON.stringify(other) === JSON.stringify([[1], 'x']);
+    }),
+    { numRuns: 60, seed: 4242 },
+  );
+  t.equal(runs, 60, 'every run stored exactly the model: heads, deltas, nothing of another state touched');
 });

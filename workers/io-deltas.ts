@@ -1,46 +1,96 @@
 // The I/O worker's side of page deltas (src/storage/page-chain.ts has the layout): a
-// delta is put under [state, version, page] and its version joins the page's head; a
-// delta deleted (GC, the cleanup of an unfinished flush, a restore to an older
-// checkpoint) leaves the head, and an empty head is removed. A head may keep a version
-// below its page's whole one for a while (GC's edit raced a later put of the head):
-// readers only look above the whole version, and the next GC of the page drops it.
+// delta is put under [state, version, page] of the deltas' key range and its version
+// joins the page's head; a delta deleted (GC, the cleanup of an unfinished flush, a
+// restore to an older checkpoint) leaves the head, and an empty head is removed.
+//
+// An attached state's heads are kept in memory here (DeltaHeads), loaded once at attach:
+// a delta put is then two queued writes and no read. Reading each head from LMDB before
+// rewriting it was a fifth of the I/O worker's time per delta (perf/RESULTS.md). The
+// memory copy is the truth for this worker: every head edit goes through it, in the
+// order its writes are queued, so LMDB's heads end up equal to it once they land.
 import type { Env } from './io-envs.js';
 
 type Write = (p: Promise<unknown>) => void;
+/** The two key ranges a state's deltas use (src/storage/page-chain.ts). */
+export type DeltaDbs = Pick<Env, 'heads' | 'deltas'>;
 
-/** Puts a delta of `pageId` at `version` and lists it in the page's head. */
-export function putDelta(env: Env, stateId: string, pageId: number, version: number, envelope: Buffer, write: Write): Promise<unknown> {
-  const head = env.heads.get([stateId, pageId]) ?? [];
-  if (!head.includes(version)) {
-    head.push(version);
-    head.sort((a, b) => a - b);
-    write(env.heads.put([stateId, pageId], head));
+export class DeltaHeads {
+  private constructor(
+    private readonly env: DeltaDbs,
+    private readonly stateId: string,
+    private readonly byPage: Map<number, number[]>,
+  ) {}
+
+  /** The state's heads as stored. Load only once no write of the state is queued. */
+  static load(env: DeltaDbs, stateId: string): DeltaHeads {
+    const byPage = new Map<number, number[]>();
+    for (const { key, value } of env.heads.getRange({ start: [stateId, -1], end: [stateId, Number.MAX_SAFE_INTEGER] })) byPage.set(key[1]!, value);
+    return new DeltaHeads(env, stateId, byPage);
   }
-  return env.deltas.put([stateId, version, pageId], envelope);
-}
 
-/**
- * Deletes the page's deltas whose version `drop` selects, then their head entries (in
- * that order: a crash between the two leaves head entries without deltas below the
- * page's whole version, which readers never look at, rather than deltas nothing lists).
- * Returns how many.
- */
-export function dropDeltas(env: Env, stateId: string, pageId: number, drop: (v: number) => boolean, write: Write): number {
-  const head = env.heads.get([stateId, pageId]);
-  if (head === undefined) return 0;
-  const kept = head.filter((v) => !drop(v));
-  if (kept.length === head.length) return 0;
-  for (const v of head) if (drop(v)) write(env.deltas.remove([stateId, v, pageId]));
-  write(kept.length ? env.heads.put([stateId, pageId], kept) : env.heads.remove([stateId, pageId]));
-  return head.length - kept.length;
+  /** How many pages have deltas listed (for tests and inspection). */
+  get pages(): number {
+    return this.byPage.size;
+  }
+
+  /** Puts a delta of `pageId` at `version` and lists it in the page's head. */
+  put(pageId: number, version: number, envelope: Buffer, write: Write): Promise<unknown> {
+    const head = this.byPage.get(pageId) ?? [];
+    if (!head.includes(version)) {
+      head.push(version);
+      head.sort((a, b) => a - b);
+      this.byPage.set(pageId, head);
+      write(this.env.heads.put([this.stateId, pageId], head));
+    }
+    return this.env.deltas.put([this.stateId, version, pageId], envelope);
+  }
+
+  /**
+   * Deletes the page's deltas whose version `drop` selects, then their head entries (in
+   * that order: a crash between the two leaves head entries without deltas below the
+   * page's whole version, which readers never look at, rather than deltas nothing lists).
+   * Returns how many.
+   */
+  drop(pageId: number, drop: (v: number) => boolean, write: Write): number {
+    const head = this.byPage.get(pageId);
+    if (head === undefined) return 0;
+    const kept = head.filter((v) => !drop(v));
+    if (kept.length === head.length) return 0;
+    for (const v of head) if (drop(v)) write(this.env.deltas.remove([this.stateId, v, pageId]));
+    this.setHead(pageId, kept, write);
+    return head.length - kept.length;
+  }
+
+  /**
+   * A failed flush's deltas at `version`, of the pages it put them for: deleted by the
+   * version's key range (whatever of them landed), and the heads of those pages written
+   * again without it (whether or not their earlier head write landed).
+   */
+  dropFailed(version: number, pageIds: readonly number[], write: Write): void {
+    for (const key of this.env.deltas.getKeys({ start: [this.stateId, version], end: [this.stateId, version + 1] })) write(this.env.deltas.remove(key));
+    for (const id of new Set(pageIds)) {
+      const head = this.byPage.get(id);
+      if (head) this.setHead(id, head.filter((v) => v !== version), write);
+    }
+  }
+
+  private setHead(pageId: number, head: number[], write: Write): void {
+    if (head.length) {
+      this.byPage.set(pageId, head);
+      write(this.env.heads.put([this.stateId, pageId], head));
+    } else {
+      this.byPage.delete(pageId);
+      write(this.env.heads.remove([this.stateId, pageId]));
+    }
+  }
 }
 
 /**
  * Deletes every delta of versions [from, to] (one range of the version-first keys) and
- * those versions from every head. Used on versions of an unfinished flush (a crash) and
- * of a checkpoint restored past: a crash may have committed a delta without its head
- * entry or the other way round, so both are looked for, not one through the other.
- * Returns how many deltas it deleted.
+ * those versions from every head, as stored. Used at attach, before the heads are loaded,
+ * on versions of an unfinished flush (a crash) and of a checkpoint restored past: a crash
+ * may have committed a delta without its head entry or the other way round, so both are
+ * looked for, not one through the other. Returns how many deltas it deleted.
  */
 export function dropDeltaVersions(env: Env, stateId: string, from: number, to: number, write: Write): number {
   let n = 0;

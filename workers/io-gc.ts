@@ -9,7 +9,7 @@
 // failed on a full disk) is replayed at the next attach.
 import { WriteGroup, mustSucceed, quietly } from '../src/storage/write-failure.js';
 import { durable, openEnv, type Env } from './io-envs.js';
-import { dropAllDeltas, dropDeltas } from './io-deltas.js';
+import { dropAllDeltas, type DeltaHeads } from './io-deltas.js';
 
 export interface GcEntry {
   version: number;
@@ -23,6 +23,7 @@ export interface GcState {
   env: Env;
   retain: number;
   gc: GcEntry[];
+  heads: DeltaHeads;
   /** The newest durable version whose GC waits for a remote restore. */
   gcDeferred?: number;
 }
@@ -44,11 +45,11 @@ export function collect(st: GcState, version: number): void {
     const e = st.gc.shift()!;
     for (const id of e.written) {
       for (const key of pages.getKeys({ start: [st.stateId, id, 0], end: [st.stateId, id, e.version] })) quiet(pages.remove(key));
-      dropDeltas(st.env, st.stateId, id, (v) => v < e.version, quiet);
+      st.heads.drop(id, (v) => v < e.version, quiet);
     }
     for (const id of e.freed) {
       for (const key of pages.getKeys({ start: [st.stateId, id, 0], end: [st.stateId, id, e.version + 1] })) quiet(pages.remove(key));
-      dropDeltas(st.env, st.stateId, id, (v) => v <= e.version, quiet);
+      st.heads.drop(id, (v) => v <= e.version, quiet);
     }
   }
   for (const key of commits.getKeys({ start: [st.stateId, 0], end: [st.stateId, oldestRetained] })) quiet(commits.remove(key));

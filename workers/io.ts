@@ -9,7 +9,7 @@
 // Recovery: an `attempts` record names the version being written; it is committed
 // before the first page of that version is put. If it is newer than the last commit
 // record at attach, a flush was cut off: its pages are deleted before anything new is
-// written, so they can never be mistaken for a later flush.
+// written, so they can never be mistaken for a later flush (io-recovery.ts).
 //
 // A lazily restored state directory (io-copy-in.ts) has its pages copied in from
 // remote storage meanwhile; until that is done its GC and partition drops wait.
@@ -21,12 +21,13 @@
 import { parentPort, type MessagePort } from 'node:worker_threads';
 import { RingReader } from '../src/transport/ring.js';
 import { isDeltaEnvelope } from '../src/state/page-format.js';
-import { dropDeltaVersions, putDelta } from './io-deltas.js';
+import { DeltaHeads } from './io-deltas.js';
+import { recoverState } from './io-recovery.js';
 import { FRAME_BODY, FRAME_COMMIT, FRAME_FREE, FRAME_HEADER, FRAME_PAGE, readFrameHeader, type AttachRequest, type IoReply } from '../src/storage/io-protocol.js';
 import { packr } from '../src/state/values.js';
 import type { CommitRecord } from '../src/storage/backend.js';
-import { decodeAttempt, decodeCommit, sealCommit } from '../src/storage/commit-record.js';
-import { WriteGroup, attachErrorCode, isDiskFull, mustSucceed, guardLmdbFailures, quietly } from '../src/storage/write-failure.js';
+import { decodeCommit, sealCommit } from '../src/storage/commit-record.js';
+import { WriteGroup, attachErrorCode, isDiskFull, guardLmdbFailures, quietly } from '../src/storage/write-failure.js';
 import { closeAllEnvs, closeEnvsOf, durable, openEnv, releaseEnv, type Env } from './io-envs.js';
 import { fetchPage, hydrate, stopCopyIns, storeFor, type FetchRequest, type HydrateRequest } from './io-copy-in.js';
 import { Staging } from './io-staging.js';
@@ -45,6 +46,8 @@ interface AttachedState {
   port: MessagePort;
   retain: number;
   attempt: number;
+  /** The state's delta heads (io-deltas.ts): loaded at attach, kept here. */
+  heads: DeltaHeads;
   /** Pages of the flush being written, stored whole (their GC list) and as deltas. */
   written: number[];
   deltas: number[];
@@ -85,37 +88,6 @@ function reply(port: MessagePort, msg: IoReply): void {
   port.postMessage(msg);
 }
 
-export function lastCommitOf(env: Env, stateId: string): CommitRecord | undefined {
-  for (const { key, value } of env.commitsRaw.getRange({ start: [stateId, Number.MAX_SAFE_INTEGER], end: [stateId, -1], reverse: true, limit: 1 })) {
-    return decodeCommit(value, stateId, (key as [string, number])[1], env.dir);
-  }
-  return undefined;
-}
-
-/**
- * The version named by the attempts record. A damaged record cannot say how far an
- * unfinished flush got, so it is taken to be any: everything newer than the last
- * commit is deleted at attach, which is always safe.
- */
-function attemptOf(env: Env, stateId: string): number {
-  const raw = env.attemptsRaw.get(stateId);
-  if (raw === undefined) return 0;
-  return decodeAttempt(raw) ?? Number.MAX_SAFE_INTEGER;
-}
-
-/** Deletes page versions in [from, to] of one state; returns how many. */
-function deleteVersions(env: Env, stateId: string, from: number, to: number, g: WriteGroup): number {
-  let n = dropDeltaVersions(env, stateId, from, to, (p) => g.add(p));
-  for (const key of env.pages.getKeys({ start: [stateId, -1, 0], end: [stateId, Number.MAX_SAFE_INTEGER, 0] })) {
-    const v = (key as [string, number, number])[2];
-    if (v >= from && v <= to) {
-      g.add(env.pages.remove(key));
-      n++;
-    }
-  }
-  return n;
-}
-
 async function attach(req: AttachRequest): Promise<void> {
   const stateKey = `${req.dir}\0${req.stateId}`;
   const previous = attached.get(stateKey);
@@ -126,41 +98,14 @@ async function attach(req: AttachRequest): Promise<void> {
     previous.abandoned = true;
     await previous.pooled?.settled();
     await previous.writes.settled();
+    await quietly.settled(); // its GC too: the heads are read below
     await durable(previous.env).catch(noop);
   }
   const { env } = openEnv(req.dir, req.noSync);
   let last: CommitRecord | undefined;
   let cleaned = 0;
   try {
-    last = lastCommitOf(env, req.stateId);
-    // Every removal is committed before the attempts record moves back: if one
-    // failed (a full disk), the record still names the unfinished flush for next time.
-    const g = new WriteGroup();
-    if (req.restoreVersion !== undefined && req.restoreVersion !== (last?.version ?? 0)) {
-      // Restoring an older checkpoint: drop everything written after it.
-      const stored = req.restoreVersion === 0 ? undefined : env.commitsRaw.get([req.stateId, req.restoreVersion]);
-      const target = stored === undefined ? undefined : decodeCommit(stored, req.stateId, req.restoreVersion, env.dir);
-      if (req.restoreVersion !== 0 && target === undefined) {
-        throw new Error(`state '${req.stateId}' has no flush ${req.restoreVersion} to restore (it was collected or never completed)`);
-      }
-      const newest = Math.max(last?.version ?? 0, attemptOf(env, req.stateId));
-      cleaned = deleteVersions(env, req.stateId, req.restoreVersion + 1, newest, g);
-      for (const k of env.commits.getKeys({ start: [req.stateId, req.restoreVersion + 1], end: [req.stateId, Number.MAX_SAFE_INTEGER] })) {
-        g.add(env.commits.remove(k));
-      }
-      await mustSucceed(g, `restoring state '${req.stateId}' to flush ${req.restoreVersion}`);
-      g.add(env.attempts.put(req.stateId, req.restoreVersion));
-      await mustSucceed(g, `restoring state '${req.stateId}' to flush ${req.restoreVersion}`);
-      last = target;
-    }
-    const lastVersion = last?.version ?? 0;
-    const attempt = attemptOf(env, req.stateId);
-    if (attempt > lastVersion) {
-      cleaned += deleteVersions(env, req.stateId, lastVersion + 1, attempt, g);
-      await mustSucceed(g, `removing the unfinished flush ${attempt} of state '${req.stateId}'`);
-      g.add(env.attempts.put(req.stateId, lastVersion));
-      await mustSucceed(g, `removing the unfinished flush ${attempt} of state '${req.stateId}'`);
-    }
+    ({ last, cleaned } = await recoverState(env, req.stateId, req.restoreVersion));
   } catch (e) {
     env.users--;
     throw e;
@@ -169,6 +114,7 @@ async function attach(req: AttachRequest): Promise<void> {
   const st: AttachedState = {
     stateId: req.stateId, env, reader: new RingReader(req.ring), port: req.port,
     retain: req.retain, attempt: lastVersion, written: [], deltas: [], freed: [], gc: [], detaching: false,
+    heads: DeltaHeads.load(env, req.stateId),
     abandoned: false, begun: lastVersion, flushBytes: 0, stored: 0, writes: new WriteGroup(), leftovers: [],
   };
   if (req.codecPool) {
@@ -267,7 +213,7 @@ async function begin(st: AttachedState, version: number): Promise<void> {
       for (const id of pageIds) w.add(pages.remove([st.stateId, id, v]));
       // Looked for both ways, as after a crash: a failed flush may have stored a delta
       // without its head entry, or the other way round.
-      if (deltaIds.length) dropDeltaVersions(st.env, st.stateId, v, v, (p) => w.add(p));
+      if (deltaIds.length) st.heads.dropFailed(v, deltaIds, (p) => w.add(p));
     }
     await w.settled();
     if (w.failure) return;
@@ -349,7 +295,7 @@ function putPage(st: AttachedState, pageId: number, version: number, envelope: B
   // A delta's older versions are its chain: only a whole version makes them garbage.
   if (isDeltaEnvelope(envelope)) {
     st.deltas.push(pageId);
-    return st.writes.add(putDelta(st.env, st.stateId, pageId, version, envelope, (p) => st.writes.add(p)));
+    return st.writes.add(st.heads.put(pageId, version, envelope, (p) => st.writes.add(p)));
   }
   st.written.push(pageId);
   return st.writes.add(st.env.pages.put([st.stateId, pageId, version], envelope));
@@ -405,8 +351,8 @@ parentPort!.on('message', (msg: AttachRequest | DropRequest | ForgetRequest | Hy
   } else if (msg.type === 'hydrate') {
     try {
       hydrate(msg, (env) => {
-        // Not while a flush is being written: GC edits page heads (io-deltas.ts) by reading
-        // them first, and a head put of that flush not yet committed would be lost. Such a
+        // Not while a flush is being written, so GC's deletes never interleave with a
+        // flush's puts (the heads' edits are ordered by DeltaHeads either way). Such a
         // state collects at that flush's end (collect takes every pending entry).
         for (const st of attached.values()) if (st.env === env && st.gcDeferred !== undefined && !st.writing) collect(st, st.gcDeferred);
       });
