@@ -186,6 +186,21 @@ t.test('a chain with a link missing, or with no whole version, is a corrupt page
   }
 });
 
+t.test("a damaged delta head: one line naming state and page, when the store opens and when a page is read", async (t) => {
+  const path = join(tmp, `badhead${dirs++}`);
+  await chainStore(path, 20, 3);
+  const { env, pages, heads } = openStoreDbs(path);
+  const [[stateId, pageId]] = [...heads.getKeys({})];
+  (pages as unknown as { putSync(k: unknown, v: Buffer): void }).putSync([stateId, 'h', pageId], Buffer.alloc(13, 7));
+  // What a reader of the damaged directory sees (inspect, a rescale, an upload).
+  t.throws(() => readPageChain(openPageDbs(env), stateId, pageId!, 4), { code: 'TIDEPOOL_CORRUPT_PAGE', message: /delta head is damaged: .*13 bytes/ }, 'a read through the chain is a corrupt page');
+  await env.close();
+  const opened = await openStore({ path, pageSize: 16384 }).then(async (s) => { await s.close(); return undefined; }, (e: Error) => e);
+  t.ok(opened, 'opening the store fails');
+  t.match(opened?.message, new RegExp(`state '${stateId}': the delta head of page ${pageId} is damaged`), `it says which: ${opened?.message}`);
+  t.notOk(/\n/.test(opened?.message ?? ''), 'in one line');
+});
+
 t.test('a delta materialized whole holds what its chain holds', async (t) => {
   const path = join(tmp, `whole${dirs++}`);
   await chainStore(path, 20, 6, 7);

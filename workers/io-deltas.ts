@@ -24,7 +24,7 @@ export class DeltaHeads {
   /** The state's heads as stored. Load only once no write of the state is queued. */
   static load(env: DeltaDbs, stateId: string): DeltaHeads {
     const byPage = new Map<number, number[]>();
-    for (const { key, value } of env.heads.getRange({ start: [stateId, -1], end: [stateId, Number.MAX_SAFE_INTEGER] })) byPage.set(key[1]!, value);
+    for (const [pageId, head] of storedHeads(env, stateId)) byPage.set(pageId, head);
     return new DeltaHeads(env, stateId, byPage);
   }
 
@@ -98,9 +98,9 @@ export function dropDeltaVersions(env: Env, stateId: string, from: number, to: n
     write(env.deltas.remove(key));
     n++;
   }
-  for (const { key, value } of env.heads.getRange({ start: [stateId, -1], end: [stateId, Number.MAX_SAFE_INTEGER] })) {
-    const kept = value.filter((v) => v < from || v > to);
-    if (kept.length !== value.length) write(kept.length ? env.heads.put(key, kept) : env.heads.remove(key));
+  for (const [pageId, head] of storedHeads(env, stateId)) {
+    const kept = head.filter((v) => v < from || v > to);
+    if (kept.length !== head.length) write(kept.length ? env.heads.put([stateId, pageId], kept) : env.heads.remove([stateId, pageId]));
   }
   return n;
 }
@@ -109,4 +109,17 @@ export function dropDeltaVersions(env: Env, stateId: string, from: number, to: n
 export function dropAllDeltas(env: Env, stateId: string, write: Write): void {
   for (const k of env.deltas.getKeys({ start: [stateId, -1], end: [stateId, Number.MAX_SAFE_INTEGER] })) write(env.deltas.remove(k));
   for (const k of env.heads.getKeys({ start: [stateId, -1], end: [stateId, Number.MAX_SAFE_INTEGER] })) write(env.heads.remove(k));
+}
+
+/** A state's stored heads, page by page; a damaged one is an error naming it. */
+function* storedHeads(env: DeltaDbs, stateId: string): Iterable<[number, number[]]> {
+  for (const key of env.heads.getKeys({ start: [stateId, -1], end: [stateId, Number.MAX_SAFE_INTEGER] })) {
+    let head: number[];
+    try {
+      head = env.heads.get(key)!;
+    } catch (e) {
+      throw new Error(`state '${stateId}': the delta head of page ${key[1]} is damaged (${(e as Error).message}); restore the state directory from a retained or remote checkpoint`);
+    }
+    yield [key[1]!, head];
+  }
 }

@@ -104,8 +104,10 @@ async function attach(req: AttachRequest): Promise<void> {
   const { env } = openEnv(req.dir, req.noSync);
   let last: CommitRecord | undefined;
   let cleaned = 0;
+  let heads: DeltaHeads;
   try {
     ({ last, cleaned } = await recoverState(env, req.stateId, req.restoreVersion));
+    heads = DeltaHeads.load(env, req.stateId);
   } catch (e) {
     env.users--;
     throw e;
@@ -114,7 +116,7 @@ async function attach(req: AttachRequest): Promise<void> {
   const st: AttachedState = {
     stateId: req.stateId, env, reader: new RingReader(req.ring), port: req.port,
     retain: req.retain, attempt: lastVersion, written: [], deltas: [], freed: [], gc: [], detaching: false,
-    heads: DeltaHeads.load(env, req.stateId),
+    heads,
     abandoned: false, begun: lastVersion, flushBytes: 0, stored: 0, writes: new WriteGroup(), leftovers: [],
   };
   if (req.codecPool) {

@@ -37,7 +37,7 @@ export const versionsCodec: ValueCodec<number[]> = {
     return b;
   },
   decode: (b) => {
-    if (b.length % 8 !== 0) throw new Error(`a list of versions of ${b.length} bytes (not a multiple of 8)`);
+    if (b.length % 8 !== 0) throw new Error(`its list of delta versions is ${b.length} bytes, not a multiple of 8`);
     const out: number[] = [];
     for (let off = 0; off < b.length; off += 8) out.push(b.readDoubleLE(off));
     return out;
@@ -83,22 +83,31 @@ export class Keyspace<V> {
    * Keys within [start, end) of one state; with neither, every state's (a scan of the
    * whole database that skips each state's pages: for tests and tools, not hot paths).
    */
-  getKeys(range: Range = {}): Iterable<Key> {
-    return [...this.getRange(range)].map((e) => e.key);
+  *getKeys(range: Range = {}): Iterable<Key> {
+    if (range.start === undefined && range.end === undefined) {
+      for (const e of this.everyState(range.transaction)) yield e.key;
+      return;
+    }
+    for (const key of this.db.getKeys({ ...this.bounds(range), transaction: range.transaction, limit: range.limit })) yield this.unstored(key as unknown[]);
   }
 
   *getRange(range: Range = {}): Iterable<{ key: Key; value: V }> {
-    const { transaction, limit } = range;
     if (range.start === undefined && range.end === undefined) {
-      yield* this.everyState(transaction);
+      yield* this.everyState(range.transaction);
       return;
     }
-    const state = (range.start ?? range.end)![0];
-    const start: StoredKey = range.start ? this.stored(range.start) : [state, this.tag];
-    const end: StoredKey = range.end ? this.stored(range.end) : [state, this.tag, AFTER];
-    for (const { key, value } of this.db.getRange({ start, end, transaction, limit })) {
+    for (const { key, value } of this.db.getRange({ ...this.bounds(range), transaction: range.transaction, limit: range.limit })) {
       yield { key: this.unstored(key as unknown[]), value: this.codec.decode(value) };
     }
+  }
+
+  /** A range of one state's tagged keys as stored (a missing end: the rest of the tag). */
+  private bounds(range: Range): { start: StoredKey; end: StoredKey } {
+    const state = (range.start ?? range.end)![0];
+    return {
+      start: range.start ? this.stored(range.start) : [state, this.tag],
+      end: range.end ? this.stored(range.end) : [state, this.tag, AFTER],
+    };
   }
 
   private *everyState(transaction?: Transaction): Iterable<{ key: Key; value: V }> {

@@ -52,7 +52,12 @@ export function readPageChain(dbs: PageDbs, stateId: string, pageId: number, ver
   for (const { key, value } of dbs.pages.getRange({ start: [stateId, pageId, version], end: [stateId, pageId, -1], reverse: true, limit: 1, transaction })) {
     whole = { bytes: value, version: (key as [string, number, number])[2] };
   }
-  const head = dbs.heads.get([stateId, pageId], transaction);
+  let head: number[] | undefined;
+  try {
+    head = dbs.heads.get([stateId, pageId], transaction);
+  } catch (e) {
+    throw errors.corruptPage({ table: `(state '${stateId}')`, pageId, version }, `the page's delta head is damaged: ${(e as Error).message}`);
+  }
   const above = head?.filter((v) => v > (whole?.version ?? -1) && v <= version) ?? [];
   if (above.length === 0) return whole;
   const deltas = above.map((v) => {
