@@ -201,6 +201,24 @@ t.test("a damaged delta head: one line naming state and page, when the store ope
   t.notOk(/\n/.test(opened?.message ?? ''), 'in one line');
 });
 
+t.test("the newest flush's page versions must all be found at open: a lost head or whole version is a corrupt state, not stale values", async (t) => {
+  for (const lose of ['its delta head', 'its whole version'] as const) {
+    const path = join(tmp, `lost${dirs++}`);
+    // 'its whole version': one flush only, so its page is whole and the newest.
+    await chainStore(path, 20, lose === 'its delta head' ? 3 : 0);
+    const { env, pages, heads } = openStoreDbs(path);
+    if (lose === 'its delta head') await heads.remove([...heads.getKeys({})][0]!);
+    else {
+      const newest = [...pages.getKeys({})].filter(isPageKey).sort((a, b) => b[2] - a[2])[0]!;
+      await pages.remove(newest);
+    }
+    await env.close();
+    const opened = await openStore({ path, pageSize: 16384 }).then(async (s) => { await s.close(); return undefined; }, (e: Error & { code?: string }) => e);
+    t.equal(opened?.code, 'TIDEPOOL_CORRUPT_STATE', `${lose} lost: opening fails as a corrupt state`);
+    t.match(opened?.message, /of flush \d+ is missing from storage \(LMDB's own pages are damaged\)/, `it says what: ${opened?.message}`);
+  }
+});
+
 t.test('a delta materialized whole holds what its chain holds', async (t) => {
   const path = join(tmp, `whole${dirs++}`);
   await chainStore(path, 20, 6, 7);

@@ -28,6 +28,11 @@ export class DeltaHeads {
     return new DeltaHeads(env, stateId, byPage);
   }
 
+  /** Whether the page's head lists a delta at `version`. */
+  lists(pageId: number, version: number): boolean {
+    return this.byPage.get(pageId)?.includes(version) ?? false;
+  }
+
   /** How many pages have deltas listed (for tests and inspection). */
   get pages(): number {
     return this.byPage.size;

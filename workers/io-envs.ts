@@ -4,7 +4,7 @@
 import { open, type Database, type RootDatabase } from 'lmdb';
 import { ATTEMPTS_DB, COMMITS_DB, envOptions } from '../src/storage/io-protocol.js';
 import type { CommitRecord } from '../src/storage/backend.js';
-import { backLmdbMap } from '../src/storage/lmdb-file.js';
+import { backLmdbMap, checkNamedDbs } from '../src/storage/lmdb-file.js';
 import { hasRestorePlan } from '../src/storage/remote/restore-plan.js';
 import { openPageDbs, type PageDbs } from '../src/storage/page-chain.js';
 
@@ -37,6 +37,12 @@ export function openEnv(dir: string, noSync: boolean): { env: Env; key: string }
   if (!env) {
     backLmdbMap(dir);
     const root = open(envOptions(dir, noSync));
+    try {
+      checkNamedDbs(dir, () => root.getKeys({}));
+    } catch (e) {
+      void root.close();
+      throw e;
+    }
     const dbs = openPageDbs(root);
     env = {
       dir,

@@ -5,7 +5,8 @@
 import type { CommitRecord } from '../src/storage/backend.js';
 import { decodeAttempt, decodeCommit } from '../src/storage/commit-record.js';
 import { WriteGroup, mustSucceed } from '../src/storage/write-failure.js';
-import { dropDeltaVersions } from './io-deltas.js';
+import { dropDeltaVersions, type DeltaHeads } from './io-deltas.js';
+import { errors } from '../src/errors.js';
 import type { Env } from './io-envs.js';
 
 export function lastCommitOf(env: Env, stateId: string): CommitRecord | undefined {
@@ -75,4 +76,24 @@ export async function recoverState(env: Env, stateId: string, restoreVersion: nu
     await mustSucceed(g, `removing the unfinished flush ${attempt} of state '${stateId}'`);
   }
   return { last, cleaned };
+}
+
+/**
+ * Checks that the page versions the newest flush wrote can all be found: each page it
+ * stored whole at its version, and each it stored as a delta listed in its head. LMDB's
+ * B-tree pages carry no checksum, and a damaged or truncated data.mdb can make LMDB
+ * answer "not found" instead of failing: a lost head would silently read a page without
+ * its newest deltas, a lost whole version an older one. Only the newest flush: nothing
+ * of it can have been collected, and LMDB writes the pages of its last commits at the
+ * end of the file, where a truncation cuts (older flushes' versions may legitimately be
+ * gone when a crash cut GC off between their pages and their record). The cost is a
+ * lookup per page that flush wrote, not per page of the state.
+ */
+export function verifyNewest(env: Env, stateId: string, heads: DeltaHeads, last: CommitRecord | undefined): void {
+  // A lazily restored directory gets its pages copied in meanwhile (io-copy-in.ts).
+  if (!last || env.restorePending) return;
+  const { version } = last;
+  const lost = (what: string) => errors.corruptState(`state '${stateId}'`, env.dir, `${what} of flush ${version} is missing from storage (LMDB's own pages are damaged); restore from a retained or remote checkpoint`);
+  for (const id of last.gcDeltas ?? []) if (!heads.lists(id, version)) throw lost(`the delta of page ${id}`);
+  for (const id of last.gcWritten ?? []) if (!env.pages.doesExist([stateId, id, version])) throw lost(`page ${id}`);
 }

@@ -22,7 +22,7 @@ import { parentPort, type MessagePort } from 'node:worker_threads';
 import { RingReader } from '../src/transport/ring.js';
 import { isDeltaEnvelope } from '../src/state/page-format.js';
 import { DeltaHeads } from './io-deltas.js';
-import { recoverState } from './io-recovery.js';
+import { recoverState, verifyNewest } from './io-recovery.js';
 import { FRAME_BODY, FRAME_COMMIT, FRAME_FREE, FRAME_HEADER, FRAME_PAGE, readFrameHeader, type AttachRequest, type IoReply } from '../src/storage/io-protocol.js';
 import { packr } from '../src/state/values.js';
 import type { CommitRecord } from '../src/storage/backend.js';
@@ -108,6 +108,7 @@ async function attach(req: AttachRequest): Promise<void> {
   try {
     ({ last, cleaned } = await recoverState(env, req.stateId, req.restoreVersion));
     heads = DeltaHeads.load(env, req.stateId);
+    verifyNewest(env, req.stateId, heads, last);
   } catch (e) {
     env.users--;
     throw e;
@@ -145,6 +146,7 @@ async function attach(req: AttachRequest): Promise<void> {
     last = { ...last };
     delete last.gcWritten;
     delete last.gcFreed;
+    delete last.gcDeltas;
   }
   reply(req.port, { type: 'attached', lastCommit: last, cleaned });
   st.pumping = pump(st);
@@ -262,6 +264,7 @@ async function handle(st: AttachedState, frame: Uint8Array): Promise<{ put: Prom
     record.gcWritten = entry.written;
     record.gcFreed = entry.freed;
     const deltas = st.deltas;
+    record.gcDeltas = deltas;
     st.written = [];
     st.deltas = [];
     st.freed = [];

@@ -44,6 +44,8 @@ export interface CommitRecord {
   /** Filled in by the I/O worker: pages written and freed by this flush, for GC replay. */
   gcWritten?: number[];
   gcFreed?: number[];
+  /** Filled in by the I/O worker: pages this flush stored as deltas (checked at attach). */
+  gcDeltas?: number[];
   /** CRC-32C of the rest (commit-record.ts); absent in records written before checks. */
   check?: number;
 }

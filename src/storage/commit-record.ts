@@ -16,7 +16,7 @@ import { errors } from '../errors.js';
 import { packr } from '../state/values.js';
 import type { CommitRecord } from './backend.js';
 
-const KNOWN = new Set(['format', 'version', 'time', 'nextPageId', 'livePages', 'pageSize', 'codec', 'tables', 'pagesWritten', 'bytesWritten', 'gcWritten', 'gcFreed', 'check']);
+const KNOWN = new Set(['format', 'version', 'time', 'nextPageId', 'livePages', 'pageSize', 'codec', 'tables', 'pagesWritten', 'bytesWritten', 'gcWritten', 'gcFreed', 'gcDeltas', 'check']);
 
 function checkOf(record: object): number {
   return crc32c(packr.pack(record)) >>> 0;

@@ -6,12 +6,14 @@
 import { open } from 'lmdb';
 import { ATTEMPTS_DB, COMMITS_DB, PAGES_DB, envOptions } from './io-protocol.js';
 import { IoClient } from './io-client.js';
+import { checkNamedDbs } from './lmdb-file.js';
 import { listManifests, readManifest } from '../runtime/checkpoints.js';
 
 /** State ids stored in the environment: in commit records, page keys or crash-cleanup records. */
 export async function storedStateIds(stateDir: string): Promise<Set<string>> {
   const root = open(envOptions(stateDir, false));
   try {
+    checkNamedDbs(stateDir, () => root.getKeys({})); // or openDB below would create them empty
     const ids = new Set<string>();
     const commits = root.openDB({ name: COMMITS_DB, encoding: 'msgpack', keyEncoding: 'ordered-binary' });
     for (const k of commits.getKeys({})) ids.add((k as [string, number])[0]);

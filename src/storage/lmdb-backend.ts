@@ -16,6 +16,7 @@ import { IoClient, type IoAttachment } from './io-client.js';
 import type { CommitRecord, FlushBatch, StateBackend } from './backend.js';
 import type { StoredPage } from '../state/pager.js';
 import { openPageDbs, readPageChain, type PageDbs } from './page-chain.js';
+import { checkNamedDbs } from './lmdb-file.js';
 
 export interface LmdbBackendOptions {
   kind: 'lmdb' | 'temp';
@@ -75,6 +76,7 @@ export class LmdbBackend implements StateBackend {
     try {
       const { open } = await loadLmdb();
       const root = open(envOptions(opts.dir, opts.kind === 'temp'));
+      checkNamedDbs(opts.dir, () => root.getKeys({})); // the I/O worker checked at attach; this handle must not create them either
       const dbs = openPageDbs(root);
       root.openDB({ name: COMMITS_DB, encoding: 'msgpack', keyEncoding: 'ordered-binary' });
       return new LmdbBackend(opts, io, root, dbs);

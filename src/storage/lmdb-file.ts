@@ -61,3 +61,55 @@ export function backLmdbMap(dir: string): void {
     appendFileSync(join(dir, 'data.mdb'), left >= zeros.length ? zeros : zeros.subarray(0, left));
   }
 }
+
+/**
+ * How many records the main database holds by LMDB's newest meta page: one per named
+ * database (pages, commits, attempts). Undefined if the head is not an LMDB file.
+ * Offsets as above: the main database's MDB_db is mm_dbs[1] at 96, its md_entries at
+ * 128; mm_txnid at 152 picks the newest meta.
+ */
+export function mainDbEntries(head: Buffer): number | undefined {
+  if (neededBytes(head) === undefined) return undefined;
+  const psize = head.readUInt32LE(48);
+  let best: { txnid: bigint; entries: bigint } | undefined;
+  for (const off of [0, psize >> 1, psize]) {
+    if (off + 160 > head.length || head.readUInt32LE(off + 24) !== MAGIC || (head.readUInt16LE(off + 18) & P_META) === 0) continue;
+    const txnid = head.readBigUInt64LE(off + 152);
+    if (!best || txnid > best.txnid) best = { txnid, entries: head.readBigUInt64LE(off + 128) };
+  }
+  return best === undefined ? undefined : Number(best.entries);
+}
+
+/**
+ * Refuses an environment whose list of named databases LMDB cannot read in full. Its
+ * main database (the list) is rewritten by every commit, so its pages are among the
+ * newest, at the end of the file: cut off by a truncation they read as zeros, and
+ * LMDB then finds no database at all instead of failing. Opening a named database
+ * would create it afresh, empty, and the state would look new: every flush silently
+ * lost. Call after `open`, before any `openDB`.
+ */
+export function checkNamedDbs(dir: string, listed: () => Iterable<unknown>): void {
+  let head: Buffer;
+  try {
+    const fd = openSync(join(dir, 'data.mdb'), 'r');
+    try {
+      head = Buffer.alloc(Math.min(fstatSync(fd).size, 65536 + 160));
+      readSync(fd, head, 0, head.length, 0);
+    } finally {
+      closeSync(fd);
+    }
+  } catch {
+    return; // no environment yet
+  }
+  const entries = mainDbEntries(head);
+  if (!entries) return; // a new environment: nothing is listed yet
+  let names: unknown[];
+  try {
+    names = [...listed()];
+  } catch (e) {
+    throw new Error(`MDB_CORRUPTED: LMDB's list of databases cannot be read (${(e as Error).message})`);
+  }
+  if (names.length !== entries) {
+    throw new Error(`MDB_CORRUPTED: LMDB's list of databases is damaged: its meta page counts ${entries}, ${names.length} can be read${names.length ? ` (${names.join(', ')})` : ''}`);
+  }
+}

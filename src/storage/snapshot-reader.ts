@@ -13,7 +13,7 @@ import { MemorySpill } from '../state/spill-file.js';
 import type { PageCodec } from '../state/codecs.js';
 import { COMMITS_DB, envOptions } from './io-protocol.js';
 import { decodeCommit } from './commit-record.js';
-import { backLmdbMap } from './lmdb-file.js';
+import { backLmdbMap, checkNamedDbs } from './lmdb-file.js';
 import type { CommitRecord } from './backend.js';
 
 /**
@@ -62,6 +62,7 @@ export class SnapshotReader {
   ) {
     backLmdbMap(dir);
     this.root = lmdb().open(envOptions(dir, false)); // callers await loadLmdb() first
+    checkNamedDbs(dir, () => this.root.getKeys({})); // or openDB below would create them empty
     this.dbs = openPageDbs(this.root);
     const commits = this.root.openDB<Buffer, [string, number]>({ name: COMMITS_DB, encoding: 'binary', keyEncoding: 'ordered-binary' });
     let c: CommitRecord | undefined;

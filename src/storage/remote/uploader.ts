@@ -15,7 +15,7 @@
 import { randomBytes } from 'node:crypto';
 import type { Database, RootDatabase, Transaction } from 'lmdb';
 import { lmdb, loadLmdb } from '../lmdb-lib.js';
-import { backLmdbMap } from '../lmdb-file.js';
+import { backLmdbMap, checkNamedDbs } from '../lmdb-file.js';
 import { COMMITS_DB, envOptions } from '../io-protocol.js';
 import { prepareBuiltinCodecs } from '../../state/codecs.js';
 import { headsOf, openPageDbs, wholePageAt, type PageDbs } from '../page-chain.js';
@@ -243,7 +243,9 @@ export class CheckpointUploader {
     if (this.root) return this.root;
     await loadLmdb();
     backLmdbMap(this.stateDir);
-    this.root = lmdb().open(envOptions(this.stateDir, false));
+    const root = lmdb().open(envOptions(this.stateDir, false));
+    checkNamedDbs(this.stateDir, () => root.getKeys({})); // or openDB would create them empty
+    this.root = root;
     return this.root;
   }
 
