@@ -38,7 +38,7 @@ export function openEnv(dir: string, noSync: boolean): { env: Env; key: string }
     backLmdbMap(dir);
     const root = open(envOptions(dir, noSync));
     try {
-      checkNamedDbs(dir, () => root.getKeys({}));
+      checkNamedDbs(dir, root);
     } catch (e) {
       void root.close();
       throw e;

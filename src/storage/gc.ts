@@ -13,7 +13,7 @@ import { listManifests, readManifest } from '../runtime/checkpoints.js';
 export async function storedStateIds(stateDir: string): Promise<Set<string>> {
   const root = open(envOptions(stateDir, false));
   try {
-    checkNamedDbs(stateDir, () => root.getKeys({})); // or openDB below would create them empty
+    checkNamedDbs(stateDir, root); // or openDB below would create them empty
     const ids = new Set<string>();
     const commits = root.openDB({ name: COMMITS_DB, encoding: 'msgpack', keyEncoding: 'ordered-binary' });
     for (const k of commits.getKeys({})) ids.add((k as [string, number])[0]);

@@ -76,7 +76,7 @@ export class LmdbBackend implements StateBackend {
     try {
       const { open } = await loadLmdb();
       const root = open(envOptions(opts.dir, opts.kind === 'temp'));
-      checkNamedDbs(opts.dir, () => root.getKeys({})); // the I/O worker checked at attach; this handle must not create them either
+      checkNamedDbs(opts.dir, root); // the I/O worker checked at attach; this handle must not create them either
       const dbs = openPageDbs(root);
       root.openDB({ name: COMMITS_DB, encoding: 'msgpack', keyEncoding: 'ordered-binary' });
       return new LmdbBackend(opts, io, root, dbs);

@@ -37,24 +37,30 @@ export function neededBytes(head: Buffer): number | undefined {
   return last < 0 ? undefined : (last + 1) * psize;
 }
 
-/** Extends `dir`/data.mdb with zeros up to its last page (see the header). */
-export function backLmdbMap(dir: string): void {
+/** The start of `dir`/data.mdb (its meta pages) and the file's size; undefined if there is none. */
+function readHead(dir: string): { head: Buffer; size: number } | undefined {
   let fd: number;
   try {
     fd = openSync(join(dir, 'data.mdb'), 'r');
   } catch {
-    return; // no environment yet
+    return undefined; // no environment yet
   }
-  let size: number;
-  let needed: number | undefined;
   try {
-    size = fstatSync(fd).size;
+    const size = fstatSync(fd).size;
     const head = Buffer.alloc(Math.min(size, 65536 + 160));
     readSync(fd, head, 0, head.length, 0);
-    needed = neededBytes(head);
+    return { head, size };
   } finally {
     closeSync(fd);
   }
+}
+
+/** Extends `dir`/data.mdb with zeros up to its last page (see the header). */
+export function backLmdbMap(dir: string): void {
+  const file = readHead(dir);
+  if (!file) return;
+  const { size } = file;
+  const needed = neededBytes(file.head);
   if (needed === undefined || size >= needed) return;
   const zeros = Buffer.alloc(Math.min(needed - size, 1 << 20));
   for (let left = needed - size; left > 0; left -= zeros.length) {
@@ -88,24 +94,14 @@ export function mainDbEntries(head: Buffer): number | undefined {
  * would create it afresh, empty, and the state would look new: every flush silently
  * lost. Call after `open`, before any `openDB`.
  */
-export function checkNamedDbs(dir: string, listed: () => Iterable<unknown>): void {
-  let head: Buffer;
-  try {
-    const fd = openSync(join(dir, 'data.mdb'), 'r');
-    try {
-      head = Buffer.alloc(Math.min(fstatSync(fd).size, 65536 + 160));
-      readSync(fd, head, 0, head.length, 0);
-    } finally {
-      closeSync(fd);
-    }
-  } catch {
-    return; // no environment yet
-  }
-  const entries = mainDbEntries(head);
+export function checkNamedDbs(dir: string, root: { getKeys(range: object): Iterable<unknown> }): void {
+  const file = readHead(dir);
+  if (!file) return;
+  const entries = mainDbEntries(file.head);
   if (!entries) return; // a new environment: nothing is listed yet
   let names: unknown[];
   try {
-    names = [...listed()];
+    names = [...root.getKeys({})];
   } catch (e) {
     throw new Error(`MDB_CORRUPTED: LMDB's list of databases cannot be read (${(e as Error).message})`);
   }

@@ -62,7 +62,7 @@ export class SnapshotReader {
   ) {
     backLmdbMap(dir);
     this.root = lmdb().open(envOptions(dir, false)); // callers await loadLmdb() first
-    checkNamedDbs(dir, () => this.root.getKeys({})); // or openDB below would create them empty
+    checkNamedDbs(dir, this.root); // or openDB below would create them empty
     this.dbs = openPageDbs(this.root);
     const commits = this.root.openDB<Buffer, [string, number]>({ name: COMMITS_DB, encoding: 'binary', keyEncoding: 'ordered-binary' });
     let c: CommitRecord | undefined;

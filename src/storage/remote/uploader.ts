@@ -244,7 +244,7 @@ export class CheckpointUploader {
     await loadLmdb();
     backLmdbMap(this.stateDir);
     const root = lmdb().open(envOptions(this.stateDir, false));
-    checkNamedDbs(this.stateDir, () => root.getKeys({})); // or openDB would create them empty
+    checkNamedDbs(this.stateDir, root); // or openDB would create them empty
     this.root = root;
     return this.root;
   }
