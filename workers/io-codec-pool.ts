@@ -19,7 +19,7 @@
 // write: nothing more of it is put, no commit record is written, and what it stored is
 // deleted before the next flush (io.ts). Piscina replaces a dead thread, so a retry can
 // succeed.
-import { Piscina } from 'piscina';
+import type { Piscina } from 'piscina';
 import { oneLine } from '../src/errors.js';
 import { FRAME_HEADER } from '../src/storage/io-protocol.js';
 import { PAGE_HEADER_BYTES, pageTotalLength } from '../src/state/page-format.js';
@@ -38,6 +38,16 @@ const INFLIGHT_BYTES = 16 << 20;
 
 let pool: Piscina<CodecTask, Uint8Array> | undefined;
 let poolSize = 0;
+let PiscinaClass: typeof Piscina | undefined;
+
+/**
+ * Loads piscina in this thread (once), before the first state that uses the pool is
+ * attached: most runs compress nothing on the pool, and importing it took ~20 ms of
+ * the I/O worker's start-up, which every run waits for before its first attach.
+ */
+export async function loadCodecPool(): Promise<void> {
+  PiscinaClass ??= (await import('piscina')).Piscina;
+}
 
 /**
  * The pool, with at least `threads` threads: its size is the largest any user asked
@@ -46,7 +56,8 @@ let poolSize = 0;
 function poolOf(threads: number): Piscina<CodecTask, Uint8Array> {
   if (pool === undefined || poolSize < threads) {
     const old = pool;
-    pool = new Piscina<CodecTask, Uint8Array>({ filename: WORKER_URL, minThreads: threads, maxThreads: threads });
+    if (PiscinaClass === undefined) throw new Error('internal: the codec pool is used before loadCodecPool()');
+    pool = new PiscinaClass<CodecTask, Uint8Array>({ filename: WORKER_URL, minThreads: threads, maxThreads: threads });
     poolSize = threads;
     old?.close().catch(() => undefined);
   }

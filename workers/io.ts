@@ -31,7 +31,7 @@ import { WriteGroup, attachErrorCode, isDiskFull, guardLmdbFailures, quietly } f
 import { closeAllEnvs, closeEnvsOf, durable, openEnv, releaseEnv, type Env } from './io-envs.js';
 import { fetchPage, hydrate, stopCopyIns, storeFor, type FetchRequest, type HydrateRequest } from './io-copy-in.js';
 import { Staging } from './io-staging.js';
-import { PooledPages, closeCodecPool } from './io-codec-pool.js';
+import { PooledPages, closeCodecPool, loadCodecPool } from './io-codec-pool.js';
 import { collect, dropState, type GcEntry } from './io-gc.js';
 import type { RemoteSpec } from '../src/storage/remote/object-store.js';
 
@@ -101,6 +101,7 @@ async function attach(req: AttachRequest): Promise<void> {
     await quietly.settled(); // its GC too: the heads are read below
     await durable(previous.env).catch(noop);
   }
+  if (req.codecPool) await loadCodecPool();
   const { env } = openEnv(req.dir, req.noSync);
   let last: CommitRecord | undefined;
   let cleaned = 0;

@@ -22,9 +22,9 @@ import { dropOrphanPartitions } from '../storage/gc.js';
 import { resolveOperator } from './dead-letters.js';
 import { chooseCheckpoint } from './restore.js';
 import { prepareInstances } from './instances.js';
-import { prestartWorkers, runInline, runWorkers, type ExecutionControl } from './execution.js';
+import { prestartWorkers, runInline, runWorkers, type ExecutionControl, type Prestarted } from './execution.js';
 import { ProgressLine, buildSummary, type RunSummary } from '../observe/report.js';
-import { startMetricsServer, type MetricsServer } from '../observe/metrics.js';
+import type { MetricsServer } from '../observe/metrics.js';
 import { continueCopyIn, finishCopyIn, openRemoteRun, remoteSummary, type RemoteRun } from './remote.js';
 
 export interface RunOptions {
@@ -77,9 +77,16 @@ export async function run(modulePath: string, options: RunOptions = {}): Promise
     const holder = /in (another process.*|this process.*); close/.exec((e as Error).message)?.[1] ?? 'another run';
     throw errors.stateLocked(stateRoot, holder.replace(/^another process/, 'another run'));
   }
+  const sourcePath = modulePath.startsWith('file:') ? fileURLToPath(modulePath) : resolve(modulePath);
+  // The first attempt's operator workers start now, so that their start-up (a thread,
+  // the runtime's modules, the flow) overlaps the I/O worker's and everything below up
+  // to the attach — choosing a checkpoint, clearing a fresh directory — instead of
+  // following it (perf/RESULTS.md, "Fixed cost"). A restart starts its own.
+  let prestarted: Prestarted | undefined = config.execution === 'inline' ? undefined : prestartWorkers(url, plan, sourcePath);
   // Only lmdb state survives a run; temp and memory state start empty every time.
   const durable = config.state.storage === 'lmdb';
-  const metricsServer = config.metrics.port ? await startMetricsServer(config.metrics.port).catch(async (e: unknown) => { await lock.release(); throw e; }) : undefined;
+  // prom-client (~30 ms to import) loads only for a run that serves metrics.
+  const metricsServer = config.metrics.port ? await import('../observe/metrics.js').then((m) => m.startMetricsServer(config.metrics.port!)).catch(async (e: unknown) => { await prestarted?.release(); await lock.release(); throw e; }) : undefined;
   let attempt = 0;
   let restarts = 0;
   let remote: RemoteRun | undefined;
@@ -132,7 +139,9 @@ export async function run(modulePath: string, options: RunOptions = {}): Promise
       mkdirSync(stateDir, { recursive: true });
       if (durable) continueCopyIn(remote, config, stateDir);
       try {
-        const summary = await execute(flow, url, modulePath.startsWith('file:') ? fileURLToPath(modulePath) : resolve(modulePath), plan, config, stateDir, restore, options, metricsServer, started, remote);
+        const workers = prestarted;
+        prestarted = undefined; // execute owns them now (and releases them if it fails)
+        const summary = await execute(flow, url, sourcePath, plan, config, stateDir, restore, options, metricsServer, started, remote, workers);
         summary.restarts = restarts;
         if (options.summary) writeFileSync(options.summary, JSON.stringify(summary, null, 2) + '\n');
         return summary;
@@ -148,6 +157,7 @@ export async function run(modulePath: string, options: RunOptions = {}): Promise
       }
     }
   } finally {
+    await prestarted?.release(); // not taken: the run ended (or failed) before its first attempt
     await remote?.uploader.close();
     await lock.release();
     await metricsServer?.close();
@@ -158,9 +168,10 @@ export async function run(modulePath: string, options: RunOptions = {}): Promise
 async function execute(
   flow: Flow, url: string, source: string, plan: PhysicalPlan, config: TidepoolConfig, stateDir: string,
   restore: Manifest | undefined, options: RunOptions, metricsServer: MetricsServer | undefined, started: number, remote: RemoteRun | undefined,
+  workers: Prestarted | undefined,
 ): Promise<RunSummary> {
   metricsServer?.beginAttempt(); // instances of this attempt report totals from 0
-  const prestarted = config.execution === 'inline' ? undefined : prestartWorkers(url, plan, source);
+  const prestarted = config.execution === 'inline' ? undefined : workers ?? prestartWorkers(url, plan, source);
   let instances;
   try {
     instances = await prepareInstances(plan, config, stateDir, restore);
@@ -181,14 +192,15 @@ async function execute(
   // than this run; once the retained checkpoints are all newer, nothing can restore
   // them: delete them (those an earlier run left behind by dying too early as well).
   // Checked after each of the first `retain` checkpoints of a run and after its final
-  // one; later ones cannot orphan anything the plan has not changed.
+  // one; later ones cannot orphan anything the plan has not changed. An attempt that
+  // restored nothing started on an emptied directory: it holds only its own partitions.
   let sinceStart = 0;
   const drops: Promise<unknown>[] = [];
   if (config.state.storage === 'lmdb') {
     const live = instances.flatMap((i) => (i.setup.state ? [i.setup.state.stateId] : []));
     checkpoints.onComplete = (id, final) => {
       if (remote && !remote.required) remote.uploader.enqueue(id);
-      if (++sinceStart > config.checkpoint.retain && !final) return;
+      if (!restore || (++sinceStart > config.checkpoint.retain && !final)) return;
       drops.push(dropOrphanPartitions(stateDir, live).catch(() => undefined));
     };
     if (remote?.required) checkpoints.beforePublish = (id, manifest) => remote.uploader.uploadNow(id, manifest);
