@@ -457,6 +457,14 @@ t.test('a throwing operator rejects run() with TIDEPOOL_USER_CODE naming operato
       `for (let i = 0; i < 50 && report.after > report.before; i++) { await sleep(100); report.after = threads(); }`,
       `process.env.TP_EXPLODE_AT = '-1';`,
       `try { report.rerun = await run(path, { overrides: { parallelism: 2 }, state }); } catch (e) { report.rerunError = e.message; }`,
+      // Runs that end before their first attempt (operator workers are started before the
+      // checkpoint is chosen): already complete, and an unknown --from-checkpoint.
+      `await sleep(300);`,
+      `report.beforeEarly = threads();`,
+      `try { report.again = (await run(path, { overrides: { parallelism: 2 }, state })).alreadyComplete; } catch (e) { report.againError = e.message; }`,
+      `try { await run(path, { overrides: { parallelism: 2 }, state, fromCheckpoint: 987654 }); } catch (e) { report.unknownCheckpoint = e.code; }`,
+      `report.afterEarly = threads();`,
+      `for (let i = 0; i < 50 && report.afterEarly > report.beforeEarly; i++) { await sleep(100); report.afterEarly = threads(); }`,
       `process.stdout.write(JSON.stringify(report) + '\\n');`,
     ].join('\n'),
   );
@@ -467,6 +475,7 @@ t.test('a throwing operator rejects run() with TIDEPOOL_USER_CODE naming operato
   const report = JSON.parse(r.stdout.trim().split('\n').at(-1) || '{}') as {
     before: number; after: number; resolved?: boolean; error?: { code?: string; message: string; isError: boolean };
     rerun?: RunSummary; rerunError?: string;
+    beforeEarly: number; afterEarly: number; again?: boolean; againError?: string; unknownCheckpoint?: string;
   };
   const err = report.error;
   t.notOk(report.resolved, 'run() did not resolve');
@@ -487,6 +496,11 @@ t.test('a throwing operator rejects run() with TIDEPOOL_USER_CODE naming operato
   const byKey = updatesByKey(out);
   t.same([...byKey.keys()].sort(), ['0', '1', '2', '3', '4']);
   for (const [k, seq] of byKey) t.ok(seq.length === 400 && seq.every((v, i) => v === i + 1), `key ${k}: updates 1…400 in order`);
+
+  // The workers a run starts before it knows whether it has anything to do are ended.
+  t.equal(report.again, true, `the finished flow run again is already complete${report.againError ? `: ${report.againError}` : ''}`);
+  t.ok(report.unknownCheckpoint, `an unknown checkpoint is refused (${report.unknownCheckpoint})`);
+  t.ok(report.afterEarly <= report.beforeEarly, `threads after runs that ended before their first attempt: ${report.afterEarly} (before: ${report.beforeEarly})`);
 });
 
 t.test('the CLI with a throwing operator exits non-zero within seconds, one line on stderr', async (t) => {
