@@ -18,7 +18,13 @@ import type { RunOptions, RunSummary } from './runtime/coordinator.js';
  * them runs flows, so their start-up — a restore's time to first record — skips it.
  */
 export async function run(modulePath: string, options?: RunOptions): Promise<RunSummary> {
-  const coordinator = await import('./runtime/coordinator.js');
+  // The I/O worker (a thread, lmdb-js) boots while the coordinator loads: the first run
+  // in a process would otherwise wait for one after the other (perf/RESULTS.md, "Fixed
+  // cost"). A run with memory state leaves it idle; it does not keep the process alive.
+  const [coordinator] = await Promise.all([
+    import('./runtime/coordinator.js'),
+    import('./storage/io-client.js').then((m) => m.IoClient.shared()),
+  ]);
   return coordinator.run(modulePath, options);
 }
 export { TidepoolError, type TidepoolErrorCode } from './errors.js';

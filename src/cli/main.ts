@@ -4,10 +4,8 @@ import { parseArgs } from 'node:util';
 import { readFileSync } from 'node:fs';
 import { TidepoolError } from '../errors.js';
 import { IoClient } from '../storage/io-client.js';
-import { formatDirReport, inspectDir } from './inspect.js';
-import { prepareBuiltinCodecs } from '../state/codecs.js';
-import { runCommand } from './run-command.js';
-import { profileCommand } from './profile-command.js';
+// Each command's modules load when it runs: `tidepool run` then loads neither the
+// inspector (lmdb-js on this thread) nor the profiler, and starts the I/O worker first.
 
 const HELP = `tidepool — durable, partitioned state for Node.js stream processing
 
@@ -66,16 +64,22 @@ async function main(argv: string[]): Promise<void> {
         return;
       }
       if (positionals.length !== 1 || values.remote !== undefined) throw new TidepoolError('TIDEPOOL_BAD_OPTION', "usage: tidepool inspect <state-dir> [--json] | tidepool inspect --remote '<state.remote JSON>' [--json]");
+      const [{ formatDirReport, inspectDir }, { prepareBuiltinCodecs }] = await Promise.all([import('./inspect.js'), import('../state/codecs.js')]);
       await prepareBuiltinCodecs(); // inspect reads state pages, zstd ones included
       const report = inspectDir(positionals[0]!);
       console.log(values.json ? JSON.stringify(report, null, 2) : formatDirReport(report));
       return;
     }
     if (cmd === 'run') {
+      // The I/O worker (a thread, lmdb-js) boots while this thread loads the runtime.
+      // A run with memory state leaves it idle; it does not keep the process alive.
+      IoClient.shared();
+      const { runCommand } = await import('./run-command.js');
       await runCommand(verbose ? [...rest, '--verbose'] : rest);
       await exit(0);
     }
     if (cmd === 'profile') {
+      const { profileCommand } = await import('./profile-command.js');
       process.exit(await profileCommand(rest));
     }
     throw new TidepoolError('TIDEPOOL_BAD_OPTION', `unknown command '${cmd}' (see tidepool --help)`);
