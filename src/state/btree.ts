@@ -14,7 +14,7 @@
 // page versions are addressed by (page id, flush version), not by parent pointers.
 // A node a flush froze shares its arrays with the frozen copy until that flush is
 // durable: every change below first calls ownArrays() on each node it edits.
-import { BRANCH, CHILD_BYTES, KEY_OVERHEAD, LEAF, NODE_OVERHEAD, entryBytes, leafValue, materializeLeaf, ownArrays, type BranchNode, type TreeNode } from './node.js';
+import { BRANCH, CHILD_BYTES, KEY_OVERHEAD, LEAF, NODE_OVERHEAD, entryBytes, leafInsert, leafMoveTail, leafRemove, leafReplace, leafValue, materializeLeaf, ownArrays, type BranchNode, type TreeNode } from './node.js';
 import type { Pager } from './pager.js';
 import type { StoredValue } from './values.js';
 
@@ -116,28 +116,14 @@ export class BTree {
       n = this.node(n.children[upperBound(n.keys, k)]!);
     }
     ownArrays(n);
-    materializeLeaf(n);
     const i = lowerBound(n.keys, k);
     let added: boolean;
     const size = entryBytes(k, v);
     if (i < n.keys.length && n.keys[i] === k) {
-      n.bytes += size - n.sizes[i]!;
-      n.vals[i] = v;
-      n.sizes[i] = size;
+      leafReplace(n, i, v, size);
       added = false;
     } else {
-      if (i === n.keys.length) {
-        // Appends (ascending keys, a window's newest cell) skip splice, which costs several
-        // ns per element moved in a leaf of hundreds.
-        n.keys.push(k);
-        n.vals.push(v);
-        n.sizes.push(size);
-      } else {
-        n.keys.splice(i, 0, k);
-        n.vals.splice(i, 0, v);
-        n.sizes.splice(i, 0, size);
-      }
-      n.bytes += size;
+      leafInsert(n, i, k, v, size);
       this.size++;
       added = true;
     }
@@ -167,23 +153,7 @@ export class BTree {
     const i = lowerBound(n.keys, k);
     if (i >= n.keys.length || n.keys[i] !== k) return false;
     ownArrays(n);
-    materializeLeaf(n);
-    n.bytes -= n.sizes[i]!;
-    if (i === 0) {
-      // Deleting the oldest entry (expired cells and timers) is the common case: shift
-      // trims the array in place where splice moves every element.
-      n.keys.shift();
-      n.vals.shift();
-      n.sizes.shift();
-    } else if (i === n.keys.length - 1) {
-      n.keys.pop();
-      n.vals.pop();
-      n.sizes.pop();
-    } else {
-      n.keys.splice(i, 1);
-      n.vals.splice(i, 1);
-      n.sizes.splice(i, 1);
-    }
+    leafRemove(n, i);
     n.dirty = true;
     this.pager.changes.delete(n.id, k);
     this.size--;
@@ -219,10 +189,7 @@ export class BTree {
     ownArrays(n);
     this.pager.changes.rewrite(n.id);
     const right = this.pager.allocLeaf();
-    right.keys = n.keys.splice(at);
-    right.vals = n.vals.splice(at);
-    right.sizes = n.sizes.splice(at);
-    for (let i = 0; i < right.sizes.length; i++) right.bytes += right.sizes[i]!;
+    leafMoveTail(n, right, at);
     n.bytes -= right.bytes - NODE_OVERHEAD;
     this.insertPieces(n, [n, right], [right.keys[0]!], path);
   }
@@ -238,10 +205,7 @@ export class BTree {
       this.pager.changes.rewrite(n.id);
       for (let c = cuts.length - 1; c >= 0; c--) {
         const right = this.pager.allocLeaf();
-        right.keys = n.keys.splice(cuts[c]!);
-        right.vals = n.vals.splice(cuts[c]!);
-        right.sizes = n.sizes.splice(cuts[c]!);
-        for (let i = 0; i < right.sizes.length; i++) right.bytes += right.sizes[i]!;
+        leafMoveTail(n, right, cuts[c]!);
         pieces.splice(1, 0, right);
         seps.unshift(right.keys[0]!);
       }

@@ -46,8 +46,11 @@ export interface LeafNode extends NodeBase {
   kind: typeof LEAF;
   /**
    * Values; a hole (undefined) is a value not yet decoded from `raw`. A leaf read from
-   * disk decodes only its keys: a point read then decodes one value, not ~100.
-   * Any mutation first materializes every value and drops `raw`.
+   * disk decodes only its keys: a point read then decodes one value, not ~100. A set or
+   * delete keeps the others where they are (`voff` moves with the keys), and
+   * serializing writes an unchanged value's bytes as they were read, without decoding
+   * or re-encoding it: a random write through a small cache reads a page back, changes
+   * one entry and spills it again. Merges and borrows between leaves materialize both.
    */
   vals: (StoredValue | undefined)[];
   /**
@@ -57,8 +60,12 @@ export interface LeafNode extends NodeBase {
    */
   sizes: number[];
   raw?: Buffer;
-  /** [start, length] of each value's msgpack bytes in `raw`. */
-  voff?: Uint32Array;
+  /**
+   * With `raw`: [start, length] of each entry's msgpack bytes in it, two numbers per
+   * entry in step with `keys`; length 0 for a value set since the page was read (it is
+   * in `vals`). Invariant: vals[i] !== undefined || voff[2i+1] > 0.
+   */
+  voff?: number[];
 }
 export interface BranchNode extends NodeBase {
   kind: typeof BRANCH;
@@ -87,7 +94,7 @@ function nodeCopy(node: TreeNode, copyArrays: boolean): TreeNode {
     const copy: LeafNode = { kind: LEAF, id: node.id, keys: arr(node.keys), vals: arr(node.vals), sizes: arr(node.sizes), bytes: node.bytes, dirty: false, ref: false, cost: 0, sharedVersion: 0 };
     if (node.raw !== undefined) {
       copy.raw = node.raw;
-      copy.voff = node.voff;
+      copy.voff = arr(node.voff!);
     }
     return copy;
   }
@@ -124,6 +131,7 @@ export function ownArrays(node: TreeNode): void {
   if (node.kind === LEAF) {
     node.vals = node.vals.slice();
     node.sizes = node.sizes.slice();
+    if (node.voff !== undefined) node.voff = node.voff.slice();
   } else {
     node.children = node.children.slice();
   }
@@ -221,6 +229,13 @@ export class Writer {
     }
     this.pos += n;
   }
+  /** A value's bytes copied from a page buffer: varint length, then buf[start, start + len). */
+  slice(buf: Buffer, start: number, len: number): void {
+    this.varint(len);
+    this.ensure(len);
+    buf.copy(this.buf, this.pos, start, start + len);
+    this.pos += len;
+  }
   bytes(b: Uint8Array): void {
     this.varint(b.length);
     this.ensure(b.length);
@@ -259,11 +274,14 @@ export function serializeNode(node: TreeNode): Buffer {
   w.reset();
   w.u8(node.kind);
   if (node.kind === LEAF) {
-    const { keys, vals } = node;
+    const { keys, vals, raw, voff } = node;
     w.varint(keys.length);
     for (let i = 0; i < keys.length; i++) {
       w.latin1(keys[i]!);
-      writeValue(w, vals[i] ?? leafValue(node, i));
+      const len = voff === undefined ? 0 : voff[2 * i + 1]!;
+      // Unchanged since read: its bytes as they are (they decode to the same value).
+      if (len > 0) w.slice(raw!, voff![2 * i]!, len);
+      else writeValue(w, vals[i]!);
     }
   } else {
     const { keys, children } = node;
@@ -314,7 +332,74 @@ export function valueAt(raw: Buffer, start: number, len: number): StoredValue {
   return staysPacked(raw[start]!) ? raw.subarray(start, start + len) : (packr.unpack(raw.subarray(start, start + len)) as StoredValue);
 }
 
-/** Decodes every value and lets go of the page buffer; required before any mutation. */
+/** Replaces entry i's value (its key stays). */
+export function leafReplace(n: LeafNode, i: number, v: StoredValue, size: number): void {
+  n.bytes += size - n.sizes[i]!;
+  n.vals[i] = v;
+  n.sizes[i] = size;
+  if (n.voff !== undefined) n.voff[2 * i + 1] = 0;
+}
+
+/** Inserts an entry at i. */
+export function leafInsert(n: LeafNode, i: number, k: string, v: StoredValue, size: number): void {
+  if (i === n.keys.length) {
+    // Appends (ascending keys, a window's newest cell) skip splice, which costs several
+    // ns per element moved in a leaf of hundreds.
+    n.keys.push(k);
+    n.vals.push(v);
+    n.sizes.push(size);
+    n.voff?.push(0, 0);
+  } else {
+    n.keys.splice(i, 0, k);
+    n.vals.splice(i, 0, v);
+    n.sizes.splice(i, 0, size);
+    n.voff?.splice(2 * i, 0, 0, 0);
+  }
+  n.bytes += size;
+}
+
+/** Removes entry i. */
+export function leafRemove(n: LeafNode, i: number): void {
+  n.bytes -= n.sizes[i]!;
+  if (i === 0) {
+    // Deleting the oldest entry (expired cells and timers) is the common case: shift
+    // trims the array in place where splice moves every element.
+    n.keys.shift();
+    n.vals.shift();
+    n.sizes.shift();
+    if (n.voff !== undefined) {
+      n.voff.shift();
+      n.voff.shift();
+    }
+  } else if (i === n.keys.length - 1) {
+    n.keys.pop();
+    n.vals.pop();
+    n.sizes.pop();
+    if (n.voff !== undefined) n.voff.length -= 2;
+  } else {
+    n.keys.splice(i, 1);
+    n.vals.splice(i, 1);
+    n.sizes.splice(i, 1);
+    n.voff?.splice(2 * i, 2);
+  }
+}
+
+/**
+ * Moves entries [at, end) of leaf `n` to the empty leaf `right` (a split); values still
+ * in n's page buffer stay there, now shared by both leaves.
+ */
+export function leafMoveTail(n: LeafNode, right: LeafNode, at: number): void {
+  right.keys = n.keys.splice(at);
+  right.vals = n.vals.splice(at);
+  right.sizes = n.sizes.splice(at);
+  if (n.raw !== undefined) {
+    right.raw = n.raw;
+    right.voff = n.voff!.splice(2 * at);
+  }
+  for (let i = 0; i < right.sizes.length; i++) right.bytes += right.sizes[i]!;
+}
+
+/** Decodes every value and lets go of the page buffer (before a merge or borrow moves values between leaves). */
 export function materializeLeaf(n: LeafNode): void {
   if (n.raw === undefined) return;
   const raw = n.raw;
@@ -389,7 +474,7 @@ export function deserializeNode(id: number, raw: Uint8Array): TreeNode {
   const count = r.varint();
   if (kind === LEAF) {
     const keys = new Array<string>(count);
-    const voff = new Uint32Array(count * 2);
+    const voff = new Array<number>(count * 2);
     const sizes = new Array<number>(count);
     let bytes = NODE_OVERHEAD;
     for (let i = 0; i < count; i++) {

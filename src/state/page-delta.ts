@@ -296,7 +296,7 @@ export function applyDeltas(base: TreeNode, deltas: ParsedDelta[]): LeafNode {
   const leaf: LeafNode = { kind: LEAF, id: base.id, keys, vals, sizes, bytes, dirty: false, ref: true, cost: 0, sharedVersion: 0 };
   if (base.raw !== undefined) {
     leaf.raw = base.raw;
-    leaf.voff = Uint32Array.from(voff);
+    leaf.voff = voff;
   }
   return leaf;
 }
