@@ -6,7 +6,7 @@
 // positions × the partitioning), checkpoint fields with the manifests on disk, store
 // sizes with what the test set.
 import t from 'tap';
-import { mkdtempSync, readFileSync, rmSync, unlinkSync } from 'node:fs';
+import { cpSync, mkdtempSync, readFileSync, rmSync, statSync, truncateSync, unlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { openStore } from '../src/index.js';
@@ -209,4 +209,26 @@ t.test('a directory without tidepool state is one line and a non-zero exit', asy
     t.not(r.code, 0);
     t.match(r.stderr, new RegExp(`^tidepool: .*${esc(dirs[i]!)}.*(does not exist|holds no tidepool state).*\\n$`));
   });
+});
+
+t.test('a data.mdb cut short is one line and a non-zero exit, not a crash (it was SIGBUS)', async (t) => {
+  const dir = join(tmp, 'cut');
+  const s = await openStore({ path: dir });
+  for (let i = 0; i < 5000; i++) s.set(`k${i}`, 'v'.repeat(50));
+  await s.flush();
+  for (let i = 0; i < 5000; i += 3) s.set(`k${i}`, 'w'.repeat(50));
+  await s.flush();
+  await s.close();
+  const size = statSync(join(dir, 'data.mdb')).size;
+  // Half the file: the newest pages (LMDB's list of databases among them) are gone.
+  const cut = join(tmp, 'cut-half');
+  cpSync(dir, cut, { recursive: true });
+  truncateSync(join(cut, 'data.mdb'), Math.floor(size / 2 / 4096) * 4096);
+  const r = await cli(['inspect', cut], { cwd: tmp });
+  t.equal(r.signal ?? null, null, 'not killed by a signal');
+  t.equal(r.code, 1, 'exit code 1');
+  const last = r.stderr.trim().split('\n').at(-1) ?? '';
+  t.match(last, new RegExp(`^tidepool: corrupted LMDB environment in ${esc(cut)}: MDB_`), last);
+  const whole = await cli(['inspect', dir], { cwd: tmp });
+  t.equal(whole.code, 0, 'the uncut copy still inspects');
 });

@@ -20,7 +20,8 @@ import type { CommitRecord } from '../storage/backend.js';
 import { CommitTables } from '../storage/snapshot-reader.js';
 import { openPageDbs, readPageChain, type PageDbs } from '../storage/page-chain.js';
 import { CODEC_NONE, codecById } from '../state/codecs.js';
-import { errors } from '../errors.js';
+import { TidepoolError, errors } from '../errors.js';
+import { backLmdbMap, checkNamedDbs } from '../storage/lmdb-file.js';
 import { readRestorePlan } from '../storage/remote/restore-plan.js';
 import { describeInstanceState, formatInstanceState, type InstanceStateReport, type OperatorInfo } from './inspect-state.js';
 
@@ -171,8 +172,17 @@ export type StateVisitor = (stateId: string, version: number, tables: CommitTabl
  */
 export function inspectStateDir(dir: string, current: (stateId: string) => number = () => 0, visit?: StateVisitor): StateReport[] {
   if (!existsSync(join(dir, 'data.mdb'))) throw errors.badOption('state-dir', `${dir} holds no tidepool state (no data.mdb)`);
+  // As every other open does: a data.mdb cut short is extended with zeros (which LMDB
+  // rejects as corrupted) rather than read through the map past its end, a SIGBUS that
+  // killed inspect; and a damaged list of databases is refused before openDB.
+  backLmdbMap(dir);
   const root = open({ ...envOptions(dir, false), readOnly: true });
   try {
+    try {
+      checkNamedDbs(dir, root);
+    } catch (e) {
+      throw errors.corruptState('LMDB environment', dir, (e as Error).message);
+    }
     // The databases first: opening one renews lmdb-js's read transaction.
     const commits = root.openDB({ name: COMMITS_DB, encoding: 'msgpack', keyEncoding: 'ordered-binary' });
     const dbs = openPageDbs(root);
@@ -182,6 +192,10 @@ export function inspectStateDir(dir: string, current: (stateId: string) => numbe
     } finally {
       txn.done();
     }
+  } catch (e) {
+    // LMDB's own structures are damaged (lmdb-js throws MDB_CORRUPTED, MDB_PAGE_NOTFOUND…).
+    if (!(e instanceof TidepoolError) && /^MDB_/.test((e as Error)?.message ?? '')) throw errors.corruptState('LMDB environment', dir, (e as Error).message);
+    throw e;
   } finally {
     void root.close();
   }
