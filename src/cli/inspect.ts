@@ -22,6 +22,7 @@ import { openPageDbs, readPageChain, type PageDbs } from '../storage/page-chain.
 import { CODEC_NONE, codecById } from '../state/codecs.js';
 import { TidepoolError, errors } from '../errors.js';
 import { backLmdbMap, checkNamedDbs } from '../storage/lmdb-file.js';
+import { attachErrorCode } from '../storage/write-failure.js';
 import { readRestorePlan } from '../storage/remote/restore-plan.js';
 import { describeInstanceState, formatInstanceState, type InstanceStateReport, type OperatorInfo } from './inspect-state.js';
 
@@ -178,11 +179,7 @@ export function inspectStateDir(dir: string, current: (stateId: string) => numbe
   backLmdbMap(dir);
   const root = open({ ...envOptions(dir, false), readOnly: true });
   try {
-    try {
-      checkNamedDbs(dir, root);
-    } catch (e) {
-      throw errors.corruptState('LMDB environment', dir, (e as Error).message);
-    }
+    checkNamedDbs(dir, root);
     // The databases first: opening one renews lmdb-js's read transaction.
     const commits = root.openDB({ name: COMMITS_DB, encoding: 'msgpack', keyEncoding: 'ordered-binary' });
     const dbs = openPageDbs(root);
@@ -193,8 +190,9 @@ export function inspectStateDir(dir: string, current: (stateId: string) => numbe
       txn.done();
     }
   } catch (e) {
-    // LMDB's own structures are damaged (lmdb-js throws MDB_CORRUPTED, MDB_PAGE_NOTFOUND…).
-    if (!(e instanceof TidepoolError) && /^MDB_/.test((e as Error)?.message ?? '')) throw errors.corruptState('LMDB environment', dir, (e as Error).message);
+    // LMDB's own structures are damaged (checkNamedDbs, or lmdb-js's MDB_CORRUPTED…):
+    // classified as the I/O worker classifies a damaged environment at attach.
+    if (!(e instanceof TidepoolError) && e instanceof Error && attachErrorCode(e, dir) === 'TIDEPOOL_CORRUPT_STATE') throw errors.corruptState('LMDB environment', dir, e.message);
     throw e;
   } finally {
     void root.close();
